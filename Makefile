@@ -1,0 +1,46 @@
+# One task vocabulary for people, hooks and CI. `make help` lists the targets.
+# uv is brought in with pip on a machine that lacks it; `python3 -m uv` works either way.
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+export UV_LINK_MODE ?= copy
+
+HOST ?= 127.0.0.1
+PORT ?= 5000
+
+.PHONY: help install serve demo test check format maintain bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: ## install uv (if missing) and the locked environment into .venv
+	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	@$(UV) sync --frozen --quiet
+
+serve: install ## serve lakeops on http://$(HOST):$(PORT) with the embedded lake in ./.lakeops
+	@$(UV) run --frozen lakeops serve --host $(HOST) --port $(PORT)
+
+demo: install ## log a small sweep to the embedded lake (./.lakeops) and print the best runs
+	@$(UV) run --frozen lakeops demo
+
+test: install ## run every test; starts its own S3 server (SeaweedFS) on free ports
+	@$(UV) run --frozen pytest
+
+check: install ## lint, type-check and check the layers (api -> lakeops -> catalog)
+	@$(UV) run --frozen ruff check .
+	@$(UV) run --frozen ruff format --check lakeops catalog api
+	@$(UV) run --frozen mypy
+	@$(UV) run --frozen lint-imports
+
+format: install ## format the code
+	@$(UV) run --frozen ruff format .
+	@$(UV) run --frozen ruff check --fix .
+
+maintain: install ## compact small files and expire old snapshots of the embedded lake
+	@$(UV) run --frozen lakeops maintain
+
+bench: install ## run the benchmarks (not part of CI): tracking core on file:// and s3://, then the REST service
+	@$(UV) run --frozen python benchmarks/bench_tracking.py --backend both
+	@$(UV) run --frozen python benchmarks/bench_mlflow_api.py
+
+clean: ## remove the embedded lake and caches of this checkout
+	rm -rf .lakeops .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,1 @@
+"""The HTTP service (FastAPI): native API and MLflow's REST protocol."""

@@ -1,0 +1,87 @@
+"""The FastAPI application: the composition root of the service.
+
+``create_app(settings)`` opens the store once in the lifespan, keeps the services on
+``app.state`` and mounts the native API at ``/api/v1`` and MLflow's protocol at
+``/api/2.0/mlflow`` (mirrored at ``/ajax-api/2.0/mlflow``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from api.encoding import JSONBody
+from api.errors import BodyLimitMiddleware, install_error_handlers
+from api.routers import artifacts, mlflow_tracking, native
+from lakeops.services.artifacts import ArtifactService
+from lakeops.services.tracking import TrackingService
+from lakeops.settings import LakeopsSettings
+from lakeops.stores import open_store
+
+MLFLOW_PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
+# JSON requests are small; only artifact uploads and bulk ingest stream large bodies.
+MAX_JSON_BODY_BYTES = 16 * 1024 * 1024
+STREAMING_PREFIXES = ("/api/2.0/mlflow-artifacts/", "/api/v1/artifacts/", "/api/v1/metrics/ingest")
+
+
+def create_app(settings: LakeopsSettings | None = None) -> FastAPI:
+    """Build the app for ``settings`` (default: read from the environment)."""
+    settings = settings or LakeopsSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = await run_in_threadpool(open_store, settings)
+        app.state.settings = settings
+        app.state.store = store
+        app.state.tracking = TrackingService(store)
+        objects = await run_in_threadpool(settings.storage.open_objects, settings.home)
+        app.state.artifacts = ArtifactService(store, objects, actor=app.state.tracking.actor)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(store.close)
+
+    app = FastAPI(
+        title="lakeops",
+        version=version("lakeops"),
+        description="Lakehouse-native ML metadata: experiments, runs and metrics on Apache Iceberg.",
+        lifespan=lifespan,
+        default_response_class=JSONBody,
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_JSON_BODY_BYTES, exempt=STREAMING_PREFIXES)
+    app.include_router(native.router, prefix="/api/v1", tags=["native"])
+    app.include_router(artifacts.native_router, prefix="/api/v1", tags=["artifacts"])
+    app.include_router(artifacts.mlflow_router, prefix="/api/2.0/mlflow-artifacts", tags=["mlflow"])
+    for prefix in MLFLOW_PREFIXES:
+        app.include_router(
+            mlflow_tracking.router, prefix=prefix, tags=["mlflow"], include_in_schema=prefix.startswith("/api")
+        )
+
+    @app.get("/health", tags=["service"])
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "queued_rows": app.state.store.queued_rows()}
+
+    @app.get("/version", tags=["service"])
+    def service_version() -> dict[str, Any]:
+        return {"lakeops": version("lakeops"), **settings.describe()}
+
+    @app.get("/api/3.0/mlflow/server-info", tags=["mlflow"])
+    def server_info() -> dict[str, Any]:
+        return {
+            "store_type": "IcebergStore",
+            "artifact_serving_enabled": True,
+            "workspaces_enabled": False,
+            "multipart_uploads_enabled": False,
+            "multipart_downloads_enabled": False,
+            "presigned_upload_run_id_supported": False,
+            "presigned_upload_model_id_supported": False,
+            "features_enabled": {},
+        }
+
+    return app

@@ -1,0 +1,237 @@
+"""The lake's tables: identifiers, Iceberg schemas, partition specs, sort orders, properties.
+
+Every table is append-only. Mutable entities (experiments, runs, tags) are kept as *change
+rows* carrying the whole new state, the time, the actor and the operation; the current state
+is the latest row per key. Immutable facts (params, metrics) need no history suffix.
+
+Schemas evolve by adding columns only. ``SCHEMA_VERSION`` is bumped when a column is added
+to a ``TableDef``; ``ensure_tables`` adds whatever an existing table lacks (old rows read the
+new column as null) and records the version in the table property ``lakeops.schema-version``.
+No migration tool and no rewrite of data is ever needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import pyarrow as pa
+from pyiceberg.io.pyarrow import schema_to_pyarrow
+from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionField, PartitionSpec
+from pyiceberg.schema import Schema
+from pyiceberg.table.sorting import UNSORTED_SORT_ORDER, SortField, SortOrder
+from pyiceberg.transforms import BucketTransform, IdentityTransform
+from pyiceberg.types import (
+    BooleanType,
+    DoubleType,
+    LongType,
+    NestedField,
+    StringType,
+    TimestamptzType,
+)
+
+SCHEMA_VERSION = 1
+METRIC_BUCKETS = 16
+
+COMMON_PROPERTIES: dict[str, str] = {
+    "format-version": "2",
+    "write.parquet.compression-codec": "zstd",
+    "write.parquet.row-group-limit": "131072",
+    # Concurrent replicas commit to the same tables: let pyiceberg retry optimistic-concurrency failures.
+    "commit.retry.num-retries": "30",
+    "commit.retry.min-wait-ms": "20",
+    "commit.retry.max-wait-ms": "2000",
+    "commit.retry.total-timeout-ms": "120000",
+    # Keep metadata.json files from piling up with every group commit.
+    "write.metadata.delete-after-commit.enabled": "true",
+    "write.metadata.previous-versions-max": "20",
+    # Merge manifests so scan planning stays flat as commits accumulate.
+    "commit.manifest-merge.enabled": "true",
+    "commit.manifest.min-count-to-merge": "50",
+}
+
+
+def _f(field_id: int, name: str, typ: object, *, required: bool = False, doc: str | None = None) -> NestedField:
+    return NestedField(field_id=field_id, name=name, field_type=typ, required=required, doc=doc)  # type: ignore[arg-type]
+
+
+def _change_columns(start: int) -> list[NestedField]:
+    """Columns every change row carries: when, who, what, and the writer's log position."""
+    return [
+        _f(start, "changed_at", TimestamptzType(), required=True, doc="when the change was made (UTC)"),
+        _f(start + 1, "actor", StringType(), doc="who made the change"),
+        _f(start + 2, "operation", StringType(), required=True, doc="create, update, rename, delete, restore, ..."),
+        _f(start + 3, "writer_id", StringType(), required=True, doc="the write-ahead log that carried the change"),
+        _f(start + 4, "wal_seq", LongType(), required=True, doc="position in that log; orders one writer's changes"),
+    ]
+
+
+@dataclass(frozen=True)
+class TableDef:
+    """One Iceberg table: its name, schema, layout and properties."""
+
+    name: str
+    code: int  # stable id of the table in write-ahead log records; never reuse or renumber
+    schema: Schema
+    partition_spec: PartitionSpec = UNPARTITIONED_PARTITION_SPEC
+    sort_order: SortOrder = UNSORTED_SORT_ORDER
+    sort_columns: tuple[str, ...] = ()
+    properties: dict[str, str] = field(default_factory=dict)
+
+    @cached_property
+    def arrow_schema(self) -> pa.Schema:
+        """The pyarrow schema rows must have to be appended (built once: it is on the hot path)."""
+        return schema_to_pyarrow(self.schema, include_field_ids=False)
+
+    def all_properties(self) -> dict[str, str]:
+        """Common properties, this table's own, and the schema version."""
+        return {**COMMON_PROPERTIES, **self.properties, "lakeops.schema-version": str(SCHEMA_VERSION)}
+
+
+EXPERIMENT_CHANGES = TableDef(
+    name="experiment_changes",
+    code=0,
+    schema=Schema(
+        _f(1, "experiment_id", StringType(), required=True),
+        _f(2, "name", StringType(), required=True),
+        _f(3, "artifact_location", StringType()),
+        _f(4, "lifecycle_stage", StringType(), required=True, doc="active or deleted"),
+        _f(5, "created_at", TimestamptzType(), required=True),
+        *_change_columns(20),
+    ),
+)
+
+RUN_CHANGES = TableDef(
+    name="run_changes",
+    code=1,
+    schema=Schema(
+        _f(1, "run_id", StringType(), required=True),
+        _f(2, "experiment_id", StringType(), required=True),
+        _f(3, "run_name", StringType()),
+        _f(4, "user_id", StringType()),
+        _f(5, "status", StringType(), required=True, doc="RUNNING, SCHEDULED, FINISHED, FAILED, KILLED"),
+        _f(6, "started_at", TimestamptzType()),
+        _f(7, "ended_at", TimestamptzType()),
+        _f(8, "lifecycle_stage", StringType(), required=True),
+        _f(9, "artifact_uri", StringType()),
+        _f(10, "parent_run_id", StringType()),
+        *_change_columns(20),
+    ),
+)
+
+TAG_CHANGES = TableDef(
+    name="tag_changes",
+    code=2,
+    schema=Schema(
+        _f(1, "entity_type", StringType(), required=True, doc="experiment, run or logged_model"),
+        _f(2, "entity_id", StringType(), required=True),
+        _f(3, "key", StringType(), required=True),
+        _f(4, "value", StringType()),
+        _f(5, "is_deleted", BooleanType(), required=True),
+        *_change_columns(20),
+    ),
+)
+
+PARAMS = TableDef(
+    name="params",
+    code=3,
+    schema=Schema(
+        _f(1, "run_id", StringType(), required=True),
+        _f(2, "key", StringType(), required=True),
+        _f(3, "value", StringType(), required=True),
+        _f(4, "logged_at", TimestamptzType(), required=True),
+    ),
+)
+
+_METRICS_SCHEMA = Schema(
+    _f(1, "run_id", StringType(), required=True),
+    _f(2, "key", StringType(), required=True),
+    _f(3, "value", DoubleType(), required=True, doc="NaN and +-inf allowed"),
+    _f(4, "recorded_at", TimestamptzType(), required=True, doc="the client's timestamp (ms precision)"),
+    _f(5, "step", LongType(), required=True),
+)
+
+METRICS = TableDef(
+    name="metrics",
+    code=4,
+    schema=_METRICS_SCHEMA,
+    # One run's history sits in one bucket, and files are sorted by run, key and step, so a
+    # history read prunes other buckets by partition and other runs by column statistics.
+    partition_spec=PartitionSpec(
+        PartitionField(source_id=1, field_id=1000, transform=BucketTransform(METRIC_BUCKETS), name="run_id_bucket")
+    ),
+    sort_order=SortOrder(
+        SortField(source_id=1, transform=IdentityTransform()),
+        SortField(source_id=2, transform=IdentityTransform()),
+        SortField(source_id=5, transform=IdentityTransform()),
+        SortField(source_id=4, transform=IdentityTransform()),
+    ),
+    sort_columns=("run_id", "key", "step", "recorded_at"),
+)
+
+LOGGED_MODEL_CHANGES = TableDef(
+    name="logged_model_changes",
+    code=5,
+    schema=Schema(
+        _f(1, "model_id", StringType(), required=True),
+        _f(2, "experiment_id", StringType(), required=True),
+        _f(3, "name", StringType(), required=True),
+        _f(4, "artifact_location", StringType()),
+        _f(5, "source_run_id", StringType()),
+        _f(6, "model_type", StringType()),
+        _f(7, "status", StringType(), required=True, doc="PENDING, READY or FAILED"),
+        _f(8, "status_message", StringType()),
+        _f(9, "params_json", StringType(), doc="the model's params as a JSON object"),
+        _f(10, "lifecycle_stage", StringType(), required=True),
+        _f(11, "created_at", TimestamptzType(), required=True),
+        *_change_columns(20),
+    ),
+)
+
+RUN_IO = TableDef(
+    name="run_io",
+    code=6,
+    schema=Schema(
+        _f(1, "run_id", StringType(), required=True),
+        _f(2, "direction", StringType(), required=True, doc="input or output"),
+        _f(3, "kind", StringType(), required=True, doc="dataset or model"),
+        _f(4, "model_id", StringType()),
+        _f(5, "step", LongType()),
+        _f(6, "dataset_name", StringType()),
+        _f(7, "dataset_digest", StringType()),
+        _f(8, "source_type", StringType()),
+        _f(9, "source", StringType()),
+        _f(10, "dataset_schema", StringType()),
+        _f(11, "profile", StringType()),
+        _f(12, "tags_json", StringType(), doc="the link's tags as a JSON object (e.g. mlflow.data.context)"),
+        _f(13, "logged_at", TimestamptzType(), required=True),
+    ),
+)
+
+ARTIFACT_VERSIONS = TableDef(
+    name="artifact_versions",
+    code=7,
+    schema=Schema(
+        _f(1, "path", StringType(), required=True, doc="logical path, e.g. <experiment>/<run>/artifacts/model.pkl"),
+        _f(2, "version_id", StringType(), required=True, doc="the object store's version id (or lakeops' for file://)"),
+        _f(3, "object_key", StringType(), required=True),
+        _f(4, "size_bytes", LongType(), required=True),
+        _f(5, "sha256", StringType(), required=True),
+        _f(6, "is_deleted", BooleanType(), required=True),
+        *_change_columns(20),
+    ),
+)
+
+# Parents before children: commits and loads follow this order (see lakeops/stores/iceberg.py).
+TABLES: tuple[TableDef, ...] = (
+    EXPERIMENT_CHANGES,
+    RUN_CHANGES,
+    LOGGED_MODEL_CHANGES,
+    TAG_CHANGES,
+    PARAMS,
+    METRICS,
+    RUN_IO,
+    ARTIFACT_VERSIONS,
+)
+TABLES_BY_CODE: dict[int, TableDef] = {t.code: t for t in TABLES}
+TABLES_BY_NAME: dict[str, TableDef] = {t.name: t for t in TABLES}

@@ -1,0 +1,47 @@
+"""The lakeops exception tree: every error the domain raises, and nothing else.
+
+LakeopsError
+ ├── NotFoundError            an experiment, run or other entity does not exist
+ ├── AlreadyExistsError       a create collides with an existing unique name or id
+ ├── ConflictError            a commit or optimistic-concurrency failure that retrying did not cure
+ ├── InvalidArgumentError     bad input: empty or over-long key, bad filter, wrong type, ...
+ ├── DataQualityError         data failed an expectation suite
+ └── BackendUnavailableError  the configured catalog or object store cannot be reached or used
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class LakeopsError(Exception):
+    """Base class of every lakeops error."""
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details or {}
+
+
+class NotFoundError(LakeopsError):
+    """The entity asked for does not exist."""
+
+
+class AlreadyExistsError(LakeopsError):
+    """An entity with the same unique name or id already exists."""
+
+
+class ConflictError(LakeopsError):
+    """A concurrent change made the operation impossible, even after retrying."""
+
+
+class InvalidArgumentError(LakeopsError):
+    """The caller passed a value that can never be valid."""
+
+
+class DataQualityError(LakeopsError):
+    """Data failed validation against its expectation suite."""
+
+
+class BackendUnavailableError(LakeopsError):
+    """The storage backend is missing, misconfigured or unreachable."""

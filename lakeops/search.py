@@ -1,0 +1,545 @@
+"""MLflow's search language: parse filters and order-by clauses, evaluate them on the state.
+
+Parsed here rather than with MLflow's ``SearchUtils``: importing mlflow pulls in ~200 MB and
+seconds of start-up into the server, and its parser is bound to its SQL store. The grammar
+is MLflow's (``<type>.<key> <comparator> <value>`` joined by ``AND``; backticks or double
+quotes around keys with spaces or dots), with ``IN``/``NOT IN``/``IS [NOT] NULL`` allowed
+on every entity type.
+
+Semantics: a comparison on a metric, param or tag a run does not have is false (``!=``
+included), as in MLflow; ``IS NULL`` is true exactly then. Metric comparisons follow IEEE
+754 (NaN equals nothing). In ordering, missing values sort last in both directions and NaN
+sorts above every number.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import operator
+import re
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from lakeops.errors import InvalidArgumentError
+from lakeops.stores.state import ExperimentState, RunState
+
+# -- tokens ----------------------------------------------------------------------------------
+
+_TOKEN = re.compile(
+    r"""\s*(?:
+        (?P<backtick>`(?:[^`])*`)
+      | (?P<dquote>"(?:[^"\\]|\\.)*")
+      | (?P<squote>'(?:[^']|'')*')
+      | (?P<number>[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?))(?![\w.])
+      | (?P<op><=|>=|!=|<>|=|<|>)
+      | (?P<punct>[(),])
+      | (?P<word>[A-Za-z_][\w]*(?:\.[\w]+)*\.?)
+    )""",
+    re.VERBOSE,
+)
+
+_ENTITY_ALIASES = {
+    "metric": "metric",
+    "metrics": "metric",
+    "param": "param",
+    "params": "param",
+    "parameter": "param",
+    "parameters": "param",
+    "tag": "tag",
+    "tags": "tag",
+    "attribute": "attribute",
+    "attributes": "attribute",
+    "attr": "attribute",
+    "run": "attribute",
+}
+
+RUN_STRING_ATTRIBUTES = {"run_id", "run_name", "status", "user_id", "artifact_uri", "lifecycle_stage", "experiment_id"}
+RUN_NUMERIC_ATTRIBUTES = {"start_time", "end_time"}
+_ATTRIBUTE_ALIASES = {"created": "start_time", "run name": "run_name", "Created": "start_time"}
+
+_STRING_OPS = {"=", "!=", "LIKE", "ILIKE", "IN", "NOT IN", "IS NULL", "IS NOT NULL"}
+_NUMERIC_OPS = {"=", "!=", "<", "<=", ">", ">=", "IS NULL", "IS NOT NULL"}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One ``<entity>.<key> <op> <value>`` clause."""
+
+    entity: str  # metric, param, tag, attribute
+    key: str
+    op: str
+    value: Any = None
+
+
+@dataclass(frozen=True)
+class OrderClause:
+    """One order-by clause."""
+
+    entity: str
+    key: str
+    ascending: bool
+
+
+class _Tokens:
+    def __init__(self, text: str) -> None:
+        self.items: list[tuple[str, str]] = []
+        pos = 0
+        text = text.strip()
+        while pos < len(text):
+            m = _TOKEN.match(text, pos)
+            if m is None or m.end() == pos:
+                raise InvalidArgumentError(f"Invalid filter near {text[pos : pos + 20]!r}")
+            kind = m.lastgroup or ""
+            self.items.append((kind, m.group(kind)))
+            pos = m.end()
+            while pos < len(text) and text[pos].isspace():
+                pos += 1
+        self.pos = 0
+
+    def peek(self, offset: int = 0) -> tuple[str, str] | None:
+        i = self.pos + offset
+        return self.items[i] if i < len(self.items) else None
+
+    def take(self) -> tuple[str, str]:
+        item = self.peek()
+        if item is None:
+            raise InvalidArgumentError("Invalid filter: unexpected end of expression")
+        self.pos += 1
+        return item
+
+    def word(self, *words: str) -> bool:
+        item = self.peek()
+        if item is not None and item[0] == "word" and item[1].upper() in words:
+            self.pos += 1
+            return True
+        return False
+
+
+def _unquote(kind: str, text: str) -> str:
+    if kind == "backtick":
+        return text[1:-1]
+    if kind == "dquote":
+        return text[1:-1].replace('\\"', '"')
+    if kind == "squote":
+        return text[1:-1].replace("''", "'")
+    return text
+
+
+def _identifier(tokens: _Tokens, entities: dict[str, str], default_entity: str | None) -> tuple[str, str]:
+    kind, text = tokens.take()
+    if kind in ("backtick", "dquote"):
+        if default_entity is None:
+            raise InvalidArgumentError(f"Invalid identifier {text}: expected <type>.<key>")
+        return default_entity, _unquote(kind, text)
+    if kind != "word":
+        raise InvalidArgumentError(f"Invalid identifier {text!r}: expected <type>.<key>")
+    if "." not in text:
+        if default_entity is None:
+            raise InvalidArgumentError(f"Invalid identifier {text!r}: expected <type>.<key>")
+        return default_entity, text
+    prefix, _, rest = text.partition(".")
+    entity = entities.get(prefix.lower())
+    if entity is None:
+        raise InvalidArgumentError(
+            f"Invalid entity type {prefix!r} in {text!r}; valid types are {sorted(set(entities))}"
+        )
+    if rest:
+        return entity, rest
+    nxt = tokens.take()  # `metrics.` followed by a quoted key
+    if nxt[0] not in ("backtick", "dquote"):
+        raise InvalidArgumentError(f"Invalid identifier {text!r}: missing key")
+    return entity, _unquote(*nxt)
+
+
+def _value(tokens: _Tokens) -> Any:
+    kind, text = tokens.take()
+    if kind == "number":
+        return float(text) if any(c in text for c in ".eE") else int(text)
+    if kind in ("squote", "dquote"):
+        return _unquote(kind, text)
+    raise InvalidArgumentError(f"Invalid value {text!r}: expected a quoted string or a number")
+
+
+def parse_filter(
+    text: str | None, *, entities: dict[str, str] | None = None, default_entity: str | None = "attribute"
+) -> list[Comparison]:
+    """Parse an MLflow filter string into comparisons joined by AND."""
+    if text is None or not text.strip():
+        return []
+    entities = entities or _ENTITY_ALIASES
+    tokens = _Tokens(text)
+    out: list[Comparison] = []
+    while True:
+        entity, key = _identifier(tokens, entities, default_entity)
+        if entity == "attribute":
+            key = _ATTRIBUTE_ALIASES.get(key, key)
+        out.append(_comparison(tokens, entity, key))
+        if tokens.peek() is None:
+            return out
+        if not tokens.word("AND"):
+            raise InvalidArgumentError(f"Invalid clause {tokens.peek()[1]!r}: clauses must be joined by AND")  # type: ignore[index]
+
+
+def _comparison(tokens: _Tokens, entity: str, key: str) -> Comparison:
+    if tokens.word("IS"):
+        negated = tokens.word("NOT")
+        if not tokens.word("NULL"):
+            raise InvalidArgumentError("Invalid filter: expected NULL after IS")
+        return Comparison(entity, key, "IS NOT NULL" if negated else "IS NULL")
+    negated = tokens.word("NOT")
+    if tokens.word("IN"):
+        if tokens.take() != ("punct", "("):
+            raise InvalidArgumentError("Invalid filter: IN takes a parenthesised list, e.g. IN ('a', 'b')")
+        values = [_value(tokens)]
+        while (sep := tokens.take()) == ("punct", ","):
+            values.append(_value(tokens))
+        if sep != ("punct", ")"):
+            raise InvalidArgumentError("Invalid filter: unterminated IN list")
+        return Comparison(entity, key, "NOT IN" if negated else "IN", tuple(values))
+    for word in ("LIKE", "ILIKE"):
+        if tokens.word(word):
+            if negated:
+                raise InvalidArgumentError(f"Invalid filter: NOT {word} is not supported")
+            value = _value(tokens)
+            if not isinstance(value, str):
+                raise InvalidArgumentError(f"Invalid filter: {word} needs a string")
+            return Comparison(entity, key, word, value)
+    if negated:
+        raise InvalidArgumentError("Invalid filter: NOT must be followed by IN")
+    kind, op = tokens.take()
+    if kind != "op":
+        raise InvalidArgumentError(f"Invalid comparator {op!r}")
+    return Comparison(entity, key, "!=" if op == "<>" else op, _value(tokens))
+
+
+def parse_order_by(clauses: Sequence[str] | None, *, default_entity: str | None = "attribute") -> list[OrderClause]:
+    """Parse ``["metrics.acc DESC", "attributes.start_time"]``."""
+    out: list[OrderClause] = []
+    for clause in clauses or []:
+        tokens = _Tokens(clause)
+        entity, key = _identifier(tokens, _ENTITY_ALIASES, default_entity)
+        if entity == "attribute":
+            key = _ATTRIBUTE_ALIASES.get(key, key)
+            if key not in RUN_STRING_ATTRIBUTES | RUN_NUMERIC_ATTRIBUTES:
+                raise InvalidArgumentError(f"Invalid order_by attribute {key!r}")
+        ascending = True
+        if tokens.word("DESC"):
+            ascending = False
+        else:
+            tokens.word("ASC")
+        if tokens.peek() is not None:
+            raise InvalidArgumentError(f"Invalid order_by clause {clause!r}")
+        out.append(OrderClause(entity, key, ascending))
+    return out
+
+
+# -- evaluation on runs ----------------------------------------------------------------------
+
+
+def _null_test(getter: Callable[[Any], Any], *, want_null: bool) -> Callable[[Any], bool]:
+    return lambda entity: (getter(entity) is None) == want_null
+
+
+def _value_test(getter: Callable[[Any], Any], check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    def test(entity: Any) -> bool:
+        value = getter(entity)
+        return value is not None and check(value)
+
+    return test
+
+
+def _like(pattern: str, *, case_insensitive: bool) -> re.Pattern[str]:
+    regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
+    return re.compile(regex, re.DOTALL | (re.IGNORECASE if case_insensitive else 0))
+
+
+def _string_test(op: str, value: Any) -> Callable[[str], bool]:
+    if op in ("LIKE", "ILIKE"):
+        rx = _like(value, case_insensitive=op == "ILIKE")
+        return lambda v: rx.fullmatch(v) is not None
+    if op in ("IN", "NOT IN"):
+        members = {str(v) for v in value}
+        return (lambda v: v in members) if op == "IN" else (lambda v: v not in members)
+    if not isinstance(value, str):
+        raise InvalidArgumentError(f"Invalid filter: {op} on a string needs a quoted string, got {value!r}")
+    if op == "=":
+        return lambda v: v == value
+    if op == "!=":
+        return lambda v: v != value
+    raise InvalidArgumentError(f"Invalid comparator {op!r} for a string; use one of {sorted(_STRING_OPS)}")
+
+
+_NUMERIC: dict[str, Callable[[float, float], bool]] = {
+    "=": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+def _numeric_test(op: str, value: Any) -> Callable[[float], bool]:
+    if op in ("IN", "NOT IN"):
+        if not all(isinstance(v, int | float) for v in value):
+            raise InvalidArgumentError("Invalid filter: IN on a number needs numbers")
+        members = {float(v) for v in value}
+        return (lambda v: v in members) if op == "IN" else (lambda v: v not in members)
+    cmp = _NUMERIC.get(op)
+    if cmp is None:
+        raise InvalidArgumentError(f"Invalid comparator {op!r} for a number; use one of {sorted(_NUMERIC_OPS)}")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidArgumentError(f"Invalid filter: {op} on a number needs a number, got {value!r}")
+    target = float(value)
+    return lambda v: cmp(v, target)
+
+
+def _run_getter(entity: str, key: str) -> Callable[[RunState], Any]:
+    if entity == "metric":
+
+        def metric(run: RunState) -> float | None:
+            latest = run.metrics.get(key)
+            return None if latest is None else latest[1]
+
+        return metric
+    if entity == "param":
+        return lambda run: run.params.get(key)
+    if entity == "tag":
+        return lambda run: run.tags.get(key)
+    if key in RUN_STRING_ATTRIBUTES or key in RUN_NUMERIC_ATTRIBUTES:
+        return lambda run: getattr(run, key)
+    raise InvalidArgumentError(
+        f"Invalid attribute key {key!r}; valid keys are {sorted(RUN_STRING_ATTRIBUTES | RUN_NUMERIC_ATTRIBUTES)}"
+    )
+
+
+def compile_run_filter(comparisons: list[Comparison]) -> Callable[[RunState], bool]:
+    """One predicate over a run for a list of AND-ed comparisons."""
+    tests: list[Callable[[RunState], bool]] = []
+    for c in comparisons:
+        getter = _run_getter(c.entity, c.key)
+        numeric = c.entity == "metric" or (c.entity == "attribute" and c.key in RUN_NUMERIC_ATTRIBUTES)
+        if c.op in ("IS NULL", "IS NOT NULL"):
+            tests.append(_null_test(getter, want_null=c.op == "IS NULL"))
+            continue
+        if c.entity == "param" and c.op in ("<", "<=", ">", ">="):
+            raise InvalidArgumentError(f"Invalid comparator {c.op!r} for param {c.key!r}: params are strings")
+        check: Callable[[Any], bool] = _numeric_test(c.op, c.value) if numeric else _string_test(c.op, c.value)
+        tests.append(_value_test(getter, check))
+    if not tests:
+        return lambda _run: True
+    if len(tests) == 1:
+        return tests[0]
+    if len(tests) == 2:  # the common case, without a generator per run
+        first, second = tests
+        return lambda run: first(run) and second(run)
+    return lambda run: all(t(run) for t in tests)
+
+
+def _sort_value(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return (1, 0.0)  # NaN above every number
+    if isinstance(value, int | float):
+        return (0, value)
+    return value
+
+
+def sort_runs(runs: list[RunState], order: list[OrderClause]) -> list[RunState]:
+    """Order runs by the clauses, then start_time DESC, then run_id, as MLflow does."""
+    runs = sorted(runs, key=lambda r: r.run_id)
+    clauses = [*order, OrderClause("attribute", "start_time", ascending=False)]
+    for clause in reversed(clauses):
+        getter = _run_getter(clause.entity, clause.key)
+        present = [(r, getter(r)) for r in runs]
+        valued = [(r, _sort_value(v)) for r, v in present if v is not None]
+        missing = [r for r, v in present if v is None]
+        valued.sort(key=lambda pair: pair[1], reverse=not clause.ascending)
+        runs = [r for r, _v in valued] + missing
+    return runs
+
+
+# -- page tokens ------------------------------------------------------------------------------
+
+
+def encode_token(payload: dict[str, Any]) -> str:
+    """An opaque page token."""
+    return base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode()
+
+
+def decode_token(token: str | None) -> dict[str, Any]:
+    """Read a page token; a malformed one is an ``InvalidArgumentError``."""
+    if not token:
+        return {}
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(token.encode() + b"=" * (-len(token) % 4)))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidArgumentError(f"Invalid page token {token!r}") from exc
+    if not isinstance(payload, dict) or not isinstance(payload.get("offset", 0), int) or payload.get("offset", 0) < 0:
+        raise InvalidArgumentError(f"Invalid page token {token!r}")
+    return payload
+
+
+class PinnedResults:
+    """Result orderings pinned by page tokens, so paging is stable while writes continue.
+
+    A search that needs more than one page stores the ordered ids it found under a random
+    pin; the page token names the pin and an offset, and later pages slice that list. The
+    pins are a bounded LRU in this process: a token that outlives its pin (restart, another
+    replica, eviction) falls back to re-running the search and slicing at the offset.
+    """
+
+    def __init__(self, capacity: int = 256) -> None:
+        self._capacity = capacity
+        self._pins: OrderedDict[str, tuple[str, list[str]]] = OrderedDict()
+
+    def pin(self, fingerprint: str, ids: list[str]) -> str:
+        """Remember ``ids`` for later pages; returns the pin id."""
+        pin_id = uuid.uuid4().hex[:16]
+        self._pins[pin_id] = (fingerprint, ids)
+        while len(self._pins) > self._capacity:
+            self._pins.popitem(last=False)
+        return pin_id
+
+    def get(self, pin_id: str | None, fingerprint: str) -> list[str] | None:
+        """The pinned ids, if the pin still exists and belongs to the same query."""
+        if pin_id is None:
+            return None
+        entry = self._pins.get(pin_id)
+        if entry is None or entry[0] != fingerprint:
+            return None
+        self._pins.move_to_end(pin_id)
+        return entry[1]
+
+
+def paginate(
+    ids_now: Callable[[], list[str]],
+    *,
+    fingerprint: str,
+    max_results: int,
+    page_token: str | None,
+    pins: PinnedResults,
+) -> tuple[list[str], str | None]:
+    """Return one page of ids and the token for the next page."""
+    token = decode_token(page_token)
+    offset = int(token.get("offset", 0))
+    if token and token.get("query") not in (None, fingerprint):
+        raise InvalidArgumentError("Invalid page token: it belongs to a different search")
+    pinned = pins.get(token.get("pin"), fingerprint)
+    ids = pinned if pinned is not None else ids_now()
+    page = ids[offset : offset + max_results]
+    if offset + max_results >= len(ids):
+        return page, None
+    pin_id = token.get("pin") if pinned is not None else pins.pin(fingerprint, ids)
+    return page, encode_token({"offset": offset + max_results, "pin": pin_id, "query": fingerprint})
+
+
+# -- experiments -------------------------------------------------------------------------------
+
+_EXPERIMENT_ENTITIES = {
+    "attribute": "attribute",
+    "attributes": "attribute",
+    "attr": "attribute",
+    "tag": "tag",
+    "tags": "tag",
+}
+_EXPERIMENT_ATTRIBUTES = {"name", "experiment_id", "creation_time", "last_update_time", "lifecycle_stage"}
+
+
+def _tag_getter(key: str) -> Callable[[Any], str | None]:
+    return lambda e: e.tags.get(key)
+
+
+def compile_experiment_filter(text: str | None) -> Callable[[ExperimentState], bool]:
+    """Predicate for MLflow's experiment filter (name and tags; = != LIKE ILIKE and friends)."""
+    comparisons = parse_filter(text, entities=_EXPERIMENT_ENTITIES, default_entity="attribute")
+    tests: list[Callable[[ExperimentState], bool]] = []
+    for c in comparisons:
+        if c.entity == "attribute" and c.key not in _EXPERIMENT_ATTRIBUTES:
+            raise InvalidArgumentError(
+                f"Invalid experiment attribute {c.key!r}; valid: {sorted(_EXPERIMENT_ATTRIBUTES)}"
+            )
+        getter: Callable[[ExperimentState], Any] = (
+            _tag_getter(c.key) if c.entity == "tag" else operator.attrgetter(c.key)
+        )
+        if c.op in ("IS NULL", "IS NOT NULL"):
+            tests.append(_null_test(getter, want_null=c.op == "IS NULL"))
+            continue
+        numeric = c.key in ("creation_time", "last_update_time") and c.entity == "attribute"
+        check: Callable[[Any], bool] = _numeric_test(c.op, c.value) if numeric else _string_test(c.op, c.value)
+        tests.append(_value_test(getter, check))
+    return lambda e: all(t(e) for t in tests)
+
+
+def sort_experiments(experiments: list[ExperimentState], order_by: Sequence[str] | None) -> list[ExperimentState]:
+    """Order experiments; default is MLflow's: creation_time DESC, then experiment_id."""
+    out = sorted(experiments, key=lambda e: e.experiment_id)
+    clauses: list[tuple[str, bool]] = []
+    for clause in order_by or ["creation_time DESC"]:
+        parts = clause.strip().split()
+        key = parts[0].split(".", 1)[-1] if parts else ""
+        if (
+            key not in _EXPERIMENT_ATTRIBUTES
+            or len(parts) > 2
+            or (len(parts) == 2 and parts[1].upper() not in ("ASC", "DESC"))
+        ):
+            raise InvalidArgumentError(f"Invalid order_by clause {clause!r}")
+        clauses.append((key, len(parts) == 1 or parts[1].upper() == "ASC"))
+    for key, ascending in reversed(clauses):
+        out.sort(key=operator.attrgetter(key), reverse=not ascending)
+    return out
+
+
+# -- logged models ---------------------------------------------------------------------------------
+
+_LOGGED_MODEL_ENTITIES = {
+    **_EXPERIMENT_ENTITIES,
+    "param": "param",
+    "params": "param",
+    "metric": "metric",
+    "metrics": "metric",
+}
+_LOGGED_MODEL_ATTRIBUTES = {
+    "model_id",
+    "name",
+    "status",
+    "model_type",
+    "source_run_id",
+    "experiment_id",
+    "creation_time",
+}
+
+
+def compile_logged_model_filter(text: str | None) -> Callable[[Any], bool]:
+    """Predicate for MLflow's logged-model filter over attributes, params and tags."""
+    comparisons = parse_filter(text, entities=_LOGGED_MODEL_ENTITIES, default_entity="attribute")
+    tests: list[Callable[[Any], bool]] = []
+    for c in comparisons:
+        if c.entity == "metric":
+            raise InvalidArgumentError("Filtering logged models on metrics is not supported yet")
+        if c.entity == "attribute" and c.key not in _LOGGED_MODEL_ATTRIBUTES:
+            raise InvalidArgumentError(
+                f"Invalid logged model attribute {c.key!r}; valid: {sorted(_LOGGED_MODEL_ATTRIBUTES)}"
+            )
+        getter: Callable[[Any], Any]
+        if c.entity == "tag":
+            getter = _tag_getter(c.key)
+        elif c.entity == "param":
+            getter = _param_getter(c.key)
+        else:
+            getter = operator.attrgetter(c.key)
+        if c.op in ("IS NULL", "IS NOT NULL"):
+            tests.append(_null_test(getter, want_null=c.op == "IS NULL"))
+            continue
+        numeric = c.key == "creation_time" and c.entity == "attribute"
+        check: Callable[[Any], bool] = _numeric_test(c.op, c.value) if numeric else _string_test(c.op, c.value)
+        tests.append(_value_test(getter, check))
+    return lambda m: all(t(m) for t in tests)
+
+
+def _param_getter(key: str) -> Callable[[Any], str | None]:
+    return lambda m: m.params.get(key)

@@ -1,0 +1,1 @@
+"""Domain services: the operations lakeops offers, independent of HTTP."""

@@ -1,0 +1,201 @@
+"""Settings: one frozen object, read once, that says where the lake lives.
+
+The backend is a configuration value (a discriminated union on ``kind``), never an ``if``
+scattered in the code. Environment variables use the prefix ``LAKEOPS_`` and ``__`` for
+nesting, e.g. ``LAKEOPS_STORAGE__KIND=s3 LAKEOPS_STORAGE__ENDPOINT=http://127.0.0.1:9000``.
+An optional TOML file (``LAKEOPS_CONFIG=path``, or ``lakeops.toml`` in the working directory)
+is read below the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from catalog.objects import LocalObjectStore, ObjectStore, S3ObjectStore
+
+
+def default_home() -> Path:
+    """``$LAKEOPS_HOME``, or ``./.lakeops`` of the working directory."""
+    return Path(os.environ.get("LAKEOPS_HOME") or Path.cwd() / ".lakeops").absolute()
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class LocalStorageConfig(_Frozen):
+    """A ``file://`` warehouse on the local disk (the embedded default)."""
+
+    kind: Literal["local"] = "local"
+    root: Path | None = Field(default=None, description="Warehouse directory; default <home>/warehouse.")
+    artifacts_root: Path | None = Field(default=None, description="Artifact directory; default <home>/artifacts.")
+
+    def open_objects(self, home: Path) -> ObjectStore:
+        """The artifact object store."""
+        return LocalObjectStore(self.artifacts_root or home / "artifacts")
+
+    def warehouse(self, home: Path) -> str:
+        """The warehouse location as a URI."""
+        return (self.root or home / "warehouse").absolute().as_uri()
+
+    def to_properties(self) -> dict[str, str]:
+        """pyiceberg FileIO properties."""
+        return {}
+
+
+class S3StorageConfig(_Frozen):
+    """An ``s3://`` warehouse on any S3-compatible endpoint (MinIO, SeaweedFS, AWS)."""
+
+    kind: Literal["s3"] = "s3"
+    endpoint: str | None = Field(default=None, description="e.g. http://127.0.0.1:9000; None for AWS.")
+    bucket: str
+    prefix: str = "lakeops"
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = None
+    region: str = "us-east-1"
+    path_style: bool = True
+    artifacts_bucket: str | None = Field(default=None, description="Bucket for artifacts; default the warehouse's.")
+
+    def open_objects(self, home: Path) -> ObjectStore:  # noqa: ARG002 - same signature as LocalStorageConfig
+        """The artifact object store: versioned objects under <prefix>/artifacts."""
+        return S3ObjectStore(
+            endpoint=self.endpoint or f"https://s3.{self.region}.amazonaws.com",
+            bucket=self.artifacts_bucket or self.bucket,
+            prefix=f"{self.prefix.strip('/')}/artifacts".lstrip("/"),
+            access_key=self.access_key_id,
+            secret_key=self.secret_access_key.get_secret_value() if self.secret_access_key else None,
+            region=self.region,
+        )
+
+    def warehouse(self, home: Path) -> str:  # noqa: ARG002 - same signature as LocalStorageConfig
+        """The warehouse location as a URI."""
+        return f"s3://{self.bucket}/{self.prefix.strip('/')}" if self.prefix.strip("/") else f"s3://{self.bucket}"
+
+    def to_properties(self) -> dict[str, str]:
+        """pyiceberg FileIO properties: the only place that spells pyiceberg's s3 keys."""
+        props = {"s3.region": self.region, "s3.force-virtual-addressing": str(not self.path_style).lower()}
+        if self.endpoint:
+            props["s3.endpoint"] = self.endpoint
+        if self.access_key_id:
+            props["s3.access-key-id"] = self.access_key_id
+        if self.secret_access_key:
+            props["s3.secret-access-key"] = self.secret_access_key.get_secret_value()
+        return props
+
+
+class SqlCatalogConfig(_Frozen):
+    """pyiceberg's SQL catalog: SQLite (embedded default) or PostgreSQL."""
+
+    kind: Literal["sql"] = "sql"
+    uri: str | None = Field(default=None, description="SQLAlchemy URI; default sqlite:///<home>/catalog.db.")
+
+    def to_properties(self, home: Path) -> dict[str, str]:
+        """pyiceberg catalog properties."""
+        return {"type": "sql", "uri": self.uri or f"sqlite:///{home / 'catalog.db'}"}
+
+
+class RestCatalogConfig(_Frozen):
+    """Any Iceberg REST catalog (Polaris, Lakekeeper, Nessie, SeaweedFS, ...)."""
+
+    kind: Literal["rest"] = "rest"
+    uri: str
+    warehouse: str | None = Field(default=None, description="Warehouse name or location the catalog expects.")
+    credential: SecretStr | None = Field(default=None, description="OAuth2 client credentials 'id:secret'.")
+    token: SecretStr | None = None
+    oauth2_server_uri: str | None = Field(default=None, description="Token endpoint; default <uri>/v1/oauth/tokens.")
+
+    def to_properties(self, home: Path) -> dict[str, str]:  # noqa: ARG002 - same signature as SqlCatalogConfig
+        """pyiceberg catalog properties."""
+        props = {"type": "rest", "uri": self.uri}
+        if self.credential or self.oauth2_server_uri:
+            props["oauth2-server-uri"] = self.oauth2_server_uri or f"{self.uri.rstrip('/')}/v1/oauth/tokens"
+        if self.warehouse:
+            props["warehouse"] = self.warehouse
+        if self.credential:
+            props["credential"] = self.credential.get_secret_value()
+        if self.token:
+            props["token"] = self.token.get_secret_value()
+        return props
+
+
+StorageConfig = Annotated[LocalStorageConfig | S3StorageConfig, Field(discriminator="kind")]
+CatalogConfig = Annotated[SqlCatalogConfig | RestCatalogConfig, Field(discriminator="kind")]
+
+
+class WriteConfig(_Frozen):
+    """Tuning of the durable, batched write path."""
+
+    commit_interval_s: float = Field(default=1.0, gt=0, description="Group-commit period.")
+    commit_max_rows: int = Field(default=200_000, gt=0, description="Commit early once this many rows wait.")
+    fsync: bool = Field(default=True, description="fsync the write-ahead log before acknowledging.")
+    maintain_every_commits: int = Field(default=50, ge=0, description="Background maintenance period; 0 = never.")
+    snapshot_retention_s: float = Field(default=3600.0, ge=0, description="Expire snapshots older than this.")
+    max_snapshots: int = Field(
+        default=50,
+        ge=1,
+        description="Keep at most this many snapshots per table: pyiceberg's commit cost grows with the count.",
+    )
+    refresh_interval_s: float = Field(default=2.0, gt=0, description="How often to pick up other writers' commits.")
+    read_cache_rows: int = Field(default=2_000_000, ge=0, description="Committed metric rows kept hot for reads.")
+
+
+class LakeopsSettings(BaseSettings):
+    """Everything lakeops needs to know to open its lake."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LAKEOPS_", env_nested_delimiter="__", frozen=True, extra="forbid", toml_file=None
+    )
+
+    home: Path = Field(default_factory=default_home)
+    namespace: str = "lakeops"
+    storage: StorageConfig = Field(default_factory=LocalStorageConfig)
+    catalog: CatalogConfig = Field(default_factory=SqlCatalogConfig)
+    write: WriteConfig = Field(default_factory=WriteConfig)
+
+    @model_validator(mode="after")
+    def _check_rest_storage(self) -> LakeopsSettings:
+        if self.catalog.kind == "rest" and self.storage.kind == "local" and self.storage.root is not None:
+            raise ValueError("a REST catalog decides where data lives; storage.root does not apply")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003 - no .env files: settings come from env and TOML
+        file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Init arguments, then environment, then the optional TOML file."""
+        config_file = os.environ.get("LAKEOPS_CONFIG") or ("lakeops.toml" if Path("lakeops.toml").is_file() else None)
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    def warehouse(self) -> str:
+        """Warehouse URI for the storage backend."""
+        return self.storage.warehouse(self.home)
+
+    def catalog_properties(self) -> dict[str, str]:
+        """Everything pyiceberg's ``load_catalog`` needs."""
+        props = dict(self.catalog.to_properties(self.home))
+        props.update(self.storage.to_properties())
+        if self.catalog.kind == "sql":
+            props["warehouse"] = self.warehouse()
+        return props
+
+    def describe(self) -> dict[str, Any]:
+        """A secret-free summary for logs and ``/version``."""
+        return {"catalog": self.catalog.kind, "storage": self.storage.kind, "warehouse": self.warehouse()}

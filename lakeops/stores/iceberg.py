@@ -1,0 +1,618 @@
+"""The Iceberg store: durable batched writes, group commit, replay, and hot reads.
+
+Write path (ARCHITECTURE.md, "Write path"):
+1. ``write`` builds change rows under the state lock (so checks such as param immutability
+   are atomic with the write), appends them as one record to the write-ahead log, folds
+   them into the in-memory state and queues them for commit; it returns after the log's
+   fsync, which concurrent callers share.
+2. A background committer turns everything queued into one Iceberg append per table and
+   records the log position it reaches (snapshot summary ``lakeops.wal-seq`` and table
+   property ``lakeops.wal.<writer_id>``, set in the same transaction as the append).
+3. On start, rows beyond each table's recorded position are replayed from the log: nothing
+   lost, nothing duplicated. Commit conflicts with other replicas are retried by pyiceberg.
+4. Reads see committed data plus queued rows (read-your-writes); other replicas' commits are
+   picked up incrementally from the snapshots they add.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
+from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression, EqualTo
+from pyiceberg.io.pyarrow import ArrowScan
+from pyiceberg.manifest import DataFile, ManifestContent, ManifestEntryStatus
+from pyiceberg.table import FileScanTask, Table
+from pyiceberg.table.metadata import TableMetadata
+from pyiceberg.transforms import BucketTransform
+from pyiceberg.types import StringType
+
+from catalog.connection import ensure_tables, open_catalog
+from catalog.maintenance import compact_table, expire_snapshots
+from catalog.tables import METRIC_BUCKETS, METRICS, TABLES, TABLES_BY_CODE, TABLES_BY_NAME
+from lakeops.errors import BackendUnavailableError, ConflictError, LakeopsError
+from lakeops.settings import LakeopsSettings
+from lakeops.stores.state import TrackingState
+from lakeops.wal import WriteAheadLog
+
+log = logging.getLogger(__name__)
+
+WAL_MARK_PREFIX = "lakeops.wal."
+SUMMARY_WRITER = "lakeops.writer-id"
+SUMMARY_SEQ = "lakeops.wal-seq"
+SUMMARY_OPERATION = "lakeops.operation"
+
+_PART = struct.Struct("<BI")
+
+Rows = dict[str, pa.RecordBatch]
+
+
+def encode_record(rows: Rows) -> bytes:
+    """One log record: for each table, its index and an Arrow IPC stream of its rows."""
+    parts: list[bytes] = []
+    for name, batch in rows.items():
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, batch.schema) as writer:
+            writer.write_batch(batch)
+        ipc = sink.getvalue().to_pybytes()
+        parts.append(_PART.pack(TABLES_BY_NAME[name].code, len(ipc)) + ipc)
+    return b"".join(parts)
+
+
+def decode_record(payload: bytes) -> Rows:
+    """The inverse of ``encode_record``."""
+    rows: Rows = {}
+    pos = 0
+    while pos < len(payload):
+        index, length = _PART.unpack_from(payload, pos)
+        pos += _PART.size
+        reader = pa.ipc.open_stream(pa.py_buffer(payload[pos : pos + length]))
+        batches = list(reader)
+        rows[TABLES_BY_CODE[index].name] = (
+            batches[0] if len(batches) == 1 else pa.Table.from_batches(batches).to_batches()[0]
+        )
+        pos += length
+    return rows
+
+
+@dataclass
+class _Queue:
+    """Rows of one table waiting to be committed, each with its log sequence number."""
+
+    pending: list[tuple[int, pa.RecordBatch]] = field(default_factory=list)
+    inflight: list[tuple[int, pa.RecordBatch]] = field(default_factory=list)
+    rows: int = 0
+
+
+class _ReadCache:
+    """A thread-safe LRU of committed read results ``(snapshot id, rows)``, bounded by total rows."""
+
+    def __init__(self, max_rows: int) -> None:
+        self._max_rows = max_rows
+        self._rows = 0
+        self._items: OrderedDict[tuple[str, str], tuple[int, pa.Table]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, slot: tuple[str, str]) -> tuple[int, pa.Table] | None:
+        with self._lock:
+            found = self._items.get(slot)
+            if found is not None:
+                self._items.move_to_end(slot)
+            return found
+
+    def put(self, slot: tuple[str, str], snapshot_id: int, rows: pa.Table) -> None:
+        if rows.num_rows > self._max_rows:
+            return
+        with self._lock:
+            old = self._items.pop(slot, None)
+            if old is not None:
+                self._rows -= old[1].num_rows
+            self._items[slot] = (snapshot_id, rows)
+            self._rows += rows.num_rows
+            while self._rows > self._max_rows and self._items:
+                _slot, (_snap, evicted) = self._items.popitem(last=False)
+                self._rows -= evicted.num_rows
+
+
+@dataclass(frozen=True)
+class CommitStats:
+    """What one committer round did."""
+
+    tables: int
+    rows: int
+    seconds: float
+
+
+class IcebergStore:
+    """Tracking data on Iceberg tables with a write-ahead log in front."""
+
+    def __init__(
+        self,
+        settings: LakeopsSettings,
+        *,
+        start_committer: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._lock = threading.RLock()
+        self._commit_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._commits = 0
+        self._last_refresh = 0.0
+        settings.home.mkdir(parents=True, exist_ok=True)
+        try:
+            self.catalog: Catalog = open_catalog("lakeops", settings.catalog_properties())
+            self._tables: dict[str, Table] = ensure_tables(self.catalog, settings.namespace)
+        except LakeopsError:
+            raise
+        except Exception as exc:
+            raise BackendUnavailableError(f"cannot open the lake at {settings.warehouse()}: {exc}") from exc
+        self.wal = WriteAheadLog.open(settings.home / "wal", fsync=settings.write.fsync)
+        self.writer_id = self.wal.writer_id
+        self._queues: dict[str, _Queue] = {t.name: _Queue() for t in TABLES}
+        self.state = TrackingState()
+        self._seen_snapshot: dict[str, int | None] = {}
+        self._visible: dict[str, TableMetadata] = {}
+        self._read_cache = _ReadCache(max_rows=settings.write.read_cache_rows)
+        self._drained_writers: set[str] = set()
+        self._load()
+        self._committer: threading.Thread | None = None
+        if start_committer:
+            self._committer = threading.Thread(target=self._run_committer, name="lakeops-committer", daemon=True)
+            self._committer.start()
+
+    # -- start-up ----------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        """Fold every table into the state, then replay the log beyond each table's mark."""
+        # Capture snapshots children-first: a child table's commit always follows its parent's,
+        # so every row seen has its run or experiment in the (later captured) parent snapshot.
+        for table_def in reversed(TABLES):
+            table = self._tables[table_def.name]
+            snapshot = table.metadata.current_snapshot()
+            self._seen_snapshot[table_def.name] = snapshot.snapshot_id if snapshot else None
+            self._visible[table_def.name] = table.metadata
+        for table_def in TABLES:
+            table = self._tables[table_def.name]
+            if self._seen_snapshot[table_def.name] is None:
+                continue
+            rows = table.scan(snapshot_id=self._seen_snapshot[table_def.name]).to_arrow()
+            if table_def.name != METRICS.name:
+                rows = (
+                    rows.sort_by([("changed_at", "ascending"), ("writer_id", "ascending"), ("wal_seq", "ascending")])
+                    if "changed_at" in rows.column_names
+                    else rows
+                )
+            self.state.apply(table_def.name, rows)
+        self.state.retry_orphans()
+        marks = {name: self._mark(table) for name, table in self._tables.items()}
+        replayed = 0
+        for seq, payload in self.wal.replay(after_seq=min(marks.values())):
+            for name, batch in decode_record(payload).items():
+                if seq > marks[name]:
+                    self.state.apply(name, batch)
+                    self._enqueue(name, seq, batch)
+                    replayed += batch.num_rows
+        if replayed:
+            log.info("replayed %d rows from write-ahead log %s", replayed, self.writer_id)
+        self._drain_orphans()
+        self.state.retry_orphans()
+
+    def _mark(self, table: Table, writer_id: str | None = None) -> int:
+        return int(table.properties.get(WAL_MARK_PREFIX + (writer_id or self.writer_id), "0"))
+
+    def _drain_orphans(self) -> None:
+        """Replay and commit the logs of other dead processes that shared this home, then delete them.
+
+        A restarted process adopts one orphaned log as its own; any others (more processes died
+        than came back) are drained here, so no acknowledged write waits for a process that may
+        never start again.
+        """
+        for orphan in WriteAheadLog.claim_orphans(self.settings.home / "wal", keep=self.writer_id):
+            marks = {name: self._mark(table, orphan.writer_id) for name, table in self._tables.items()}
+            batches: dict[str, list[tuple[int, pa.RecordBatch]]] = {}
+            for seq, payload in orphan.replay(after_seq=min(marks.values())):
+                for name, batch in decode_record(payload).items():
+                    if seq > marks[name]:
+                        self.state.apply(name, batch)
+                        batches.setdefault(name, []).append((seq, batch))
+            for table_def in TABLES:
+                if batches.get(table_def.name):
+                    self._commit_table(table_def.name, batches[table_def.name], writer_id=orphan.writer_id)
+            self._drained_writers.add(orphan.writer_id)  # refresh must not fold these rows in again
+            log.info("drained write-ahead log %s (%d tables)", orphan.writer_id, len(batches))
+            orphan.discard()
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def write(self, build: Callable[[TrackingState], Rows]) -> None:
+        """Make the rows ``build`` returns durable, visible and queued for commit.
+
+        ``build`` runs under the state lock: it may inspect the state and raise to refuse the
+        write, in which case nothing is stored. Returns once the log record is on disk.
+        """
+        with self._lock:
+            seq = self.wal.last_seq + 1  # appends happen only under this lock, so this is the next seq
+            rows = {name: _stamp_seq(batch, seq) for name, batch in build(self.state).items() if batch.num_rows}
+            if not rows:
+                return
+            logged, ticket = self.wal.append(encode_record(rows))
+            assert logged == seq
+            for name, batch in rows.items():
+                self.state.apply(name, batch)
+                self._enqueue(name, seq, batch)
+            queued = sum(q.rows for q in self._queues.values())
+        self.wal.sync(ticket)
+        if queued >= self.settings.write.commit_max_rows:
+            self._wake.set()
+
+    def _enqueue(self, name: str, seq: int, batch: pa.RecordBatch) -> None:
+        queue = self._queues[name]
+        queue.pending.append((seq, batch))
+        queue.rows += batch.num_rows
+
+    # -- committing --------------------------------------------------------------------------
+
+    def commit(self) -> CommitStats:
+        """Commit everything queued now: one Iceberg append per table. Thread-safe."""
+        started = time.perf_counter()
+        with self._commit_lock:
+            with self._lock:
+                through = self.wal.last_seq
+                work: dict[str, list[tuple[int, pa.RecordBatch]]] = {}
+                for name, queue in self._queues.items():
+                    if queue.pending:
+                        queue.inflight, queue.pending = queue.pending, []
+                        queue.rows = 0
+                        work[name] = queue.inflight
+            total = 0
+            try:
+                for table_def in TABLES:  # parents before children; see _load
+                    batches = work.get(table_def.name)
+                    if batches:
+                        total += self._commit_table(table_def.name, batches)
+            except BaseException:
+                self._requeue_inflight()
+                raise
+            with self._lock:
+                low_water = min(
+                    (q.pending[0][0] - 1 for q in self._queues.values() if q.pending),
+                    default=through,
+                )
+            if work:
+                self.wal.truncate_through(low_water)
+                self._commits += 1
+        return CommitStats(tables=len(work), rows=total, seconds=time.perf_counter() - started)
+
+    def _requeue_inflight(self) -> None:
+        """After a failed round, put rows that did not commit back in front of the queue.
+
+        The next round commits them again; until then the log keeps them (the low-water mark
+        stays below them), so a crash in between loses nothing either.
+        """
+        with self._lock:
+            for queue in self._queues.values():
+                if queue.inflight:
+                    queue.pending = queue.inflight + queue.pending
+                    queue.rows += sum(b.num_rows for _s, b in queue.inflight)
+                    queue.inflight = []
+
+    def _commit_table(
+        self, name: str, batches: list[tuple[int, pa.RecordBatch]], *, writer_id: str | None = None
+    ) -> int:
+        """One Iceberg append of ``batches`` that also records how far into ``writer_id``'s log it reaches."""
+        writer_id = writer_id or self.writer_id
+        table_def = TABLES_BY_NAME[name]
+        data = pa.Table.from_batches([b for _s, b in batches], schema=table_def.arrow_schema)
+        if table_def.sort_columns:
+            data = data.sort_by([(c, "ascending") for c in table_def.sort_columns])
+        seq = max(s for s, _b in batches)
+        table = self._tables[name]
+        for attempt in range(5):
+            try:
+                with table.transaction() as tx:
+                    tx.append(
+                        data,
+                        snapshot_properties={
+                            SUMMARY_WRITER: writer_id,
+                            SUMMARY_SEQ: str(seq),
+                            SUMMARY_OPERATION: "append",
+                        },
+                    )
+                    tx.set_properties({WAL_MARK_PREFIX + writer_id: str(seq)})
+                break
+            except CommitFailedException as exc:
+                # pyiceberg already retried with backoff; reload and try a few more rounds.
+                log.warning("commit to %s failed (%s), attempt %d", name, exc, attempt + 1)
+                table = self._reload(name)
+                if self._mark(table, writer_id) >= seq:  # the commit landed even though it was reported lost
+                    break
+        else:
+            raise ConflictError(f"could not commit to {name} after repeated conflicts")
+        with self._lock:
+            self._tables[name] = table
+            self._visible[name] = table.metadata
+            if writer_id == self.writer_id:
+                self._queues[name].inflight = []
+        return int(data.num_rows)
+
+    def _reload(self, name: str) -> Table:
+        return self.catalog.load_table((self.settings.namespace, name))
+
+    def _run_committer(self) -> None:
+        interval = self.settings.write.commit_interval_s
+        while not self._stop.is_set():
+            self._wake.wait(interval)
+            self._wake.clear()
+            try:
+                if any(q.pending for q in self._queues.values()):
+                    self.commit()
+                if time.monotonic() - self._last_refresh >= self.settings.write.refresh_interval_s:
+                    self.refresh()
+                every = self.settings.write.maintain_every_commits
+                if every and self._commits >= every:
+                    self._commits = 0
+                    self.maintain()
+            except Exception:  # the committer must survive a bad round; the log still holds the rows
+                log.exception("committer round failed; will retry")
+                self._stop.wait(min(5.0, interval * 2))
+
+    # -- other writers -----------------------------------------------------------------------
+
+    def refresh(self) -> int:
+        """Fold in rows other writers committed since we last looked. Returns rows applied."""
+        self._last_refresh = time.monotonic()
+        with self._commit_lock:
+            fresh: dict[str, Table] = {}
+            for table_def in reversed(TABLES):  # children first, as in _load
+                try:
+                    fresh[table_def.name] = self._reload(table_def.name)
+                except NoSuchTableError as exc:
+                    raise BackendUnavailableError(f"table {table_def.name} disappeared") from exc
+            applied = 0
+            for table_def in TABLES:
+                table = fresh[table_def.name]
+                rows = self._foreign_rows(table_def.name, table)
+                with self._lock:
+                    if rows is not None:
+                        self.state.apply(table_def.name, rows)
+                        applied += rows.num_rows
+                    self._tables[table_def.name] = table
+                    self._visible[table_def.name] = table.metadata
+                    snapshot = table.metadata.current_snapshot()
+                    self._seen_snapshot[table_def.name] = snapshot.snapshot_id if snapshot else None
+            if applied:
+                with self._lock:
+                    self.state.retry_orphans()
+            return applied
+
+    def _foreign_rows(self, name: str, table: Table) -> pa.Table | None:
+        """Rows added by other writers' snapshots between the one we saw and the current one."""
+        seen = self._seen_snapshot.get(name)
+        snapshot = table.metadata.current_snapshot()
+        new_files: list[DataFile] = []
+        while snapshot is not None and snapshot.snapshot_id != seen:
+            summary = snapshot.summary
+            props = summary.additional_properties if summary is not None else {}
+            writer = props.get(SUMMARY_WRITER)
+            if (
+                writer != self.writer_id
+                and writer not in self._drained_writers
+                and props.get(SUMMARY_OPERATION) == "append"
+            ):
+                new_files.extend(_added_files(table, snapshot.snapshot_id, snapshot.manifest_list))
+            if snapshot.parent_snapshot_id is None:
+                break
+            parent = table.metadata.snapshot_by_id(snapshot.parent_snapshot_id)
+            if parent is None:
+                if seen is not None:
+                    log.warning("snapshot history of %s expired past what we saw; rows may be missed", name)
+                break
+            snapshot = parent
+        if not new_files:
+            return None
+        rows = _read_files(table.metadata, table, new_files, AlwaysTrue())
+        if "changed_at" in rows.column_names:
+            rows = rows.sort_by([("changed_at", "ascending"), ("writer_id", "ascending"), ("wal_seq", "ascending")])
+        return rows
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def scan_with_pending(
+        self,
+        name: str,
+        row_filter: BooleanExpression,
+        pending_mask: Callable[[pa.Table], pa.Array],
+        *,
+        cache_key: str | None = None,
+        file_filter: Callable[[DataFile], bool] | None = None,
+    ) -> pa.Table:
+        """Committed rows matching ``row_filter`` plus queued rows matching ``pending_mask``.
+
+        The committed part is read at the snapshot that was current when the queued rows were
+        taken, so no row is seen twice or missed while a commit lands. With a ``cache_key``, the
+        committed part is kept in a bounded LRU with the snapshot it was read at. A later read at a
+        newer snapshot reads only the files appended since (``file_filter`` prunes them further),
+        so read cost does not grow with the number of small files between compactions; if any
+        snapshot in between is not a plain append (a compaction), it reads everything again.
+        """
+        table_def = TABLES_BY_NAME[name]
+        with self._lock:
+            metadata = self._visible[name]
+            queue = self._queues[name]
+            waiting = [b for _s, b in queue.inflight] + [b for _s, b in queue.pending]
+            table = self._tables[name]
+        parts: list[pa.Table] = []
+        snapshot = metadata.current_snapshot()
+        if snapshot is not None:
+            slot = (name, cache_key) if cache_key is not None else None
+            cached = self._read_cache.get(slot) if slot is not None else None
+            committed: pa.Table | None = None
+            if cached is not None:
+                if cached[0] == snapshot.snapshot_id:
+                    committed = cached[1]
+                else:
+                    added = _appended_since(table, metadata, cached[0])
+                    if added is not None:
+                        added = [f for f in added if file_filter is None or file_filter(f)]
+                        fresh = _read_files(metadata, table, added, row_filter) if added else None
+                        committed = (
+                            cached[1]
+                            if fresh is None
+                            else pa.concat_tables(
+                                [cached[1], fresh.select(cached[1].column_names).cast(cached[1].schema)]
+                            )
+                        )
+            if committed is None:
+                tasks = table.scan(row_filter=row_filter, snapshot_id=snapshot.snapshot_id).plan_files()
+                committed = _read_tasks(metadata, table, tasks, row_filter)
+            if slot is not None and (cached is None or cached[0] != snapshot.snapshot_id):
+                self._read_cache.put(slot, snapshot.snapshot_id, committed)
+            parts.append(committed)
+        if waiting:
+            queued = pa.Table.from_batches(waiting, schema=table_def.arrow_schema)
+            parts.append(queued.filter(pending_mask(queued)))
+        if not parts:
+            return table_def.arrow_schema.empty_table()
+        return pa.concat_tables([p.select(table_def.arrow_schema.names).cast(table_def.arrow_schema) for p in parts])
+
+    def metric_history(self, run_id: str, key: str) -> pa.Table:
+        """Every point of one metric of one run, ordered by step then timestamp."""
+        rows = self.scan_with_pending(
+            METRICS.name,
+            And(_equal_to("run_id", run_id), _equal_to("key", key)),
+            lambda t: pc.and_(pc.equal(t["run_id"], run_id), pc.equal(t["key"], key)),
+            cache_key=f"{run_id}\x00{key}",
+            file_filter=_in_bucket(run_id),
+        )
+        return rows.sort_by([("step", "ascending"), ("recorded_at", "ascending")])
+
+    def table(self, name: str) -> Table:
+        """The current handle of one of the lake's tables (for maintenance and tests)."""
+        with self._lock:
+            return self._tables[name]
+
+    def queued_rows(self) -> int:
+        """Rows acknowledged but not yet in an Iceberg commit."""
+        with self._lock:
+            return sum(b.num_rows for q in self._queues.values() for _s, b in [*q.pending, *q.inflight])
+
+    # -- maintenance -------------------------------------------------------------------------
+
+    def maintain(self, *, compact: bool = True, expire: bool = True) -> dict[str, dict[str, int]]:
+        """Compact small files and expire old snapshots on every table."""
+        report: dict[str, dict[str, int]] = {}
+        retention = self.settings.write.snapshot_retention_s
+        with self._commit_lock:
+            for table_def in TABLES:
+                table = self._reload(table_def.name)
+                entry: dict[str, int] = {}
+                if compact:
+                    entry["files_rewritten"], entry["files_written"] = compact_table(
+                        table,
+                        table_def,
+                        snapshot_properties={SUMMARY_OPERATION: "compact", SUMMARY_WRITER: self.writer_id},
+                    )
+                    table = self._reload(table_def.name)
+                if expire:
+                    older_than = datetime.fromtimestamp(self.clock() - retention, tz=UTC)
+                    entry["snapshots_expired"] = expire_snapshots(
+                        table, older_than=older_than, keep_at_most=self.settings.write.max_snapshots
+                    )
+                    table = self._reload(table_def.name)
+                with self._lock:
+                    # Rows of our own committed appends are already in state; skip to the new head.
+                    self._tables[table_def.name] = table
+                    self._visible[table_def.name] = table.metadata
+                report[table_def.name] = entry
+        return report
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Commit what is queued, stop the committer and release the log. Idempotent."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self._wake.set()
+        if self._committer is not None:
+            self._committer.join(timeout=60)
+        try:
+            self.commit()
+        finally:
+            self.wal.close()
+
+    def __enter__(self) -> IcebergStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# pyiceberg's pydantic-generated signature for EqualTo confuses mypy; this is its documented call form.
+_equal_to = cast(Callable[[str, Any], BooleanExpression], EqualTo)
+
+
+def _stamp_seq(batch: pa.RecordBatch, seq: int) -> pa.RecordBatch:
+    """Change rows carry their log position, which orders one writer's changes."""
+    index = batch.schema.get_field_index("wal_seq")
+    if index < 0:
+        return batch
+    return batch.set_column(index, batch.schema.field(index), pa.array([seq] * batch.num_rows, pa.int64()))
+
+
+def _appended_since(table: Table, metadata: TableMetadata, since: int) -> list[DataFile] | None:
+    """Data files added by the plain appends after snapshot ``since`` up to the current one, or None
+    if the chain is broken (expired) or holds anything but appends (a compaction rewrote files)."""
+    files: list[DataFile] = []
+    snapshot = metadata.current_snapshot()
+    while snapshot is not None and snapshot.snapshot_id != since:
+        summary = snapshot.summary
+        if summary is None or summary.operation.value != "append":
+            return None
+        files.extend(_added_files(table, snapshot.snapshot_id, snapshot.manifest_list))
+        parent = snapshot.parent_snapshot_id
+        snapshot = metadata.snapshot_by_id(parent) if parent is not None else None
+    return files if snapshot is not None else None
+
+
+def _in_bucket(run_id: str) -> Callable[[DataFile], bool]:
+    """Whether a metrics data file can hold rows of ``run_id`` (its partition is the run's bucket)."""
+    bucket = BucketTransform(METRIC_BUCKETS).transform(StringType())(run_id)
+    return lambda data_file: data_file.spec_id != 0 or data_file.partition[0] == bucket
+
+
+def _added_files(table: Table, snapshot_id: int, manifest_list: str) -> Iterable[DataFile]:
+    from pyiceberg.manifest import _manifests
+
+    for manifest in _manifests(table.io, manifest_list):
+        if manifest.content != ManifestContent.DATA or manifest.added_snapshot_id != snapshot_id:
+            continue
+        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
+            if entry.status == ManifestEntryStatus.ADDED and entry.snapshot_id == snapshot_id:
+                yield entry.data_file
+
+
+def _read_files(
+    metadata: TableMetadata, table: Table, files: list[DataFile], row_filter: BooleanExpression
+) -> pa.Table:
+    return _read_tasks(metadata, table, [FileScanTask(f) for f in files], row_filter)
+
+
+def _read_tasks(
+    metadata: TableMetadata, table: Table, tasks: Iterable[FileScanTask], row_filter: BooleanExpression
+) -> pa.Table:
+    return ArrowScan(metadata, table.io, metadata.schema(), row_filter).to_table(tasks)

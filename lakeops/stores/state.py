@@ -1,0 +1,315 @@
+"""The in-memory current state: what the change tables fold into, kept hot for reads.
+
+Every row reaches the state through ``TrackingState.apply`` — rows loaded from Iceberg at
+start-up, rows replayed from the write-ahead log, rows other replicas committed, and this
+process's own writes — so there is exactly one way the current state is derived.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from catalog.tables import (
+    ARTIFACT_VERSIONS,
+    EXPERIMENT_CHANGES,
+    LOGGED_MODEL_CHANGES,
+    METRICS,
+    PARAMS,
+    RUN_CHANGES,
+    RUN_IO,
+    TAG_CHANGES,
+)
+
+log = logging.getLogger(__name__)
+
+LatestMetric = tuple[int, float, int]  # (timestamp ms, value, step)
+
+
+def metric_rank(timestamp: int, value: float) -> tuple[int, int, float]:
+    """MLflow's "latest" order: max timestamp, then max value. NaN ranks below every number."""
+    return (timestamp, 0, 0.0) if math.isnan(value) else (timestamp, 1, value)
+
+
+@dataclass(slots=True)
+class ExperimentState:
+    """Current state of one experiment."""
+
+    experiment_id: str
+    name: str
+    artifact_location: str | None
+    lifecycle_stage: str
+    creation_time: int
+    last_update_time: int
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class RunState:
+    """Current state of one run, with its params, tags and latest metrics."""
+
+    run_id: str
+    experiment_id: str
+    run_name: str | None
+    user_id: str | None
+    status: str
+    start_time: int | None
+    end_time: int | None
+    lifecycle_stage: str
+    artifact_uri: str | None
+    parent_run_id: str | None
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, LatestMetric] = field(default_factory=dict)
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class LoggedModelState:
+    """Current state of one logged model (MLflow 3's model entity)."""
+
+    model_id: str
+    experiment_id: str
+    name: str
+    artifact_location: str | None
+    source_run_id: str | None
+    model_type: str | None
+    status: str
+    status_message: str | None
+    params: dict[str, str]
+    lifecycle_stage: str
+    creation_time: int
+    last_update_time: int
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactVersionState:
+    """One stored version of an artifact."""
+
+    path: str
+    version_id: str
+    object_key: str
+    size_bytes: int
+    sha256: str
+    is_deleted: bool
+    created_at: int
+
+
+def _ms(array: pa.ChunkedArray | pa.Array) -> list[int | None]:
+    """Timestamps (tz-aware, any unit) as integer milliseconds."""
+    unit = array.type.unit
+    divisor = {"s": 1, "ms": 1, "us": 1000, "ns": 1_000_000}[unit]
+    raw = array.cast(pa.int64()).to_pylist()
+    if unit == "s":
+        return [None if v is None else v * 1000 for v in raw]
+    return [None if v is None else v // divisor for v in raw]
+
+
+class TrackingState:
+    """Experiments and runs by id, folded from change rows."""
+
+    def __init__(self) -> None:
+        self.experiments: dict[str, ExperimentState] = {}
+        self.experiment_ids_by_name: dict[str, str] = {}
+        self.runs: dict[str, RunState] = {}
+        self.runs_by_experiment: dict[str, dict[str, RunState]] = {}
+        self.logged_models: dict[str, LoggedModelState] = {}
+        # Every version of every artifact path, oldest first; the last one is current.
+        self.artifact_versions: dict[str, list[ArtifactVersionState]] = {}
+        # Rows whose parent entity is not known yet (another replica's commit seen half-way).
+        self._orphans: list[tuple[str, pa.Table]] = []
+
+    def apply(self, table: str, rows: pa.Table | pa.RecordBatch) -> None:
+        """Fold rows of ``table`` into the state, in row order."""
+        if rows.num_rows == 0:
+            return
+        handler = _HANDLERS[table]
+        leftover = handler(self, rows)
+        if leftover is not None and leftover.num_rows:
+            self._orphans.append((table, leftover))
+
+    def retry_orphans(self) -> int:
+        """Apply rows that were waiting for their run or experiment. Returns rows still waiting."""
+        waiting, self._orphans = self._orphans, []
+        for table, rows in waiting:
+            self.apply(table, rows)
+        return sum(rows.num_rows for _t, rows in self._orphans)
+
+    # -- handlers, one per table ---------------------------------------------------------
+
+    def _apply_experiments(self, rows: pa.Table | pa.RecordBatch) -> None:
+        cols = rows.select(["experiment_id", "name", "artifact_location", "lifecycle_stage"]).to_pydict()
+        created = _ms(rows.column("created_at"))
+        changed = _ms(rows.column("changed_at"))
+        for i, experiment_id in enumerate(cols["experiment_id"]):
+            old = self.experiments.get(experiment_id)
+            if old is not None and self.experiment_ids_by_name.get(old.name) == experiment_id:
+                del self.experiment_ids_by_name[old.name]
+            exp = ExperimentState(
+                experiment_id=experiment_id,
+                name=cols["name"][i],
+                artifact_location=cols["artifact_location"][i],
+                lifecycle_stage=cols["lifecycle_stage"][i],
+                creation_time=created[i] or 0,
+                last_update_time=changed[i] or 0,
+                tags=old.tags if old is not None else {},
+            )
+            self.experiments[experiment_id] = exp
+            self.experiment_ids_by_name[exp.name] = experiment_id
+            self.runs_by_experiment.setdefault(experiment_id, {})
+
+    def _apply_runs(self, rows: pa.Table | pa.RecordBatch) -> None:
+        names = [
+            "run_id",
+            "experiment_id",
+            "run_name",
+            "user_id",
+            "status",
+            "lifecycle_stage",
+            "artifact_uri",
+            "parent_run_id",
+        ]
+        cols = rows.select(names).to_pydict()
+        started = _ms(rows.column("started_at"))
+        ended = _ms(rows.column("ended_at"))
+        for i, run_id in enumerate(cols["run_id"]):
+            old = self.runs.get(run_id)
+            run = RunState(
+                run_id=run_id,
+                experiment_id=cols["experiment_id"][i],
+                run_name=cols["run_name"][i],
+                user_id=cols["user_id"][i],
+                status=cols["status"][i],
+                start_time=started[i],
+                end_time=ended[i],
+                lifecycle_stage=cols["lifecycle_stage"][i],
+                artifact_uri=cols["artifact_uri"][i],
+                parent_run_id=cols["parent_run_id"][i],
+            )
+            if old is not None:
+                run.params, run.tags, run.metrics = old.params, old.tags, old.metrics
+                run.inputs, run.outputs = old.inputs, old.outputs
+                if old.experiment_id != run.experiment_id:
+                    self.runs_by_experiment.get(old.experiment_id, {}).pop(run_id, None)
+            self.runs[run_id] = run
+            self.runs_by_experiment.setdefault(run.experiment_id, {})[run_id] = run
+
+    def _apply_tags(self, rows: pa.Table | pa.RecordBatch) -> pa.Table | None:
+        cols = rows.select(["entity_type", "entity_id", "key", "value", "is_deleted"]).to_pydict()
+        missing: list[int] = []
+        parents: dict[str, Any] = {"run": self.runs, "experiment": self.experiments, "logged_model": self.logged_models}
+        for i, entity_id in enumerate(cols["entity_id"]):
+            entity: RunState | ExperimentState | LoggedModelState | None = parents[cols["entity_type"][i]].get(
+                entity_id
+            )
+            if entity is None:
+                missing.append(i)
+                continue
+            if cols["is_deleted"][i]:
+                entity.tags.pop(cols["key"][i], None)
+            else:
+                entity.tags[cols["key"][i]] = cols["value"][i] or ""
+        return _take(rows, missing)
+
+    def _apply_params(self, rows: pa.Table | pa.RecordBatch) -> pa.Table | None:
+        cols = rows.select(["run_id", "key", "value"]).to_pydict()
+        missing: list[int] = []
+        for i, run_id in enumerate(cols["run_id"]):
+            run = self.runs.get(run_id)
+            if run is None:
+                missing.append(i)
+            else:
+                run.params.setdefault(cols["key"][i], cols["value"][i])
+        return _take(rows, missing)
+
+    def _apply_metrics(self, rows: pa.Table | pa.RecordBatch) -> pa.Table | None:
+        run_ids = rows.column("run_id").to_pylist()
+        keys = rows.column("key").to_pylist()
+        values = rows.column("value").to_pylist()
+        steps = rows.column("step").to_pylist()
+        stamps = _ms(rows.column("recorded_at"))
+        missing: list[int] = []
+        run: RunState | None = None
+        for i, run_id in enumerate(run_ids):
+            if run is None or run.run_id != run_id:
+                run = self.runs.get(run_id)
+                if run is None:
+                    missing.append(i)
+                    continue
+            key, ts, value = keys[i], stamps[i], values[i]
+            current = run.metrics.get(key)
+            if current is None or metric_rank(ts, value) > metric_rank(current[0], current[1]):  # type: ignore[arg-type]
+                run.metrics[key] = (ts, value, steps[i])  # type: ignore[assignment]
+        return _take(rows, missing)
+
+    def _apply_logged_models(self, rows: pa.Table | pa.RecordBatch) -> None:
+        names = ["model_id", "experiment_id", "name", "artifact_location", "source_run_id", "model_type", "status"]
+        cols = rows.select([*names, "status_message", "params_json", "lifecycle_stage"]).to_pydict()
+        created = _ms(rows.column("created_at"))
+        changed = _ms(rows.column("changed_at"))
+        for i, model_id in enumerate(cols["model_id"]):
+            old = self.logged_models.get(model_id)
+            self.logged_models[model_id] = LoggedModelState(
+                **{n: cols[n][i] for n in names},
+                status_message=cols["status_message"][i],
+                params=json.loads(cols["params_json"][i] or "{}"),
+                lifecycle_stage=cols["lifecycle_stage"][i],
+                creation_time=created[i] or 0,
+                last_update_time=changed[i] or 0,
+                tags=old.tags if old is not None else {},
+            )
+
+    def _apply_run_io(self, rows: pa.Table | pa.RecordBatch) -> pa.Table | None:
+        cols = rows.to_pydict()
+        missing: list[int] = []
+        for i, run_id in enumerate(cols["run_id"]):
+            run = self.runs.get(run_id)
+            if run is None:
+                missing.append(i)
+                continue
+            link = {k: cols[k][i] for k in cols if k not in ("run_id", "direction", "logged_at")}
+            target = run.inputs if cols["direction"][i] == "input" else run.outputs
+            if link not in target:  # the same dataset or model linked twice is one link
+                target.append(link)
+        return _take(rows, missing)
+
+    def _apply_artifacts(self, rows: pa.Table | pa.RecordBatch) -> None:
+        cols = rows.select(["path", "version_id", "object_key", "size_bytes", "sha256", "is_deleted"]).to_pydict()
+        changed = _ms(rows.column("changed_at"))
+        for i, path in enumerate(cols["path"]):
+            version = ArtifactVersionState(
+                path=path,
+                version_id=cols["version_id"][i],
+                object_key=cols["object_key"][i],
+                size_bytes=cols["size_bytes"][i],
+                sha256=cols["sha256"][i],
+                is_deleted=cols["is_deleted"][i],
+                created_at=changed[i] or 0,
+            )
+            self.artifact_versions.setdefault(path, []).append(version)
+
+
+def _take(rows: pa.Table | pa.RecordBatch, indices: list[int]) -> pa.Table | None:
+    if not indices:
+        return None
+    taken = rows.take(pa.array(indices, pa.int64()))
+    return taken if isinstance(taken, pa.Table) else pa.Table.from_batches([taken])
+
+
+_HANDLERS: dict[str, Any] = {
+    EXPERIMENT_CHANGES.name: TrackingState._apply_experiments,
+    RUN_CHANGES.name: TrackingState._apply_runs,
+    TAG_CHANGES.name: TrackingState._apply_tags,
+    PARAMS.name: TrackingState._apply_params,
+    METRICS.name: TrackingState._apply_metrics,
+    LOGGED_MODEL_CHANGES.name: TrackingState._apply_logged_models,
+    RUN_IO.name: TrackingState._apply_run_io,
+    ARTIFACT_VERSIONS.name: TrackingState._apply_artifacts,
+}

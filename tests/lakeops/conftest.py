@@ -1,0 +1,64 @@
+"""Fixtures for domain tests: one lake per test on every backend kind.
+
+``lake_settings`` is parametrized over the three backends of the contract suite:
+``file`` (SQLite catalog, file:// warehouse), ``s3`` (SQLite catalog, s3:// warehouse on the
+session's SeaweedFS) and ``rest`` (SeaweedFS's Iceberg REST catalog, data on its S3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lakes import make_settings
+
+from lakeops.services.tracking import TrackingService
+from lakeops.settings import LakeopsSettings
+from lakeops.stores import IcebergStore, open_store
+
+BACKENDS = ["file", "s3", "rest"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The backend kind under test."""
+    kind: str = request.param
+    if kind != "file":
+        request.applymarker(pytest.mark.s3)
+    return kind
+
+
+@pytest.fixture
+def lake_factory(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Callable[..., LakeopsSettings]:
+    """Builds settings for a fresh lake of the current backend (same lake for the same ``name``)."""
+    made: dict[str, LakeopsSettings] = {}
+
+    def factory(name: str = "main", **write: Any) -> LakeopsSettings:
+        if name not in made:
+            s3 = request.getfixturevalue("s3_server") if backend != "file" else None
+            made[name] = make_settings(backend, tmp_path / name, s3, **write)
+        return made[name]
+
+    return factory
+
+
+@pytest.fixture
+def lake_settings(lake_factory: Callable[..., LakeopsSettings]) -> LakeopsSettings:
+    """Settings of this test's lake."""
+    return lake_factory()
+
+
+@pytest.fixture
+def store(lake_settings: LakeopsSettings) -> Iterator[IcebergStore]:
+    """An open store on this test's lake."""
+    s = open_store(lake_settings)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def tracking(store: IcebergStore) -> TrackingService:
+    """The tracking service over ``store``."""
+    return TrackingService(store)
