@@ -13,8 +13,9 @@ this script starts and stops). Figures are printed next to their targets with PA
 2. Latency of one acknowledged ``log_metric`` (2,000 calls, one thread): p50 and p99.
 3. History of a 100,000-point series: median of 10 warm calls (Arrow and entity paths).
 4. ``search_runs`` over 10,000 runs (2,000 with ``--quick``): median of 20 warm calls.
-5. Read latency after 10 and after 1,000 commits (300 with ``--quick``), with ``maintain()``
-   every 200 commits as the background committer would do (the store's own committer is off
+5. Read latency after 10 and after 1,000 commits (300 with ``--quick``) of a growing series (info) and
+   of a fixed 1,000-point series in the same table (the target: the commit count alone), with
+   ``maintain()`` every 50 commits as the background committer would do (the store's own committer is off
    there). For information, also the read just before the last ``maintain()``, when the
    number of uncompacted data files peaks.
 """
@@ -37,7 +38,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import SecretStr
+from pyiceberg.expressions import And, EqualTo
 
 from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings, LocalStorageConfig, S3StorageConfig, SqlCatalogConfig, WriteConfig
@@ -59,6 +62,7 @@ SEARCH_ORDER = ["metrics.m1 DESC"]
 COMMITS_EARLY = 10
 COMMIT_POINTS = 100
 COMMIT_READ_CALLS = 20
+PROBE_POINTS = 1_000
 MAINTAIN_EVERY = WriteConfig().maintain_every_commits  # 200, the default
 PARAM_VALUES = ("a", "b", "c", "d")
 
@@ -385,6 +389,22 @@ def bench_commit_count(backend: str, make: SettingsFactory, commits: int) -> lis
         run_id = tracking.create_run(exp).info.run_id
         now = int(time.time() * 1000)
         tracking.log_batch(run_id, params={"p1": "b"}, metrics=[("m0", 0.9, now, 0), ("m1", 0.1, now, 0)])
+        # A fixed-size series in the same table: its reads show what the commit count alone costs,
+        # while the growing series above also reads 100x more points at the end than at the start.
+        probe_id = tracking.create_run(exp).info.run_id
+        tracking.log_batch(probe_id, metrics=[("probe", 0.5, now, s) for s in range(PROBE_POINTS)])
+        store.commit()
+        probe_filter = And(EqualTo("run_id", probe_id), EqualTo("key", "probe"))
+
+        def probe_uncached() -> int:
+            rows = store.scan_with_pending(
+                "metrics", probe_filter, lambda t: pc.and_(pc.equal(t["run_id"], probe_id), pc.equal(t["key"], "probe"))
+            )
+            if rows.num_rows != PROBE_POINTS:
+                raise AssertionError("probe series lost points")
+            return rows.num_rows
+
+        probes: dict[int, tuple[float, float]] = {}  # commits -> (warm ms, uncached ms)
         readings: dict[int, tuple[float, float, int]] = {}  # commits -> (history ms, search ms, data files)
         loop_started = time.perf_counter()
         maintain_s = 0.0
@@ -404,6 +424,10 @@ def bench_commit_count(backend: str, make: SettingsFactory, commits: int) -> lis
                     raise AssertionError("history lost points")
                 history_ms = median_ms(lambda: tracking.metric_history_table(run_id, "loss"), COMMIT_READ_CALLS)
                 search_ms = median_ms(lambda: _search_one(tracking, exp), COMMIT_READ_CALLS)
+                probes[done] = (
+                    median_ms(lambda: tracking.metric_history_table(probe_id, "probe"), COMMIT_READ_CALLS),
+                    median_ms(probe_uncached, COMMIT_READ_CALLS),
+                )
                 files = sum(1 for _ in store.table("metrics").scan().plan_files())
                 readings[done] = (history_ms, search_ms, files)
                 snapshots = len(store.table("metrics").metadata.snapshots)
@@ -411,14 +435,24 @@ def bench_commit_count(backend: str, make: SettingsFactory, commits: int) -> lis
                 progress(
                     f"  after {done:,} commits ({elapsed:.0f} s; commit() {statistics.mean(window) * 1000:.0f} ms"
                     f" on average since last line, maintain {maintain_s:.1f} s in all; {files} data files,"
-                    f" {snapshots} snapshots): history {history_ms:.2f} ms, search {search_ms:.2f} ms"
+                    f" {snapshots} snapshots): history {history_ms:.2f} ms, search {search_ms:.2f} ms,"
+                    f" fixed {PROBE_POINTS:,}-point history {probes[done][0]:.2f} ms"
+                    f" (uncached {probes[done][1]:.2f} ms)"
                 )
                 window.clear()
     (h_early, s_early, f_early), (h_late, s_late, f_late) = readings[COMMITS_EARLY], readings[commits]
+    grows = commits // COMMITS_EARLY
     results = [
         Result(backend, f"5  history after {COMMITS_EARLY} commits ({f_early} files)", h_early, "ms", None),
         Result(backend, f"5  history after {commits:,} commits ({f_late} files)", h_late, "ms", None),
-        Result(backend, f"5  history ratio {commits:,}/{COMMITS_EARLY}", h_late / h_early, "x", 1.5),
+        Result(backend, f"5  history ratio {commits:,}/{COMMITS_EARLY} (series grows {grows}x)", h_late / h_early, "x", None),
+    ]
+    (p_early, u_early), (p_late, u_late) = probes[COMMITS_EARLY], probes[commits]
+    results += [
+        Result(backend, f"5  fixed-series history after {COMMITS_EARLY} commits", p_early, "ms", None),
+        Result(backend, f"5  fixed-series history after {commits:,} commits", p_late, "ms", None),
+        Result(backend, f"5  fixed-series history ratio {commits:,}/{COMMITS_EARLY}", p_late / p_early, "x", 1.5),
+        Result(backend, f"5  uncached fixed-series ratio {commits:,}/{COMMITS_EARLY}", u_late / u_early, "x", 1.5),
     ]
     if peak in readings:
         h_peak, _s_peak, f_peak = readings[peak]
@@ -443,18 +477,26 @@ def _search_one(tracking: TrackingService, exp: str) -> int:
 # -- driver -------------------------------------------------------------------------------------
 
 
-def run_backend(backend: str, root: Path, *, quick: bool) -> list[Result]:
+SECTIONS = ("ingest", "latency", "history", "search", "commits")
+
+
+def run_backend(backend: str, root: Path, *, quick: bool, only: tuple[str, ...] = SECTIONS) -> list[Result]:
     opener: Callable[[Path], contextlib.AbstractContextManager[SettingsFactory]] = (
         file_backend if backend == "file" else s3_backend
     )
     print(f"\n=== backend: {backend} ===", file=sys.stderr, flush=True)
     results: list[Result] = []
     with opener(root) as make:
-        results += bench_ingest(backend, make)
-        results += bench_latency(backend, make)
-        results += bench_history(backend, make)
-        results += bench_search(backend, make, 2_000 if quick else 10_000)
-        results += bench_commit_count(backend, make, 300 if quick else 1_000)
+        if "ingest" in only:
+            results += bench_ingest(backend, make)
+        if "latency" in only:
+            results += bench_latency(backend, make)
+        if "history" in only:
+            results += bench_history(backend, make)
+        if "search" in only:
+            results += bench_search(backend, make, 2_000 if quick else 10_000)
+        if "commits" in only:
+            results += bench_commit_count(backend, make, 300 if quick else 1_000)
     return results
 
 
@@ -497,7 +539,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--backend", choices=("file", "s3", "both"), default="file")
     parser.add_argument("--quick", action="store_true", help="2,000 runs for search, 300 commits for the commit test")
+    parser.add_argument(
+        "--only", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)"
+    )
     args = parser.parse_args(argv)
+    only = tuple(args.only.split(","))
+    if unknown := set(only) - set(SECTIONS):
+        parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
     backends = ["file", "s3"] if args.backend == "both" else [args.backend]
 
     print(
@@ -514,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     for backend in backends:
         with tempfile.TemporaryDirectory(prefix=f"lakeops-bench-{backend}-") as tmp:
-            results += run_backend(backend, Path(tmp), quick=args.quick)
+            results += run_backend(backend, Path(tmp), quick=args.quick, only=only)
     print()
     print_table(results)
     misses = sum(r.verdict == "MISS" for r in results)
