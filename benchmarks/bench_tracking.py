@@ -63,7 +63,7 @@ COMMITS_EARLY = 10
 COMMIT_POINTS = 100
 COMMIT_READ_CALLS = 20
 PROBE_POINTS = 1_000
-MAINTAIN_EVERY = WriteConfig().maintain_every_commits  # 200, the default
+MAINTAIN_EVERY = WriteConfig().maintain_every_commits  # the default
 PARAM_VALUES = ("a", "b", "c", "d")
 
 MLFLOW_REFERENCE = (
@@ -445,7 +445,7 @@ def bench_commit_count(backend: str, make: SettingsFactory, commits: int) -> lis
     results = [
         Result(backend, f"5  history after {COMMITS_EARLY} commits ({f_early} files)", h_early, "ms", None),
         Result(backend, f"5  history after {commits:,} commits ({f_late} files)", h_late, "ms", None),
-        Result(backend, f"5  history ratio {commits:,}/{COMMITS_EARLY} (series grows {grows}x)", h_late / h_early, "x", None),
+        Result(backend, f"5  history ratio {commits:,}/{COMMITS_EARLY} (grows {grows}x)", h_late / h_early, "x", None),
     ]
     (p_early, u_early), (p_late, u_late) = probes[COMMITS_EARLY], probes[commits]
     results += [
