@@ -1203,8 +1203,21 @@ def _compile_filter(text: str | None, strings: set[str], numbers: set[str]) -> C
             if c.key in numbers and c.entity == "attribute"
             else _string_test(c.op, c.value)
         )
+        if c.entity == "tag" and c.op in ("!=", "NOT IN"):
+            # As in MLflow's registry stores: a missing tag differs from any value. The stock client
+            # relies on it, adding `tags.mlflow.prompt.is_prompt != 'true'` to every search.
+            tests.append(_missing_or(getter, check))
+            continue
         tests.append(_value_test(getter, check))
     return lambda e: all(t(e) for t in tests)
+
+
+def _missing_or(getter: Callable[[Any], Any], check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    def test(entity: Any) -> bool:
+        value = getter(entity)
+        return value is None or check(value)
+
+    return test
 
 
 def _tag_of(key: str) -> Callable[[Any], str | None]:

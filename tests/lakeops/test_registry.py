@@ -255,6 +255,9 @@ def test_search_filters_order_and_paging(store: IcebergStore, tracking: Tracking
     assert names(filter_string="name ILIKE 'svc-%'") == ["Svc-Epsilon", "svc-alpha", "svc-beta", "svc-gamma"]
     assert names(filter_string="tags.team = 'edge'") == ["batch-delta", "svc-beta"]
     assert names(filter_string="name = 'svc-beta'") == ["svc-beta"]
+    # a missing tag differs from every value, as in MLflow (its client filters prompts out this way)
+    assert len(names(filter_string="tags.`mlflow.prompt.is_prompt` != 'true'")) == 5
+    assert names(filter_string="tags.team != 'edge' AND name LIKE 'svc-%'") == ["svc-alpha", "svc-gamma"]
     assert names(order_by=["name DESC"])[:2] == ["svc-gamma", "svc-beta"]
     first = registry.search_registered_models(max_results=2)
     assert len(first.registered_models) == 2 and first.next_page_token
