@@ -873,12 +873,15 @@ class RegistryService:
             ids_now, fingerprint=fingerprint, max_results=max_results, page_token=page_token, pins=self._pins
         )
         out: list[ModelVersion] = []
+        aliases: dict[str, dict[str, int]] = {}
         for key in ids:
             model_id, _, number = key.partition("/")
             model = latest(reg.models.get(model_id, []), when)
             record = latest(reg.versions.get(model_id, {}).get(int(number), []), when)
             if model is not None and not model.is_deleted and record is not None and not record.is_deleted:
-                out.append(self._version_entity(reg, model, record, when))
+                if model_id not in aliases:
+                    aliases[model_id] = reg.aliases_at(model_id, when)
+                out.append(self._version_entity(reg, model, record, when, aliases[model_id]))
         return ModelVersionPage(out, token)
 
     # -- aliases ----------------------------------------------------------------------------------
