@@ -380,7 +380,7 @@ class RegistryService:
 
     def _live_versions(self, reg: RegistryState, model_id: str, as_of: int | None) -> list[VersionRecord]:
         out: list[VersionRecord] = []
-        for history in reg.versions.get(model_id, {}).values():
+        for history in list(reg.versions.get(model_id, {}).values()):
             record = latest(history, as_of)
             if record is not None and not record.is_deleted:
                 out.append(record)
@@ -1068,7 +1068,7 @@ class RegistryService:
         when = as_of_ms(as_of)
         reg = self.registry
         streams: dict[tuple[str, str], list[DeploymentRecord]] = {}
-        for d in reg.deployments:
+        for d in list(reg.deployments):
             if (when is None or d.changed_at <= when) and (environment is None or d.environment == environment):
                 streams.setdefault((d.environment, d.registered_model_id), []).append(d)
         out: list[Deployment] = []

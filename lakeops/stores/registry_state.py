@@ -116,10 +116,13 @@ def latest(history: list[D], as_of: int | None = None) -> D | None:
     """The last record of ``history`` (at or before ``as_of`` ms, when given)."""
     if as_of is None:
         return history[-1] if history else None
-    for record in reversed(history):
-        if record.changed_at <= as_of:
-            return record
-    return None
+    # Rows from other replicas may arrive after later ones of ours: take the newest by time
+    # (ties go to the row applied last, which is the one written last by one writer).
+    best: D | None = None
+    for record in history:
+        if record.changed_at <= as_of and (best is None or record.changed_at >= best.changed_at):
+            best = record
+    return best
 
 
 def _ms(array: pa.ChunkedArray | pa.Array) -> list[int]:
@@ -151,7 +154,7 @@ class RegistryState:
         """The id of the model called ``name`` (and not deleted) now or at ``as_of``."""
         if as_of is None:
             return self.model_ids_by_name.get(name)
-        for model_id, history in self.models.items():
+        for model_id, history in list(self.models.items()):  # a snapshot: writers add entries concurrently
             record = latest(history, as_of)
             if record is not None and record.name == name and not record.is_deleted:
                 return model_id
@@ -160,7 +163,7 @@ class RegistryState:
     def tags_at(self, model_id: str, version: int | None, as_of: int | None) -> dict[str, str]:
         """The tags of a model (``version`` None) or version, now or at ``as_of``."""
         out: dict[str, str] = {}
-        for key, history in self.tags.get((model_id, version), {}).items():
+        for key, history in list(self.tags.get((model_id, version), {}).items()):
             record = latest(history, as_of)
             if record is not None and not record.is_deleted:
                 out[key] = record.value or ""
@@ -169,7 +172,7 @@ class RegistryState:
     def aliases_at(self, model_id: str, as_of: int | None) -> dict[str, int]:
         """Alias -> version of one model, now or at ``as_of``."""
         out: dict[str, int] = {}
-        for alias, history in self.aliases.get(model_id, {}).items():
+        for alias, history in list(self.aliases.get(model_id, {}).items()):
             record = latest(history, as_of)
             if record is not None and not record.is_deleted and record.version is not None:
                 out[alias] = record.version

@@ -130,11 +130,15 @@ def test_registry_crud_search_and_stages(client: MlflowClient) -> None:
     assert [v.version for v in versions] == ["3", "2", "1"]
     assert [v.version for v in client.search_model_versions(f"name = '{names[0]}' AND tags.j = '1'")] == ["2"]
 
-    client.transition_model_version_stage(names[0], "1", "Production")
-    moved = client.transition_model_version_stage(names[0], "2", "Production", archive_existing_versions=True)
+    # stages are legacy in MLflow too: its client warns on every stage call
+    with pytest.warns(FutureWarning, match="deprecated since 2.9.0"):
+        client.transition_model_version_stage(names[0], "1", "Production")
+    with pytest.warns(FutureWarning, match="deprecated since 2.9.0"):
+        moved = client.transition_model_version_stage(names[0], "2", "Production", archive_existing_versions=True)
+    with pytest.warns(FutureWarning, match="deprecated since 2.9.0"):
+        latest = client.get_latest_versions(names[0], stages=["Production"])
     assert moved.current_stage == "Production"
     assert client.get_model_version(names[0], "1").current_stage == "Archived"
-    latest = client.get_latest_versions(names[0], stages=["Production"])
     assert [v.version for v in latest] == ["2"]
 
     client.update_registered_model(names[0], description="updated")
