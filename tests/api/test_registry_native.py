@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -9,10 +12,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
+import uvicorn
+from fastapi import FastAPI
 from lakes import make_settings
 
 from api.main import create_app
+from lakeops.services.registry import AliasGate
 
 pytestmark = pytest.mark.api
 
@@ -124,41 +129,62 @@ class RefuseUnvalidated:
         return [f"training data of run {source_run_id} (model {model_id}) was never validated"]
 
 
-def test_gate_over_http_native_and_mlflow(tmp_path: Path) -> None:
+@pytest.fixture
+def gated(tmp_path: Path) -> Iterator[tuple[httpx.Client, RefuseUnvalidated]]:
+    """The app with our gate, served by uvicorn in a thread (the gate lives in this process)."""
     gate = RefuseUnvalidated()
-    with TestClient(create_app(make_settings("file", tmp_path, None), alias_gate=gate)) as c:
-        run = c.post("/api/2.0/mlflow/runs/create", json={"experiment_id": "0"}).json()["run"]["info"]["run_id"]
-        c.post("/api/v1/registered-models", json={"name": "gm"})
-        c.post("/api/v1/registered-models/gm/versions", json={"source": "s3://b/gm", "run_id": run})
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(_app(tmp_path, gate), port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            yield client, gate
+    finally:
+        server.should_exit = True
+        thread.join(timeout=60)
 
-        native = c.put("/api/v1/registered-models/gm/aliases/production", json={"version": 1})
-        assert native.status_code == 422
-        assert native.json()["error"]["code"] == "data_quality"
-        assert native.json()["error"]["details"]["reasons"] == [
-            f"training data of run {run} (model None) was never validated"
-        ]
-        ml = c.post(
-            "/api/2.0/mlflow/registered-models/alias", json={"name": "gm", "alias": "production", "version": "1"}
-        )
-        assert ml.status_code == 400 and ml.json()["error_code"] == "INVALID_PARAMETER_VALUE"
-        assert "was never validated" in ml.json()["message"]
-        assert c.get("/api/v1/registered-models/gm").json()["aliases"] == {}
 
-        no_reason = c.put("/api/v1/registered-models/gm/aliases/production", json={"version": 1, "force": True})
-        assert no_reason.status_code == 400 and "needs a reason" in no_reason.json()["error"]["message"]
-        forced = c.put(
-            "/api/v1/registered-models/gm/aliases/production",
-            json={"version": 1, "force": True, "reason": "approved by risk board"},
-        )
-        assert forced.status_code == 200
-        change = c.get("/api/v1/registered-models/gm/aliases/production/history").json()["changes"][-1]
-        assert (change["is_forced"], change["force_reason"]) == (True, "approved by risk board")
+def _app(home: Path, gate: AliasGate) -> FastAPI:
+    return create_app(make_settings("file", home, None), alias_gate=gate)
 
-        gate.validated.add(run)
-        c.delete("/api/v1/registered-models/gm/aliases/production")
-        ok = c.post(
-            "/api/2.0/mlflow/registered-models/alias", json={"name": "gm", "alias": "production", "version": "1"}
-        )
-        assert ok.status_code == 200
-        change = c.get("/api/v1/registered-models/gm/aliases/production/history").json()["changes"][-1]
-        assert (change["version"], change["is_forced"]) == (1, False)
+
+def test_gate_over_http_native_and_mlflow(gated: tuple[httpx.Client, RefuseUnvalidated]) -> None:
+    c, gate = gated
+    run = c.post("/api/2.0/mlflow/runs/create", json={"experiment_id": "0"}).json()["run"]["info"]["run_id"]
+    c.post("/api/v1/registered-models", json={"name": "gm"})
+    c.post("/api/v1/registered-models/gm/versions", json={"source": "s3://b/gm", "run_id": run})
+
+    native = c.put("/api/v1/registered-models/gm/aliases/production", json={"version": 1})
+    assert native.status_code == 422
+    assert native.json()["error"]["code"] == "data_quality"
+    assert native.json()["error"]["details"]["reasons"] == [
+        f"training data of run {run} (model None) was never validated"
+    ]
+    ml = c.post("/api/2.0/mlflow/registered-models/alias", json={"name": "gm", "alias": "production", "version": "1"})
+    assert ml.status_code == 400 and ml.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "was never validated" in ml.json()["message"]
+    assert c.get("/api/v1/registered-models/gm").json()["aliases"] == {}
+
+    no_reason = c.put("/api/v1/registered-models/gm/aliases/production", json={"version": 1, "force": True})
+    assert no_reason.status_code == 400 and "needs a reason" in no_reason.json()["error"]["message"]
+    forced = c.put(
+        "/api/v1/registered-models/gm/aliases/production",
+        json={"version": 1, "force": True, "reason": "approved by risk board"},
+    )
+    assert forced.status_code == 200
+    change = c.get("/api/v1/registered-models/gm/aliases/production/history").json()["changes"][-1]
+    assert (change["is_forced"], change["force_reason"]) == (True, "approved by risk board")
+
+    gate.validated.add(run)
+    c.delete("/api/v1/registered-models/gm/aliases/production")
+    ok = c.post("/api/2.0/mlflow/registered-models/alias", json={"name": "gm", "alias": "production", "version": "1"})
+    assert ok.status_code == 200
+    change = c.get("/api/v1/registered-models/gm/aliases/production/history").json()["changes"][-1]
+    assert (change["version"], change["is_forced"]) == (1, False)
