@@ -78,6 +78,35 @@ def test_registered_model_lifecycle(store: IcebergStore) -> None:
         store.close()
 
 
+def test_models_as_of_before_rename_and_delete(store: IcebergStore) -> None:
+    clock = Clock()
+    registry = _registry(store, clock)
+    registry.create_registered_model("old-name", description="v0", tags={"t": "1"})
+    registry.create_model_version("old-name", "s3://bucket/x/1")
+    before = clock.now
+    clock.now += 1000
+    registry.rename_registered_model("old-name", "new-name")
+    registry.update_registered_model("new-name", description="v1")
+    registry.set_registered_model_tag("new-name", "t", "2")
+    registry.create_model_version("new-name", "s3://bucket/x/2")
+    clock.now += 1000
+    registry.delete_registered_model("new-name")
+
+    then = registry.get_registered_model("old-name", as_of=before)
+    assert (then.name, then.description, then.tags) == ("old-name", "v0", {"t": "1"})
+    assert [v.version for v in then.latest_versions] == [1]
+    assert [m.name for m in registry.search_registered_models(as_of=before).registered_models] == ["old-name"]
+    middle = registry.get_registered_model("new-name", as_of=before + 1000)
+    assert (middle.description, middle.tags) == ("v1", {"t": "2"})
+    found = registry.search_model_versions("name = 'new-name'", as_of=before + 1000).model_versions
+    assert [v.version for v in found] == [2, 1]
+    with pytest.raises(NotFoundError, match="name=new-name not found"):
+        registry.get_registered_model("new-name")
+    with pytest.raises(NotFoundError, match="name=new-name not found at"):
+        registry.get_registered_model("new-name", as_of=before)
+    assert registry.search_registered_models().registered_models == []
+
+
 @pytest.mark.parametrize(
     "name", [pytest.param("", id="empty"), pytest.param("a/b", id="slash"), pytest.param("  ", id="blank")]
 )
