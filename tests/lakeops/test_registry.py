@@ -10,7 +10,7 @@ from lakes import reopen
 from lakeops.errors import AlreadyExistsError, DataQualityError, InvalidArgumentError, NotFoundError
 from lakeops.services.registry import AliasGate, RegistryService
 from lakeops.services.tracking import TrackingService
-from lakeops.stores import IcebergStore
+from lakeops.stores import IcebergStore, open_store
 
 
 class Clock:
@@ -403,3 +403,27 @@ def test_deployments(store: IcebergStore) -> None:
     with pytest.raises(NotFoundError, match="is not deployed to staging"):
         registry.retire_deployment("recsys", environment="staging")
     assert len(store.state.registry.deployments) == events
+
+
+def test_a_replica_sees_alias_moves_after_refresh(store: IcebergStore) -> None:
+    clock = Clock()
+    registry = _registry(store, clock)
+    registry.create_registered_model("shared")
+    registry.create_model_version("shared", "s3://bucket/shared/1")
+    registry.create_model_version("shared", "s3://bucket/shared/2")
+    registry.set_registered_model_alias("shared", "production", 1)
+    first_move = clock.now
+    store.commit()
+    replica = open_store(store.settings)  # a second process on the same lake
+    try:
+        other = _registry(replica, clock)
+        assert other.get_model_version_by_alias("shared", "production").version == 1
+        clock.now += 1000
+        registry.set_registered_model_alias("shared", "production", 2)
+        store.commit()
+        assert replica.refresh() >= 1
+        assert other.get_model_version_by_alias("shared", "production").version == 2
+        assert other.get_model_version_by_alias("shared", "production", as_of=first_move).version == 1
+        assert [c.version for c in other.alias_history("shared", "production")] == [1, 2]
+    finally:
+        replica.close()
