@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from lakeops.services.artifacts import ArtifactService
+from lakeops.services.registry import RegistryService
 from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings
 
@@ -21,6 +22,11 @@ def _artifacts(request: Request) -> ArtifactService:
     return service
 
 
+def _registry(request: Request) -> RegistryService:
+    service: RegistryService = request.app.state.registry
+    return service
+
+
 def _settings(request: Request) -> LakeopsSettings:
     settings: LakeopsSettings = request.app.state.settings
     return settings
@@ -28,4 +34,5 @@ def _settings(request: Request) -> LakeopsSettings:
 
 ArtifactsDep = Annotated[ArtifactService, Depends(_artifacts)]
 TrackingDep = Annotated[TrackingService, Depends(_tracking)]
+RegistryDep = Annotated[RegistryService, Depends(_registry)]
 SettingsDep = Annotated[LakeopsSettings, Depends(_settings)]

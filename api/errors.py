@@ -33,7 +33,7 @@ ERROR_TABLE: dict[type[LakeopsError], tuple[int, str, int, str]] = {
     AlreadyExistsError: (409, "already_exists", 400, "RESOURCE_ALREADY_EXISTS"),
     ConflictError: (409, "conflict", 409, "ABORTED"),
     InvalidArgumentError: (400, "invalid_argument", 400, "INVALID_PARAMETER_VALUE"),
-    DataQualityError: (422, "data_quality", 400, "INVALID_STATE"),
+    DataQualityError: (422, "data_quality", 400, "INVALID_PARAMETER_VALUE"),
     BackendUnavailableError: (503, "backend_unavailable", 503, "TEMPORARILY_UNAVAILABLE"),
 }
 

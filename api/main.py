@@ -17,8 +17,9 @@ from starlette.concurrency import run_in_threadpool
 
 from api.encoding import JSONBody
 from api.errors import BodyLimitMiddleware, install_error_handlers
-from api.routers import artifacts, mlflow_tracking, native
+from api.routers import artifacts, mlflow_registry, mlflow_tracking, native, registry
 from lakeops.services.artifacts import ArtifactService
+from lakeops.services.registry import AliasGate, RegistryService
 from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings
 from lakeops.stores import open_store
@@ -29,8 +30,11 @@ MAX_JSON_BODY_BYTES = 16 * 1024 * 1024
 STREAMING_PREFIXES = ("/api/2.0/mlflow-artifacts/", "/api/v1/artifacts/", "/api/v1/metrics/ingest")
 
 
-def create_app(settings: LakeopsSettings | None = None) -> FastAPI:
-    """Build the app for ``settings`` (default: read from the environment)."""
+def create_app(settings: LakeopsSettings | None = None, *, alias_gate: AliasGate | None = None) -> FastAPI:
+    """Build the app for ``settings`` (default: read from the environment).
+
+    ``alias_gate`` guards the registry's protected aliases; without one they are unguarded.
+    """
     settings = settings or LakeopsSettings()
 
     @asynccontextmanager
@@ -41,6 +45,12 @@ def create_app(settings: LakeopsSettings | None = None) -> FastAPI:
         app.state.tracking = TrackingService(store)
         objects = await run_in_threadpool(settings.storage.open_objects, settings.home)
         app.state.artifacts = ArtifactService(store, objects, actor=app.state.tracking.actor)
+        app.state.registry = RegistryService(
+            store,
+            gate=alias_gate,
+            protected_aliases=settings.registry.protected_aliases,
+            actor=app.state.tracking.actor,
+        )
         try:
             yield
         finally:
@@ -57,10 +67,14 @@ def create_app(settings: LakeopsSettings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_JSON_BODY_BYTES, exempt=STREAMING_PREFIXES)
     app.include_router(native.router, prefix="/api/v1", tags=["native"])
     app.include_router(artifacts.native_router, prefix="/api/v1", tags=["artifacts"])
+    app.include_router(registry.router, prefix="/api/v1", tags=["registry"])
     app.include_router(artifacts.mlflow_router, prefix="/api/2.0/mlflow-artifacts", tags=["mlflow"])
     for prefix in MLFLOW_PREFIXES:
         app.include_router(
             mlflow_tracking.router, prefix=prefix, tags=["mlflow"], include_in_schema=prefix.startswith("/api")
+        )
+        app.include_router(
+            mlflow_registry.router, prefix=prefix, tags=["mlflow"], include_in_schema=prefix.startswith("/api")
         )
 
     @app.get("/health", tags=["service"])

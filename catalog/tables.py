@@ -222,6 +222,89 @@ ARTIFACT_VERSIONS = TableDef(
     ),
 )
 
+# -- model registry (codes 10-19) ----------------------------------------------------------------
+# Registered models are keyed by a stable id, so a rename is one row and versions, aliases and
+# tags follow it. Versions are numbered per model and never reused.
+
+REGISTERED_MODEL_CHANGES = TableDef(
+    name="registered_model_changes",
+    code=10,
+    schema=Schema(
+        _f(1, "registered_model_id", StringType(), required=True),
+        _f(2, "name", StringType(), required=True),
+        _f(3, "description", StringType()),
+        _f(4, "is_deleted", BooleanType(), required=True),
+        _f(5, "created_at", TimestamptzType(), required=True),
+        *_change_columns(20),
+    ),
+)
+
+MODEL_VERSION_CHANGES = TableDef(
+    name="model_version_changes",
+    code=11,
+    schema=Schema(
+        _f(1, "registered_model_id", StringType(), required=True),
+        _f(2, "version", LongType(), required=True),
+        _f(3, "source", StringType(), required=True, doc="where the model came from (runs:/, models:/, a URI)"),
+        _f(4, "storage_location", StringType(), doc="the artifacts' URI the source resolved to"),
+        _f(5, "source_run_id", StringType(), doc="the run that produced the model (lineage: run -> version)"),
+        _f(6, "model_id", StringType(), doc="the MLflow 3 logged model it was promoted from"),
+        _f(7, "run_link", StringType()),
+        _f(8, "description", StringType()),
+        _f(9, "user_id", StringType()),
+        _f(10, "stage", StringType(), required=True, doc="legacy stage: None, Staging, Production, Archived"),
+        _f(11, "status", StringType(), required=True, doc="READY, PENDING_REGISTRATION, FAILED_REGISTRATION"),
+        _f(12, "status_message", StringType()),
+        _f(13, "is_deleted", BooleanType(), required=True),
+        _f(14, "created_at", TimestamptzType(), required=True),
+        *_change_columns(20),
+    ),
+)
+
+MODEL_ALIAS_CHANGES = TableDef(
+    name="model_alias_changes",
+    code=12,
+    schema=Schema(
+        _f(1, "registered_model_id", StringType(), required=True),
+        _f(2, "alias", StringType(), required=True),
+        _f(3, "version", LongType(), doc="the version the alias points to; null once deleted"),
+        _f(4, "is_deleted", BooleanType(), required=True),
+        _f(5, "is_forced", BooleanType(), required=True, doc="set over a quality gate's refusal"),
+        _f(6, "force_reason", StringType()),
+        _f(7, "gate_reasons", StringType(), doc="the gate's refusal reasons (JSON list) when forced"),
+        *_change_columns(20),
+    ),
+)
+
+REGISTRY_TAG_CHANGES = TableDef(
+    name="registry_tag_changes",
+    code=13,
+    schema=Schema(
+        _f(1, "registered_model_id", StringType(), required=True),
+        _f(2, "version", LongType(), doc="null for a registered model's tag"),
+        _f(3, "key", StringType(), required=True),
+        _f(4, "value", StringType()),
+        _f(5, "is_deleted", BooleanType(), required=True),
+        *_change_columns(20),
+    ),
+)
+
+DEPLOYMENT_EVENTS = TableDef(
+    name="deployment_events",
+    code=14,
+    schema=Schema(
+        _f(1, "deployment_id", StringType(), required=True),
+        _f(2, "registered_model_id", StringType(), required=True),
+        _f(3, "model_name", StringType(), required=True, doc="the model's name when deployed"),
+        _f(4, "version", LongType(), required=True),
+        _f(5, "environment", StringType(), required=True, doc="e.g. production, staging"),
+        _f(6, "application_version", StringType(), doc="the application release the model shipped in"),
+        _f(7, "target", StringType(), doc="where: endpoint, cluster, host"),
+        _f(8, "is_retired", BooleanType(), required=True, doc="the model was taken out of the environment"),
+        *_change_columns(20),
+    ),
+)
+
 # Parents before children: commits and loads follow this order (see lakeops/stores/iceberg.py).
 TABLES: tuple[TableDef, ...] = (
     EXPERIMENT_CHANGES,
@@ -232,6 +315,12 @@ TABLES: tuple[TableDef, ...] = (
     METRICS,
     RUN_IO,
     ARTIFACT_VERSIONS,
+    # -- model registry --
+    REGISTERED_MODEL_CHANGES,
+    MODEL_VERSION_CHANGES,
+    MODEL_ALIAS_CHANGES,
+    REGISTRY_TAG_CHANGES,
+    DEPLOYMENT_EVENTS,
 )
 TABLES_BY_CODE: dict[int, TableDef] = {t.code: t for t in TABLES}
 TABLES_BY_NAME: dict[str, TableDef] = {t.name: t for t in TABLES}

@@ -149,6 +149,15 @@ class WriteConfig(_Frozen):
     read_cache_rows: int = Field(default=2_000_000, ge=0, description="Committed metric rows kept hot for reads.")
 
 
+class RegistryConfig(_Frozen):
+    """Model registry rules."""
+
+    protected_aliases: list[str] = Field(
+        default_factory=lambda: ["production"],
+        description="Aliases a version gets only past the quality gate (or forced, with a reason).",
+    )
+
+
 class LakeopsSettings(BaseSettings):
     """Everything lakeops needs to know to open its lake."""
 
@@ -161,6 +170,7 @@ class LakeopsSettings(BaseSettings):
     storage: StorageConfig = Field(default_factory=LocalStorageConfig)
     catalog: CatalogConfig = Field(default_factory=SqlCatalogConfig)
     write: WriteConfig = Field(default_factory=WriteConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
 
     @model_validator(mode="after")
     def _check_rest_storage(self) -> LakeopsSettings:

@@ -25,6 +25,7 @@ from catalog.tables import (
     RUN_IO,
     TAG_CHANGES,
 )
+from lakeops.stores.registry_state import REGISTRY_TABLE_NAMES, RegistryState  # -- model registry --
 
 log = logging.getLogger(__name__)
 
@@ -125,10 +126,15 @@ class TrackingState:
         self.artifact_versions: dict[str, list[ArtifactVersionState]] = {}
         # Rows whose parent entity is not known yet (another replica's commit seen half-way).
         self._orphans: list[tuple[str, pa.Table]] = []
+        # -- model registry: its tables fold into their own state (lakeops/stores/registry_state.py) --
+        self.registry = RegistryState()
 
     def apply(self, table: str, rows: pa.Table | pa.RecordBatch) -> None:
         """Fold rows of ``table`` into the state, in row order."""
         if rows.num_rows == 0:
+            return
+        if table in REGISTRY_TABLE_NAMES:  # -- model registry --
+            self.registry.apply(table, rows)
             return
         handler = _HANDLERS[table]
         leftover = handler(self, rows)
