@@ -59,6 +59,7 @@ from lakeops.search import (
     sort_experiments,
     sort_runs,
 )
+from lakeops.services.datasets import mlflow_dataset_rows
 from lakeops.stores.iceberg import IcebergStore, Rows
 from lakeops.stores.state import ExperimentState, LoggedModelState, RunState, TrackingState
 
@@ -587,13 +588,27 @@ class TrackingService:
                 }
             )
         rows.extend({"kind": "model", "model_id": str(m)} for m in model_ids)
-        self._write_io(run_id, "input", rows)
+        clean = [dict(d) for d in datasets if d.get("name") and d.get("digest")]
+        at_us = self._now_ms() * 1000
+
+        def dataset_rows(state: TrackingState) -> Rows:
+            # The same datasets land in the dataset tables and the lineage graph (lakeops/services/datasets.py).
+            return mlflow_dataset_rows(state, run_id, clean, actor=self.actor, at_us=at_us)
+
+        self._write_io(run_id, "input", rows, extra=dataset_rows if clean else None)
 
     def log_outputs(self, run_id: str, models: Iterable[tuple[str, int]]) -> None:
         """Record logged models (with the step they were logged at) as outputs of a run."""
         self._write_io(run_id, "output", [{"kind": "model", "model_id": m, "step": step} for m, step in models])
 
-    def _write_io(self, run_id: str, direction: str, links: list[dict[str, Any]]) -> None:
+    def _write_io(
+        self,
+        run_id: str,
+        direction: str,
+        links: list[dict[str, Any]],
+        *,
+        extra: Callable[[TrackingState], Rows] | None = None,
+    ) -> None:
         if not links:
             return
         now_us = self._now_ms() * 1000
@@ -609,7 +624,7 @@ class TrackingService:
             for link in links:
                 if link.get("model_id") and link["model_id"] not in state.logged_models:
                     raise NotFoundError(f"Logged model {link['model_id']} not found")
-            return {RUN_IO.name: _batch(RUN_IO, columns)}
+            return {RUN_IO.name: _batch(RUN_IO, columns), **(extra(state) if extra is not None else {})}
 
         self.store.write(build)
 
