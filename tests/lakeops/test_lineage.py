@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -89,7 +89,10 @@ def test_dataframe_same_content_is_one_version(store: IcebergStore, tracking: Tr
     # it all survives a restart
     fresh, _tracking = reopen(store)
     try:
-        assert fresh.state.lineage.versions_by_name["train"] == [first["dataset_version_id"], other["dataset_version_id"]]
+        assert fresh.state.lineage.versions_by_name["train"] == [
+            first["dataset_version_id"],
+            other["dataset_version_id"],
+        ]
         assert _ids(LineageService(fresh).query("run", run_id, depth=1)) == _ids(upstream)
     finally:
         fresh.close()
@@ -173,7 +176,7 @@ def test_bad_dataset_input(tracking: TrackingService, services: dict) -> None:
 
 
 @pytest.fixture
-def chain(tracking: TrackingService, services: dict) -> Iterator[dict[str, Any]]:
+def chain(tracking: TrackingService, services: dict) -> dict[str, Any]:
     """dataset v1 -> run A -> dataset v2 -> run B -> model version -> deployment, one hop per clock tick."""
     datasets: DatasetService = services["datasets"]
     lineage: LineageService = services["lineage"]
@@ -193,7 +196,7 @@ def chain(tracking: TrackingService, services: dict) -> Iterator[dict[str, Any]]
         clock.now += 60_000_000
         times.append(clock.now)
         assert lineage.add_edges([edge], actor="tester") == 1
-    yield {"v1": v1, "v2": v2, "run_a": run_a, "run_b": run_b, "times": times}
+    return {"v1": v1, "v2": v2, "run_a": run_a, "run_b": run_b, "times": times}
 
 
 def test_n_hop_upstream_and_downstream(services: dict, chain: dict) -> None:
@@ -231,7 +234,11 @@ def test_as_of_time_travel(services: dict, chain: dict) -> None:
     # before the model version was deployed, the deployment had no lineage; before run B, v2 had no consumer
     assert _ids(lineage.query("deployment", "prod-eu", as_of=(times[4] - 1) // 1000)) == {("deployment", "prod-eu"): 0}
     down = lineage.query("dataset_version", chain["v1"], direction="downstream", depth=5, as_of=times[1] // 1000)
-    assert set(_ids(down)) == {("dataset_version", chain["v1"]), ("run", chain["run_a"]), ("dataset_version", chain["v2"])}
+    assert set(_ids(down)) == {
+        ("dataset_version", chain["v1"]),
+        ("run", chain["run_a"]),
+        ("dataset_version", chain["v2"]),
+    }
     iso = lineage.query("dataset_version", chain["v1"], direction="downstream", as_of=down["as_of"])
     assert _ids(iso) == _ids(down)
     assert len(lineage.query("dataset_version", chain["v1"], direction="downstream")["nodes"]) == 6
@@ -253,7 +260,9 @@ def test_lineage_query_errors(tracking: TrackingService, services: dict) -> None
         lineage.query("run", run_id, as_of="last tuesday")
 
 
-def test_edges_commit_with_other_rows_in_one_write(store: IcebergStore, tracking: TrackingService, services: dict) -> None:
+def test_edges_commit_with_other_rows_in_one_write(
+    store: IcebergStore, tracking: TrackingService, services: dict
+) -> None:
     """A service (the registry, say) adds its edges in the same atomic write as its own change rows."""
     run_id = _run(tracking)
 
@@ -391,7 +400,12 @@ def test_malformed_openlineage_event_is_refused(services: dict, change: Callable
     before = (state.edge_count, len(state.dataset_versions), len(state.openlineage_runs), ol.store.queued_rows())
     with pytest.raises(InvalidArgumentError, match=message):
         ol.ingest(_broken(change))
-    assert (state.edge_count, len(state.dataset_versions), len(state.openlineage_runs), ol.store.queued_rows()) == before
+    assert (
+        state.edge_count,
+        len(state.dataset_versions),
+        len(state.openlineage_runs),
+        ol.store.queued_rows(),
+    ) == before
 
 
 def test_lakeops_runs_emit_openlineage(tracking: TrackingService, services: dict) -> None:
@@ -416,7 +430,9 @@ def test_lakeops_runs_emit_openlineage(tracking: TrackingService, services: dict
     edges_before = ol.store.state.lineage.edge_count
     ol.ingest(complete)
     assert len(services["datasets"].list_versions("train")) == 1
-    assert services["lineage"].query("dataset_version", scored["dataset_version_id"], depth=1)["nodes"][1]["id"] == child
+    assert (
+        services["lineage"].query("dataset_version", scored["dataset_version_id"], depth=1)["nodes"][1]["id"] == child
+    )
     assert ol.store.state.lineage.edge_count == edges_before + 3  # job -> run, parent job -> parent run, parent -> run
     with pytest.raises(NotFoundError, match="Run with id=nope not found"):
         ol.run_events("nope")
