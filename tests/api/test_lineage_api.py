@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import copy
-import sys
 import uuid
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,9 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 from mlflow import MlflowClient
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "lakeops"))
-from test_lineage import ol_event
+from openlineage_events import ol_event
 
 pytestmark = pytest.mark.api
 

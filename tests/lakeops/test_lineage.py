@@ -11,6 +11,7 @@ import pandas as pd
 import polars as pl
 import pytest
 from lakes import reopen
+from openlineage_events import ol_event
 
 from catalog.tables import LINEAGE_EDGES, OPENLINEAGE_EVENTS
 from lakeops.errors import InvalidArgumentError, NotFoundError
@@ -20,9 +21,6 @@ from lakeops.services.lineage import LineageEdge, LineageService, NodeKind, Rela
 from lakeops.services.openlineage import OpenLineageService, validate_run_event
 from lakeops.services.tracking import TrackingService
 from lakeops.stores import IcebergStore
-
-PRODUCER = "https://github.com/OpenLineage/OpenLineage/tree/1.24.2/client/python"
-SCHEMA_URL = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
 
 
 class Clock:
@@ -280,53 +278,6 @@ def test_edges_commit_with_other_rows_in_one_write(
 
 
 # -- OpenLineage -----------------------------------------------------------------------------------
-
-
-def _facet(url: str, **fields: Any) -> dict[str, Any]:
-    return {"_producer": PRODUCER, "_schemaURL": url, **fields}
-
-
-def ol_event(
-    event_type: str,
-    run_id: str,
-    *,
-    parent_run_id: str | None = None,
-    inputs: list[tuple[str, str, str | None]] = (),  # type: ignore[assignment]
-    outputs: list[tuple[str, str, str | None]] = (),  # type: ignore[assignment]
-) -> dict[str, Any]:
-    """A RunEvent as the OpenLineage spec 2-0-2 defines it, with parent-run and dataset-version facets."""
-
-    def dataset(namespace: str, name: str, version: str | None) -> dict[str, Any]:
-        facets: dict[str, Any] = {
-            "schema": _facet(
-                "https://openlineage.io/spec/facets/1-1-1/SchemaDatasetFacet.json#/$defs/SchemaDatasetFacet",
-                fields=[{"name": "id", "type": "BIGINT"}],
-            )
-        }
-        if version is not None:
-            facets["version"] = _facet(
-                "https://openlineage.io/spec/facets/1-0-1/DatasetVersionDatasetFacet.json#/$defs/DatasetVersionDatasetFacet",
-                datasetVersion=version,
-            )
-        return {"namespace": namespace, "name": name, "facets": facets}
-
-    run_facets: dict[str, Any] = {}
-    if parent_run_id is not None:
-        run_facets["parent"] = _facet(
-            "https://openlineage.io/spec/facets/1-1-0/ParentRunFacet.json#/$defs/ParentRunFacet",
-            run={"runId": parent_run_id},
-            job={"namespace": "airflow", "name": "nightly_dag"},
-        )
-    return {
-        "eventType": event_type,
-        "eventTime": "2026-03-01T02:00:00.000Z",
-        "producer": PRODUCER,
-        "schemaURL": SCHEMA_URL,
-        "run": {"runId": run_id, "facets": run_facets},
-        "job": {"namespace": "airflow", "name": "nightly_dag.build_features", "facets": {}},
-        "inputs": [dataset(*d) for d in inputs],
-        "outputs": [dataset(*d) for d in outputs],
-    }
 
 
 def test_openlineage_events_become_lineage(services: dict) -> None:
