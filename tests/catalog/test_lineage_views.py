@@ -20,7 +20,7 @@ VIEWS = Path(__file__).parents[2] / "catalog" / "views"
 
 def test_lineage_and_dataset_views(tmp_path: Path) -> None:
     settings = make_settings("file", tmp_path, None)
-    store = open_store(settings)
+    store = open_store(settings, start_committer=False)  # commits happen when the test says
     try:
         tracking = TrackingService(store)
         datasets = DatasetService(store, ArtifactService(store, settings.storage.open_objects(settings.home)))
