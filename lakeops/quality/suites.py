@@ -198,11 +198,13 @@ class QualityService:
 
     def _run_suite(self, version_id: str, dataset_name: str, suite: SuiteState, table: pa.Table) -> dict[str, Any]:
         gx = _gx()
+        from great_expectations.data_context.types.base import ProgressBarsConfig
         from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
         frame = table.to_pandas()
         with _GX_LOCK:  # one ephemeral context per call; GX's global config is not thread-safe
             context = gx.get_context(mode="ephemeral")
+            context.variables.progress_bars = ProgressBarsConfig(globally=False)  # no bars in service logs
             source = context.data_sources.add_pandas("lakeops")
             asset = source.add_dataframe_asset("dataset")
             batch = asset.add_batch_definition_whole_dataframe("all").get_batch(batch_parameters={"dataframe": frame})

@@ -157,6 +157,7 @@ def test_mlflow_log_input_lands_in_datasets(server, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     mlflow.set_tracking_uri(server.url)
     name = f"wine-{uuid.uuid4().hex[:8]}"
+    mlflow.set_experiment(f"lineage-{name}")  # this server's experiment, not one another test left active
     dataset = mlflow.data.from_pandas(pd.DataFrame({"alcohol": [13.2, 12.1], "label": [1, 0]}), name=name)
     with mlflow.start_run() as run:
         mlflow.log_input(dataset, context="training")
