@@ -176,3 +176,40 @@ def test_bad_lineage_queries(http: httpx.Client) -> None:
     assert http.get("/api/v1/lineage/deployment/x", params={"as_of": "soon"}).status_code == 400
     assert http.post("/api/v1/datasets", json={"name": "x"}).status_code == 400
     assert http.post("/api/v1/datasets", json={"name": "x", "artifact_path": "no/such"}).status_code == 404
+
+
+def test_official_openlineage_client_emits_to_lakeops(http: httpx.Client, server) -> None:  # type: ignore[no-untyped-def]
+    """The openlineage-python client, pointed at lakeops as at Marquez, with no code change."""
+    from openlineage.client import OpenLineageClient
+    from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
+    from openlineage.client.facet_v2 import dataset_version_dataset, parent_run
+    from openlineage.client.transport.http import HttpConfig, HttpTransport
+
+    client = OpenLineageClient(transport=HttpTransport(HttpConfig(url=server.url, retry={"total": 0})))
+    tag = uuid.uuid4().hex[:8]
+    run_id, parent_id = str(uuid.uuid4()), str(uuid.uuid4())
+    parent = parent_run.ParentRunFacet(
+        run=parent_run.Run(runId=parent_id), job=parent_run.Job(namespace="airflow", name=f"dag_{tag}")
+    )
+
+    def version(v: str) -> dict[str, Any]:
+        return {"version": dataset_version_dataset.DatasetVersionDatasetFacet(datasetVersion=v)}
+
+    for state in (RunState.START, RunState.COMPLETE):
+        client.emit(
+            RunEvent(
+                eventType=state,
+                eventTime="2026-03-01T02:00:00.000Z",
+                run=Run(runId=run_id, facets={"parent": parent}),
+                job=Job(namespace="airflow", name=f"dag_{tag}.task"),
+                inputs=[InputDataset(namespace="warehouse", name=f"raw_{tag}", facets=version("7"))],
+                outputs=[OutputDataset(namespace="warehouse", name=f"clean_{tag}", facets=version("8"))],
+            )
+        )
+    [out] = http.get(f"/api/v1/datasets/warehouse%2Fclean_{tag}/versions").json()["versions"]
+    assert out["digest"] == "8"
+    nodes = _nodes(http.get(f"/api/v1/lineage/dataset_version/{out['dataset_version_id']}").json())
+    assert nodes[("run", uuid.UUID(parent_id).hex)] == 2
+    assert nodes[("job", f"airflow/dag_{tag}")] == 3
+    [raw] = http.get(f"/api/v1/datasets/warehouse%2Fraw_{tag}/versions").json()["versions"]
+    assert nodes[("dataset_version", raw["dataset_version_id"])] == 2
