@@ -67,9 +67,18 @@ def log_dataset(body: DatasetLog, datasets: DatasetsDep) -> dict[str, Any]:
 
 @router.post("/datasets/{name:path}/dataframe", status_code=201)
 async def log_dataframe(
-    name: str, request: Request, datasets: DatasetsDep, run_id: str | None = None, direction: str = "input"
+    name: str,
+    request: Request,
+    datasets: DatasetsDep,
+    quality: QualityDep,
+    run_id: str | None = None,
+    direction: str = "input",
+    validate: bool = False,
 ) -> dict[str, Any]:
-    """Log a table sent as an Arrow IPC stream; lakeops stores it as Parquet."""
+    """Log a table sent as an Arrow IPC stream; lakeops stores it as Parquet.
+
+    With ``validate=true`` the table must pass every suite attached to the name first (else 422).
+    """
     if request.headers.get("content-type", "").split(";")[0] != ARROW_STREAM:
         raise InvalidArgumentError(f"Send the table as {ARROW_STREAM}")
     data = await request.body()
@@ -79,9 +88,8 @@ async def log_dataframe(
         table = pa.ipc.open_stream(io.BytesIO(data)).read_all()
     except pa.ArrowInvalid as exc:
         raise InvalidArgumentError(f"Body is not an Arrow IPC stream: {exc}") from exc
-    result: dict[str, Any] = await run_in_threadpool(
-        datasets.log_dataframe, name, table, run_id=run_id, direction=direction
-    )
+    log = quality.log_validated_dataframe if validate else datasets.log_dataframe
+    result: dict[str, Any] = await run_in_threadpool(log, name, table, run_id=run_id, direction=direction)
     return result
 
 

@@ -20,8 +20,8 @@ from typing import Any
 import pyarrow as pa
 
 from catalog.tables import EXPECTATION_SUITE_CHANGES, VALIDATION_RESULTS
-from lakeops.errors import InvalidArgumentError, NotFoundError
-from lakeops.services.datasets import DatasetService, validate_dataset_name
+from lakeops.errors import DataQualityError, InvalidArgumentError, NotFoundError
+from lakeops.services.datasets import DatasetService, table_from_frame, validate_dataset_name
 from lakeops.services.lineage import now_us
 from lakeops.stores.iceberg import IcebergStore, Rows
 from lakeops.stores.lineage_state import SuiteState, ValidationState
@@ -189,6 +189,46 @@ class QualityService:
             for v in self.store.state.lineage.validations.get(dataset_version_id, [])
             if v.validation_id in ids
         ]
+
+    def log_validated_dataframe(
+        self, name: str, frame: Any, *, run_id: str | None = None, direction: str = "input"
+    ) -> dict[str, Any]:
+        """Validate a DataFrame against every suite attached to ``name`` first; log it only if all pass.
+
+        The validation results are stored with the new version. A failure stores nothing.
+
+        Raises:
+            DataQualityError: an expectation failed (the details list the failed expectations).
+            InvalidArgumentError: no suite is attached to ``name``.
+        """
+        name = validate_dataset_name(name)
+        suites = list(self.store.state.lineage.suites.get(name, {}).values())
+        if not suites:
+            raise InvalidArgumentError(f"Dataset {name!r} has no expectation suite attached")
+        table = table_from_frame(frame)
+        rows = [self._run_suite("", name, s, table) for s in suites]
+        failed = [r for r in rows if not r["is_success"]]
+        if failed:
+            problems = [
+                {"suite_name": r["suite_name"], "type": e["type"], "kwargs": e["kwargs"], "result": e["result"]}
+                for r in failed
+                for e in json.loads(r["results_json"])
+                if not e["success"]
+            ]
+            raise DataQualityError(
+                f"Dataset {name!r} failed {len(problems)} expectation(s): "
+                + ", ".join(f"{p['type']}({p['kwargs'].get('column', '')})" for p in problems[:5]),
+                details={"failed": problems},
+            )
+        version = self.datasets.log_dataframe(name, table, run_id=run_id, direction=direction)
+        for row in rows:
+            row["dataset_version_id"] = version["dataset_version_id"]
+        self.store.write(
+            lambda _s: {
+                VALIDATION_RESULTS.name: pa.RecordBatch.from_pylist(rows, schema=VALIDATION_RESULTS.arrow_schema)
+            }
+        )
+        return version
 
     def validations(self, dataset_version_id: str) -> list[dict[str, Any]]:
         """Every validation of a dataset version, oldest first."""

@@ -88,7 +88,8 @@ def version_entity(v: DatasetVersionState) -> dict[str, Any]:
     return out
 
 
-def _table_from_frame(frame: Any) -> pa.Table:
+def table_from_frame(frame: Any) -> pa.Table:
+    """A polars or pandas DataFrame (or an Arrow table) as an Arrow table."""
     if isinstance(frame, pa.Table):
         return frame
     to_arrow = getattr(frame, "to_arrow", None)
@@ -123,7 +124,7 @@ class DatasetService:
     ) -> dict[str, Any]:
         """Log a polars/pandas DataFrame (or Arrow table); lakeops stores it as Parquet."""
         name = validate_dataset_name(name)
-        table = _table_from_frame(frame)
+        table = table_from_frame(frame)
         digest = _ipc_digest(table)
         version_id = dataset_version_id(name, digest)
         key = f"{DATASET_PREFIX}/{version_id}/data.parquet"

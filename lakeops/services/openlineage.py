@@ -3,9 +3,9 @@
 Incoming events are checked against the RunEvent definition of the OpenLineage spec 2-0-2
 (``OpenLineage.json``) and the two facets lakeops interprets (``ParentRunFacet`` 1-1-0,
 ``DatasetVersionDatasetFacet`` 1-0-1), with the ``jsonschema`` package. The schema below is a
-transcription of those definitions, not a download: no PyPI package ships the spec's JSON files
-(``openlineage-python`` 1.54 ships only generated attrs classes, checked; it is a test dependency
-here, to prove that the official client talks to lakeops unchanged). Fields the
+transcription of those definitions, not a download: ``openlineage-python``, the package that
+would carry them, ships only generated attrs classes (checked, 1.54), not the JSON files; it is a
+test dependency here, to prove that the official client talks to lakeops unchanged. Fields the
 spec does not constrain stay free (``additionalProperties``), so events with custom facets pass.
 
 An accepted event is stored raw in ``openlineage_events`` and feeds the same lineage edges as

@@ -213,3 +213,30 @@ def test_official_openlineage_client_emits_to_lakeops(http: httpx.Client, server
     assert nodes[("job", f"airflow/dag_{tag}")] == 3
     [raw] = http.get(f"/api/v1/datasets/warehouse%2Fraw_{tag}/versions").json()["versions"]
     assert nodes[("dataset_version", raw["dataset_version_id"])] == 2
+
+
+def test_validated_dataframe_upload(http: httpx.Client) -> None:
+    name = f"patients-{uuid.uuid4().hex[:8]}"
+    suite = [{"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "age"}}]
+    assert http.put(f"/api/v1/datasets/{name}/suites/basic", json={"expectations": suite}).status_code == 200
+    bad = pa.table({"age": pa.array([1, None], pa.int64())})
+    r = http.post(
+        f"/api/v1/datasets/{name}/dataframe",
+        params={"validate": "true"},
+        content=_arrow(bad),
+        headers={"content-type": ARROW},
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["code"] == "data_quality"
+    assert r.json()["error"]["details"]["failed"][0]["type"] == "expect_column_values_to_not_be_null"
+    assert http.get(f"/api/v1/datasets/{name}/versions").status_code == 404
+    good = pa.table({"age": [1, 2]})
+    r = http.post(
+        f"/api/v1/datasets/{name}/dataframe",
+        params={"validate": "true"},
+        content=_arrow(good),
+        headers={"content-type": ARROW},
+    )
+    assert r.status_code == 201, r.text
+    history = http.get(f"/api/v1/dataset-versions/{r.json()['dataset_version_id']}/validations").json()
+    assert [v["success"] for v in history["validations"]] == [True]

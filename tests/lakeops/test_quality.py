@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 from lakes import reopen
 
-from lakeops.errors import InvalidArgumentError, NotFoundError
+from lakeops.errors import DataQualityError, InvalidArgumentError, NotFoundError
 from lakeops.quality.gate import QualityGate
 from lakeops.quality.suites import QualityService
 from lakeops.services.artifacts import ArtifactService
@@ -114,6 +114,29 @@ def test_bad_suites_and_validations(tracking: TrackingService, quality: QualityS
     assert quality.list_suites("customers") == []
     with pytest.raises(NotFoundError, match="No suite 'basic'"):
         quality.detach_suite("customers", "basic")
+
+
+def test_validated_logging_refuses_bad_data_and_stores_nothing(
+    tracking: TrackingService, quality: QualityService
+) -> None:
+    run_id = tracking.create_run().info.run_id
+    with pytest.raises(InvalidArgumentError, match="no expectation suite attached"):
+        quality.log_validated_dataframe("patients", pl.DataFrame({"age": [1]}))
+    quality.attach_suite("patients", "basic", SUITE)
+    with pytest.raises(
+        DataQualityError, match=r"failed 2 expectation\(s\): expect_column_values_to_not_be_null\(age\)"
+    ) as info:
+        quality.log_validated_dataframe("patients", pl.DataFrame({"age": [3, None, 300]}), run_id=run_id)
+    assert {p["type"] for p in info.value.details["failed"]} == {
+        "expect_column_values_to_not_be_null",
+        "expect_column_values_to_be_between",
+    }
+    assert "patients" not in quality.store.state.lineage.versions_by_name  # nothing stored
+    assert tracking.get_run(run_id).inputs == []
+    version = quality.log_validated_dataframe("patients", pl.DataFrame({"age": [3, 30]}), run_id=run_id)
+    [result] = quality.validations(version["dataset_version_id"])
+    assert result["success"] is True and result["suite_name"] == "basic"
+    assert QualityGate(quality.store).check_model_version(source_run_id=run_id, model_id=None) == []
 
 
 def test_gate_is_an_alias_gate() -> None:
