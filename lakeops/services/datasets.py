@@ -9,7 +9,7 @@ twice is one version. Three sources:
   folder the sha256 of its sorted ``path<TAB>sha256`` lines; Parquet and CSV files are profiled;
 - an Iceberg table at a snapshot: the digest is ``snapshot:<id>``.
 
-MLflow's ``log_input`` lands here too (``mlflow_dataset_rows``, called by the tracking service).
+MLflow's ``log_input`` lands here too (``mlflow_io_rows``, called by the tracking service).
 """
 
 from __future__ import annotations
@@ -396,13 +396,23 @@ def _run_io_row(run_id: str, version: DatasetVersionState) -> pa.RecordBatch:
     return pa.RecordBatch.from_pylist([columns], schema=RUN_IO.arrow_schema)
 
 
-def mlflow_dataset_rows(
-    state: TrackingState, run_id: str, datasets: Sequence[Mapping[str, Any]], *, actor: str | None, at_us: int
+def mlflow_io_rows(
+    state: TrackingState,
+    run_id: str,
+    *,
+    datasets: Sequence[Mapping[str, Any]] = (),
+    model_inputs: Sequence[str] = (),
+    model_outputs: Sequence[str] = (),
+    actor: str | None,
+    at_us: int,
 ) -> Rows:
-    """Dataset versions and input edges for MLflow ``log_input`` datasets (name, digest, source, schema, profile).
+    """Dataset versions and lineage edges for MLflow's run inputs and outputs.
 
-    Called inside the tracking service's build function, so the run link, the dataset versions
-    and the edges commit together. Versions and edges already known are not written again.
+    ``datasets`` are ``log_input`` datasets (name, digest, source, schema, profile): each becomes a
+    dataset version and an input edge. Logged models become ``logged_model -input-> run`` and
+    ``run -produced-> logged_model`` edges. Called inside the tracking service's build function, so
+    the run links, the versions and the edges commit together; what is already known is not
+    written again.
     """
     versions: list[dict[str, Any]] = []
     edges: list[LineageEdge] = []
@@ -431,6 +441,12 @@ def mlflow_dataset_rows(
                 }
             )
         edges.append(LineageEdge(NodeKind.DATASET_VERSION, version_id, NodeKind.RUN, run_id, Relation.INPUT, "mlflow"))
+    edges += [
+        LineageEdge(NodeKind.LOGGED_MODEL, m, NodeKind.RUN, run_id, Relation.INPUT, "mlflow") for m in model_inputs
+    ]
+    edges += [
+        LineageEdge(NodeKind.RUN, run_id, NodeKind.LOGGED_MODEL, m, Relation.PRODUCED, "mlflow") for m in model_outputs
+    ]
     rows: Rows = {}
     if versions:
         rows[DATASET_VERSIONS.name] = pa.RecordBatch.from_pylist(versions, schema=DATASET_VERSIONS.arrow_schema)

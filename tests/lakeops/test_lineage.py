@@ -387,3 +387,17 @@ def test_lakeops_runs_emit_openlineage(tracking: TrackingService, services: dict
     assert ol.store.state.lineage.edge_count == edges_before + 3  # job -> run, parent job -> parent run, parent -> run
     with pytest.raises(NotFoundError, match="Run with id=nope not found"):
         ol.run_events("nope")
+
+
+def test_mlflow_logged_models_join_the_graph(tracking: TrackingService, services: dict) -> None:
+    train, evaluate = _run(tracking), _run(tracking)
+    model = tracking.create_logged_model("0", name="clf", source_run_id=train)
+    tracking.log_outputs(train, [(model.model_id, 3)])
+    tracking.log_inputs(evaluate, model_ids=[model.model_id])
+    up = services["lineage"].query("run", evaluate, depth=2)
+    assert _ids(up) == {("run", evaluate): 0, ("logged_model", model.model_id): 1, ("run", train): 2}
+    assert {e["relation"] for e in up["edges"]} == {"input", "produced"}
+    assert up["nodes"][1]["name"] == "clf"
+    with pytest.raises(NotFoundError, match="Logged model nope not found"):
+        tracking.log_outputs(train, [("nope", 0)])
+    assert ("logged_model", "nope") not in services["lineage"].store.state.lineage.upstream
