@@ -41,6 +41,7 @@ maintain: install ## compact small files and expire old snapshots of the embedde
 bench: install ## run the benchmarks (not part of CI): tracking core on file:// and s3://, then the REST service
 	@$(UV) run --frozen python benchmarks/bench_tracking.py --backend both
 	@$(UV) run --frozen python benchmarks/bench_mlflow_api.py
+	@$(UV) run --frozen python benchmarks/bench_lineage.py
 
 clean: ## remove the embedded lake and caches of this checkout
 	rm -rf .lakeops .pytest_cache .ruff_cache .mypy_cache

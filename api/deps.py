@@ -6,7 +6,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from lakeops.quality.gate import QualityGate
+from lakeops.quality.suites import QualityService
 from lakeops.services.artifacts import ArtifactService
+from lakeops.services.datasets import DatasetService
+from lakeops.services.lineage import LineageService
+from lakeops.services.openlineage import OpenLineageService
 from lakeops.services.registry import RegistryService
 from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings
@@ -32,6 +37,36 @@ def _settings(request: Request) -> LakeopsSettings:
     return settings
 
 
+def _datasets(request: Request) -> DatasetService:
+    service: DatasetService = request.app.state.datasets
+    return service
+
+
+def _lineage(request: Request) -> LineageService:
+    service: LineageService = request.app.state.lineage
+    return service
+
+
+def _openlineage(request: Request) -> OpenLineageService:
+    service: OpenLineageService = request.app.state.openlineage
+    return service
+
+
+def _quality(request: Request) -> QualityService:
+    service: QualityService = request.app.state.quality
+    return service
+
+
+def _gate(request: Request) -> QualityGate:
+    gate: QualityGate = request.app.state.quality_gate
+    return gate
+
+
+DatasetsDep = Annotated[DatasetService, Depends(_datasets)]
+LineageDep = Annotated[LineageService, Depends(_lineage)]
+OpenLineageDep = Annotated[OpenLineageService, Depends(_openlineage)]
+QualityDep = Annotated[QualityService, Depends(_quality)]
+GateDep = Annotated[QualityGate, Depends(_gate)]
 ArtifactsDep = Annotated[ArtifactService, Depends(_artifacts)]
 TrackingDep = Annotated[TrackingService, Depends(_tracking)]
 RegistryDep = Annotated[RegistryService, Depends(_registry)]

@@ -17,8 +17,13 @@ from starlette.concurrency import run_in_threadpool
 
 from api.encoding import JSONBody
 from api.errors import BodyLimitMiddleware, install_error_handlers
-from api.routers import artifacts, mlflow_registry, mlflow_tracking, native, registry
+from api.routers import artifacts, lineage, mlflow_registry, mlflow_tracking, native, registry
+from lakeops.quality.gate import QualityGate
+from lakeops.quality.suites import QualityService
 from lakeops.services.artifacts import ArtifactService
+from lakeops.services.datasets import DatasetService
+from lakeops.services.lineage import LineageService
+from lakeops.services.openlineage import OpenLineageService
 from lakeops.services.registry import AliasGate, RegistryService
 from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings
@@ -27,13 +32,13 @@ from lakeops.stores import open_store
 MLFLOW_PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 # JSON requests are small; only artifact uploads and bulk ingest stream large bodies.
 MAX_JSON_BODY_BYTES = 16 * 1024 * 1024
-STREAMING_PREFIXES = ("/api/2.0/mlflow-artifacts/", "/api/v1/artifacts/", "/api/v1/metrics/ingest")
+STREAMING_PREFIXES = ("/api/2.0/mlflow-artifacts/", "/api/v1/artifacts/", "/api/v1/metrics/ingest", "/api/v1/datasets/")
 
 
 def create_app(settings: LakeopsSettings | None = None, *, alias_gate: AliasGate | None = None) -> FastAPI:
     """Build the app for ``settings`` (default: read from the environment).
 
-    ``alias_gate`` guards the registry's protected aliases; without one they are unguarded.
+    ``alias_gate`` guards the registry's protected aliases; by default the quality gate over the training data.
     """
     settings = settings or LakeopsSettings()
 
@@ -45,9 +50,15 @@ def create_app(settings: LakeopsSettings | None = None, *, alias_gate: AliasGate
         app.state.tracking = TrackingService(store)
         objects = await run_in_threadpool(settings.storage.open_objects, settings.home)
         app.state.artifacts = ArtifactService(store, objects, actor=app.state.tracking.actor)
+        app.state.datasets = DatasetService(store, app.state.artifacts)
+        app.state.lineage = LineageService(store)
+        app.state.openlineage = OpenLineageService(store, actor=app.state.tracking.actor)
+        app.state.quality = QualityService(store, app.state.datasets)
+        app.state.quality_gate = QualityGate(store)
+        # Protected aliases are guarded by the training data's validations unless a gate is injected.
         app.state.registry = RegistryService(
             store,
-            gate=alias_gate,
+            gate=alias_gate if alias_gate is not None else app.state.quality_gate,
             protected_aliases=settings.registry.protected_aliases,
             actor=app.state.tracking.actor,
         )
@@ -68,6 +79,7 @@ def create_app(settings: LakeopsSettings | None = None, *, alias_gate: AliasGate
     app.include_router(native.router, prefix="/api/v1", tags=["native"])
     app.include_router(artifacts.native_router, prefix="/api/v1", tags=["artifacts"])
     app.include_router(registry.router, prefix="/api/v1", tags=["registry"])
+    app.include_router(lineage.router, prefix="/api/v1", tags=["lineage"])
     app.include_router(artifacts.mlflow_router, prefix="/api/2.0/mlflow-artifacts", tags=["mlflow"])
     for prefix in MLFLOW_PREFIXES:
         app.include_router(

@@ -305,6 +305,93 @@ DEPLOYMENT_EVENTS = TableDef(
     ),
 )
 
+# -- datasets, lineage and data quality (codes 20-29) ---------------------------------------------
+
+DATASET_VERSIONS = TableDef(
+    name="dataset_versions",
+    code=20,
+    schema=Schema(
+        _f(
+            1,
+            "dataset_version_id",
+            StringType(),
+            required=True,
+            doc="derived from name and digest: same content, same id",
+        ),
+        _f(2, "dataset_name", StringType(), required=True),
+        _f(3, "digest", StringType(), required=True, doc="sha256 of the content, or snapshot:<id> for Iceberg"),
+        _f(4, "digest_kind", StringType(), required=True, doc="sha256, iceberg_snapshot, mlflow or openlineage"),
+        _f(5, "source_type", StringType(), required=True, doc="dataframe, file, folder, iceberg, mlflow, openlineage"),
+        _f(6, "source", StringType(), doc="where the data is: object key, table identifier, URI"),
+        _f(7, "schema_json", StringType(), doc="columns and types as a JSON list"),
+        _f(8, "row_count", LongType()),
+        _f(9, "size_bytes", LongType()),
+        _f(10, "profile_json", StringType(), doc="per-column statistics as a JSON object"),
+        _f(11, "created_at", TimestamptzType(), required=True),
+        _f(12, "actor", StringType()),
+    ),
+)
+
+LINEAGE_EDGES = TableDef(
+    name="lineage_edges",
+    code=21,
+    schema=Schema(
+        _f(1, "source_kind", StringType(), required=True, doc="dataset_version, run, model_version, deployment, job"),
+        _f(2, "source_id", StringType(), required=True),
+        _f(3, "target_kind", StringType(), required=True),
+        _f(4, "target_id", StringType(), required=True),
+        _f(5, "relation", StringType(), required=True, doc="input, output, parent, executes, produced, deployed"),
+        _f(6, "origin", StringType(), required=True, doc="who asserted the edge: lakeops, mlflow, openlineage, ..."),
+        _f(7, "properties_json", StringType()),
+        _f(8, "created_at", TimestamptzType(), required=True),
+        _f(9, "actor", StringType()),
+    ),
+)
+
+OPENLINEAGE_EVENTS = TableDef(
+    name="openlineage_events",
+    code=22,
+    schema=Schema(
+        _f(1, "run_id", StringType(), required=True, doc="the event's run.runId"),
+        _f(2, "event_type", StringType(), doc="START, RUNNING, COMPLETE, ABORT, FAIL, OTHER"),
+        _f(3, "event_time", TimestamptzType(), required=True),
+        _f(4, "job_namespace", StringType(), required=True),
+        _f(5, "job_name", StringType(), required=True),
+        _f(6, "producer", StringType(), required=True),
+        _f(7, "schema_url", StringType()),
+        _f(8, "payload_json", StringType(), required=True, doc="the event as received"),
+        _f(9, "received_at", TimestamptzType(), required=True),
+    ),
+)
+
+EXPECTATION_SUITE_CHANGES = TableDef(
+    name="expectation_suite_changes",
+    code=23,
+    schema=Schema(
+        _f(1, "dataset_name", StringType(), required=True),
+        _f(2, "suite_name", StringType(), required=True),
+        _f(3, "expectations_json", StringType(), required=True, doc="great-expectations expectation configurations"),
+        _f(4, "is_deleted", BooleanType(), required=True),
+        *_change_columns(20),
+    ),
+)
+
+VALIDATION_RESULTS = TableDef(
+    name="validation_results",
+    code=24,
+    schema=Schema(
+        _f(1, "validation_id", StringType(), required=True),
+        _f(2, "dataset_version_id", StringType(), required=True),
+        _f(3, "dataset_name", StringType(), required=True),
+        _f(4, "suite_name", StringType(), required=True),
+        _f(5, "is_success", BooleanType(), required=True),
+        _f(6, "statistics_json", StringType(), required=True, doc="evaluated, successful, unsuccessful, percent"),
+        _f(7, "results_json", StringType(), required=True, doc="per expectation: type, kwargs, success, result"),
+        _f(8, "validated_at", TimestamptzType(), required=True),
+        _f(9, "actor", StringType()),
+    ),
+)
+
 # Parents before children: commits and loads follow this order (see lakeops/stores/iceberg.py).
 TABLES: tuple[TableDef, ...] = (
     EXPERIMENT_CHANGES,
@@ -321,6 +408,12 @@ TABLES: tuple[TableDef, ...] = (
     MODEL_ALIAS_CHANGES,
     REGISTRY_TAG_CHANGES,
     DEPLOYMENT_EVENTS,
+    # -- datasets, lineage and data quality --
+    DATASET_VERSIONS,
+    LINEAGE_EDGES,
+    OPENLINEAGE_EVENTS,
+    EXPECTATION_SUITE_CHANGES,
+    VALIDATION_RESULTS,
 )
 TABLES_BY_CODE: dict[int, TableDef] = {t.code: t for t in TABLES}
 TABLES_BY_NAME: dict[str, TableDef] = {t.name: t for t in TABLES}

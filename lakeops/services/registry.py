@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from catalog.tables import (
     DEPLOYMENT_EVENTS,
+    LINEAGE_EDGES,
     MODEL_ALIAS_CHANGES,
     MODEL_VERSION_CHANGES,
     REGISTERED_MODEL_CHANGES,
@@ -43,6 +44,7 @@ from lakeops.search import (
     paginate,
     parse_filter,
 )
+from lakeops.services.lineage import LineageEdge, NodeKind, Relation, lineage_edge_rows, model_version_node
 from lakeops.services.tracking import MAX_TAG_VALUE_LENGTH, validate_key
 from lakeops.stores.iceberg import IcebergStore, Rows
 from lakeops.stores.registry_state import (
@@ -666,6 +668,15 @@ class RegistryService:
             rows: Rows = {MODEL_VERSION_CHANGES.name: self._version_rows([record], "create")}
             if clean_tags:
                 rows[REGISTRY_TAG_CHANGES.name] = self._tag_rows(model.registered_model_id, number, clean_tags)
+            # Lineage: what made this version, recorded in the same atomic write.
+            node = model_version_node(model.name, number)
+            edges = [
+                LineageEdge(kind, source_id, NodeKind.MODEL_VERSION, node, Relation.PRODUCED)
+                for kind, source_id in ((NodeKind.RUN, source_run_id), (NodeKind.LOGGED_MODEL, logged_model_id))
+                if source_id
+            ]
+            if edges:
+                rows[LINEAGE_EDGES.name] = lineage_edge_rows(edges, actor=self.actor, created_at_us=now * 1000)
             return rows
 
         self.store.write(build)
@@ -1055,7 +1066,18 @@ class RegistryService:
                 "is_retired": retire,
                 **change,
             }
-            return {DEPLOYMENT_EVENTS.name: _batch(DEPLOYMENT_EVENTS, {k: [val] for k, val in row.items()})}
+            rows: Rows = {DEPLOYMENT_EVENTS.name: _batch(DEPLOYMENT_EVENTS, {k: [val] for k, val in row.items()})}
+            if not retire:
+                edge = LineageEdge(
+                    NodeKind.MODEL_VERSION,
+                    model_version_node(model.name, v.version),
+                    NodeKind.DEPLOYMENT,
+                    deployment_id,
+                    Relation.DEPLOYED,
+                    properties={"environment": environment, "application_version": application_version},
+                )
+                rows[LINEAGE_EDGES.name] = lineage_edge_rows([edge], actor=change["actor"], created_at_us=now * 1000)
+            return rows
 
         self.store.write(build)
         found = [d for d in self.deployment_history(name) if d.deployment_id == deployment_id]

@@ -59,6 +59,7 @@ from lakeops.search import (
     sort_experiments,
     sort_runs,
 )
+from lakeops.services.datasets import mlflow_io_rows
 from lakeops.stores.iceberg import IcebergStore, Rows
 from lakeops.stores.state import ExperimentState, LoggedModelState, RunState, TrackingState
 
@@ -570,6 +571,8 @@ class TrackingService:
     ) -> None:
         """Link datasets (MLflow's DatasetInput: name, digest, source_type, source, schema, profile, tags)
         and logged models to a run as its inputs. The same link twice is one link."""
+        datasets = [dict(d) for d in datasets]
+        model_ids = [str(m) for m in model_ids]
         rows: list[dict[str, Any]] = []
         for d in datasets:
             if not d.get("name") or not d.get("digest"):
@@ -586,14 +589,37 @@ class TrackingService:
                     "tags_json": json.dumps(dict(d.get("tags") or {}), sort_keys=True),
                 }
             )
-        rows.extend({"kind": "model", "model_id": str(m)} for m in model_ids)
-        self._write_io(run_id, "input", rows)
+        rows.extend({"kind": "model", "model_id": m} for m in model_ids)
+        at_us = self._now_ms() * 1000
+
+        def lineage_rows(state: TrackingState) -> Rows:
+            # The same inputs land in the dataset tables and the lineage graph (lakeops/services/datasets.py).
+            return mlflow_io_rows(
+                state, run_id, datasets=datasets, model_inputs=model_ids, actor=self.actor, at_us=at_us
+            )
+
+        self._write_io(run_id, "input", rows, extra=lineage_rows)
 
     def log_outputs(self, run_id: str, models: Iterable[tuple[str, int]]) -> None:
         """Record logged models (with the step they were logged at) as outputs of a run."""
-        self._write_io(run_id, "output", [{"kind": "model", "model_id": m, "step": step} for m, step in models])
+        models = list(models)
+        at_us = self._now_ms() * 1000
 
-    def _write_io(self, run_id: str, direction: str, links: list[dict[str, Any]]) -> None:
+        def lineage_rows(state: TrackingState) -> Rows:
+            outputs = [m for m, _step in models]
+            return mlflow_io_rows(state, run_id, model_outputs=outputs, actor=self.actor, at_us=at_us)
+
+        links = [{"kind": "model", "model_id": m, "step": step} for m, step in models]
+        self._write_io(run_id, "output", links, extra=lineage_rows)
+
+    def _write_io(
+        self,
+        run_id: str,
+        direction: str,
+        links: list[dict[str, Any]],
+        *,
+        extra: Callable[[TrackingState], Rows] | None = None,
+    ) -> None:
         if not links:
             return
         now_us = self._now_ms() * 1000
@@ -609,7 +635,7 @@ class TrackingService:
             for link in links:
                 if link.get("model_id") and link["model_id"] not in state.logged_models:
                     raise NotFoundError(f"Logged model {link['model_id']} not found")
-            return {RUN_IO.name: _batch(RUN_IO, columns)}
+            return {RUN_IO.name: _batch(RUN_IO, columns), **(extra(state) if extra is not None else {})}
 
         self.store.write(build)
 

@@ -17,14 +17,20 @@ import pyarrow as pa
 
 from catalog.tables import (
     ARTIFACT_VERSIONS,
+    DATASET_VERSIONS,
+    EXPECTATION_SUITE_CHANGES,
     EXPERIMENT_CHANGES,
+    LINEAGE_EDGES,
     LOGGED_MODEL_CHANGES,
     METRICS,
+    OPENLINEAGE_EVENTS,
     PARAMS,
     RUN_CHANGES,
     RUN_IO,
     TAG_CHANGES,
+    VALIDATION_RESULTS,
 )
+from lakeops.stores.lineage_state import LineageState
 from lakeops.stores.registry_state import REGISTRY_TABLE_NAMES, RegistryState  # -- model registry --
 
 log = logging.getLogger(__name__)
@@ -124,6 +130,8 @@ class TrackingState:
         self.logged_models: dict[str, LoggedModelState] = {}
         # Every version of every artifact path, oldest first; the last one is current.
         self.artifact_versions: dict[str, list[ArtifactVersionState]] = {}
+        # Datasets, the lineage graph, expectation suites and validations (lakeops/stores/lineage_state.py).
+        self.lineage = LineageState()
         # Rows whose parent entity is not known yet (another replica's commit seen half-way).
         self._orphans: list[tuple[str, pa.Table]] = []
         # -- model registry: its tables fold into their own state (lakeops/stores/registry_state.py) --
@@ -318,4 +326,9 @@ _HANDLERS: dict[str, Any] = {
     LOGGED_MODEL_CHANGES.name: TrackingState._apply_logged_models,
     RUN_IO.name: TrackingState._apply_run_io,
     ARTIFACT_VERSIONS.name: TrackingState._apply_artifacts,
+    DATASET_VERSIONS.name: lambda state, rows: state.lineage.apply_dataset_versions(rows),
+    LINEAGE_EDGES.name: lambda state, rows: state.lineage.apply_edges(rows),
+    OPENLINEAGE_EVENTS.name: lambda state, rows: state.lineage.apply_openlineage_events(rows),
+    EXPECTATION_SUITE_CHANGES.name: lambda state, rows: state.lineage.apply_suites(rows),
+    VALIDATION_RESULTS.name: lambda state, rows: state.lineage.apply_validations(rows),
 }

@@ -1,0 +1,1 @@
+"""Data quality: great-expectations suites attached to dataset names, validations, and the alias gate."""
