@@ -20,6 +20,13 @@ def progress_bar(
     disable = not stream.isatty() if enabled is None else not enabled
     scale = unit == "B"
     return tqdm(
-        total=total, desc=desc, unit=unit, unit_scale=scale, unit_divisor=1024 if scale else 1000,
-        disable=disable, file=stream, dynamic_ncols=True, mininterval=0.2,
+        total=total,
+        desc=desc,
+        unit=unit,
+        unit_scale=scale,
+        unit_divisor=1024 if scale else 1000,
+        disable=disable,
+        file=stream,
+        dynamic_ncols=True,
+        mininterval=0.2,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import functools
 import getpass
 import logging
 import time
@@ -209,7 +210,12 @@ class Client:
             }
             for e in self.transport.experiments()
         ]
-        schema = {"experiment_id": pl.String, "name": pl.String, "lifecycle_stage": pl.String, "creation_time": pl.Int64}
+        schema = {
+            "experiment_id": pl.String,
+            "name": pl.String,
+            "lifecycle_stage": pl.String,
+            "creation_time": pl.Int64,
+        }
         frame = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
         return frame.with_columns(pl.from_epoch("creation_time", time_unit="ms").dt.replace_time_zone("UTC"))
 
@@ -265,13 +271,11 @@ class Client:
         assert isinstance(frame, pl.DataFrame)
         return frame
 
-    def plot_metric(
-        self, runs: str | Iterable[str] | pl.DataFrame, key: str, *, title: str | None = None
-    ) -> Chart:
+    def plot_metric(self, runs: str | Iterable[str] | pl.DataFrame, key: str, *, title: str | None = None) -> Chart:
         """Curves of metric ``key`` by step, one line per run (labelled by run name when known)."""
-        from lakeops.client.plots import metric_curves
-
         import polars as pl
+
+        from lakeops.client.plots import metric_curves
 
         ids = _run_ids(runs)
         if isinstance(runs, pl.DataFrame) and "run_name" in runs.columns:
@@ -316,7 +320,7 @@ class Client:
         with progress_bar(table.num_rows, desc="importing metrics", unit="points", enabled=progress) as bar:
             for offset in range(0, max(table.num_rows, 1), batch_size):
                 chunk = table.slice(offset, batch_size)
-                stored += self._call(lambda chunk=chunk: self.transport.ingest(chunk))
+                stored += self._call(functools.partial(self.transport.ingest, chunk))
                 bar.update(chunk.num_rows)
         return stored
 

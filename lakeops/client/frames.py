@@ -61,7 +61,7 @@ def history_frame(parts: Sequence[tuple[str, str, pa.Table]]) -> pl.DataFrame:
 
     schema = {"run_id": pl.String, "key": pl.String, "step": pl.Int64, "timestamp": pl.Int64, "value": pl.Float64}
     frames = [
-        pl.from_arrow(table)
+        pl.DataFrame(table)
         .select(pl.col("step").cast(pl.Int64), pl.col("timestamp").cast(pl.Int64), pl.col("value").cast(pl.Float64))
         .with_columns(pl.lit(run_id).alias("run_id"), pl.lit(key).alias("key"))
         .select(list(schema))

@@ -8,6 +8,7 @@ points; artifacts are uploaded synchronously, with a progress bar for large file
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Mapping
@@ -170,10 +171,9 @@ class ActiveRun:
         if exc_type is None:
             self.end("FINISHED")
             return
-        try:
+        # The training error is the one to see; a flush error is logged by the sender.
+        with contextlib.suppress(LakeopsError):
             self.end("KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED")
-        except LakeopsError:
-            pass  # the training error is the one to see; the flush error is logged by the sender
 
     def _repr_html_(self) -> str:
         return html_card(

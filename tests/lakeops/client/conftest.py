@@ -27,7 +27,9 @@ MODES = [
 
 
 @pytest.fixture(scope="module")
-def servers(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ServeProcess]]:
+def servers(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, ServeProcess]]:
     """Lazily started ``lakeops serve`` processes, one per backend kind, for this module."""
     started: dict[str, ServeProcess] = {}
 

@@ -51,9 +51,15 @@ def test_run_logs_everything_and_finishes(client: Client, experiment: str) -> No
 
 
 def test_exception_marks_the_run_failed(client: Client, experiment: str) -> None:
-    with pytest.raises(RuntimeError, match="diverged"), client.start_run(experiment, "boom") as run:
-        run.log_metric("loss", 1.0, step=0)
-        raise RuntimeError("loss diverged")
+    run = client.start_run(experiment, "boom")
+
+    def train() -> None:
+        with run:
+            run.log_metric("loss", 1.0, step=0)
+            raise RuntimeError("loss diverged")
+
+    with pytest.raises(RuntimeError, match="diverged"):
+        train()
     stored = client.get_run(run.run_id)
     assert stored.status == "FAILED"
     assert stored.metrics == {"loss": 1.0}
