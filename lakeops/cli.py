@@ -68,10 +68,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_maintain(args: argparse.Namespace) -> int:
     """Compact small files and expire old snapshots now."""
     settings = LakeopsSettings()
-    from lakeops.stores import open_store
-
     from catalog.tables import TABLES
     from lakeops.progress import progress_bar
+    from lakeops.stores import open_store
 
     store = open_store(settings, start_committer=False)
     try:

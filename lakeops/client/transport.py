@@ -170,6 +170,11 @@ class HttpTransport:
 
     def experiment_by_name(self, name: str) -> dict[str, Any]:
         """The experiment called ``name``."""
+        if "/" in name:  # the by-name route takes one path segment; look such names up in the list
+            for experiment in self.experiments():
+                if experiment["name"] == name:
+                    return experiment
+            raise NotFoundError(f"Experiment with name={name!r} not found")
         result: dict[str, Any] = self._request("GET", f"/experiments/by-name/{quote(name, safe='')}").json()
         return result
 
@@ -305,6 +310,8 @@ def _error_from(response: httpx.Response) -> LakeopsError:
     except (ValueError, KeyError, TypeError):
         pass
     text = response.text[:500]
+    if response.status_code == 404:
+        return NotFoundError(f"lakeops has no {response.request.url.path}: {text}")
     if response.status_code in (502, 503, 504):
         return BackendUnavailableError(f"lakeops answered {response.status_code}: {text}")
     return LakeopsError(f"lakeops answered {response.status_code} to {response.request.url.path}: {text}")

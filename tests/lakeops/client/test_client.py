@@ -204,3 +204,17 @@ def test_connect_refuses_contradictory_arguments() -> None:
         lakeops.connect("ftp://example.org")
     with pytest.raises(InvalidArgumentError, match="needs a URL"):
         lakeops.connect(embedded=False)
+
+
+def test_experiments_by_name_or_id(client: Client, experiment: str) -> None:
+    name = f"team/{experiment}"  # a slash: not a single URL segment
+    with client.start_run(name, "a") as run:
+        run.log_metric("m", 1.0)
+    assert client.experiment_id(name) == run.experiment_id
+    assert client.experiment_id(run.experiment_id) == run.experiment_id
+    assert client.runs(name)["run_name"].to_list() == ["a"]
+    assert client.runs(run.experiment_id)["run_id"].to_list() == [run.run_id]
+    frame = client.experiments()
+    assert frame.filter(frame["name"] == name)["experiment_id"].to_list() == [run.experiment_id]
+    with pytest.raises(NotFoundError, match="No experiment named"):
+        client.experiment_id(f"missing-{experiment}")
