@@ -218,3 +218,18 @@ def test_experiments_by_name_or_id(client: Client, experiment: str) -> None:
     assert frame.filter(frame["name"] == name)["experiment_id"].to_list() == [run.experiment_id]
     with pytest.raises(NotFoundError, match="No experiment named"):
         client.experiment_id(f"missing-{experiment}")
+
+
+def test_import_lakeops_stays_cheap() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lakeops\n"
+        "heavy = ('pyiceberg', 'duckdb', 'polars', 'pyarrow', 'httpx', 'fastapi')\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & set(heavy)))\n"
+        "lakeops.connect\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & set(heavy)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.splitlines() == ["[]", "[]"]
