@@ -112,6 +112,11 @@ class Client:
         return self.transport.location
 
     @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called (a closed client logs nothing more)."""
+        return self._closed
+
+    @property
     def embedded(self) -> bool:
         """Whether the lake is opened in this process."""
         return isinstance(self.transport, EmbeddedTransport)

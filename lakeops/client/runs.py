@@ -94,6 +94,8 @@ class ActiveRun:
     def _new_key(self, key: str) -> None:
         if self._ended:
             raise InvalidArgumentError(f"Run {self.run_id} has ended; start a new run to log more")
+        if self._client.closed:
+            raise InvalidArgumentError("The client is closed; connect again to log more")
         self._keys.add(check_key("metric", key))
 
     # -- params, tags, artifacts -------------------------------------------------------------

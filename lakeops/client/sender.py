@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from lakeops.errors import BackendUnavailableError, ConflictError, LakeopsError
+from lakeops.errors import BackendUnavailableError, ConflictError, InvalidArgumentError, LakeopsError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -126,7 +126,7 @@ class Sender:
         max_backoff_s: float = 5.0,
     ) -> None:
         if max_buffered < 1 or batch_size < 1:
-            raise ValueError("max_buffered and batch_size must be positive")
+            raise InvalidArgumentError(f"max_buffered ({max_buffered}) and batch_size ({batch_size}) must be positive")
         self.queue: deque[Point | Call | FlushMarker] = deque()
         self.max_buffered = max_buffered
         self.batch_size = batch_size
@@ -159,7 +159,7 @@ class Sender:
     def submit(self, item: Call) -> None:
         """Queue a call (rare: not the hot path); waits for room like a metric point."""
         if self._stopping.is_set():
-            raise LakeopsError("The client is closed")
+            raise InvalidArgumentError("The client is closed; connect again to log more")
         if len(self.queue) >= self.max_buffered:
             self.wait_for_room()
         self.queue.append(item)
@@ -178,7 +178,7 @@ class Sender:
             LakeopsError: the first refused write since the last flush (the others are logged).
         """
         if self._stopping.is_set():
-            raise LakeopsError("The client is closed")
+            raise InvalidArgumentError("The client is closed; connect again to log more")
         marker = FlushMarker()
         self.queue.append(marker)  # past the bound on purpose: a flush must never wait for room
         self._wake.set()
@@ -202,9 +202,9 @@ class Sender:
         marker = FlushMarker()
         self.queue.append(marker)
         self._wake.set()
-        marker.done.wait(timeout)
+        shipped = marker.done.wait(timeout)
         self._stopping.set()
-        lost = self.pending()
+        lost = 0 if shipped else self.pending()
         if lost:
             self._abandon.set()
         self._wake.set()

@@ -233,3 +233,21 @@ def test_import_lakeops_stays_cheap() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.splitlines() == ["[]", "[]"]
+
+
+def test_a_closed_client_refuses_more_work(client: Client, experiment: str) -> None:
+    run = client.start_run(experiment)
+    run.log_metric("a", 1.0)
+    client.close()
+    assert client.closed
+    with pytest.raises(InvalidArgumentError, match="client is closed"):
+        run.log_metric("b", 1.0)
+    with pytest.raises(InvalidArgumentError, match="client is closed"):
+        run.log_params({"x": 1})
+    with pytest.raises(InvalidArgumentError, match="client is closed"):
+        client.flush()
+
+
+def test_buffer_bounds_must_be_positive() -> None:
+    with pytest.raises(InvalidArgumentError, match="must be positive"):
+        lakeops.connect("http://127.0.0.1:1", max_buffered_points=0)
