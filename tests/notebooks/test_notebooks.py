@@ -78,4 +78,6 @@ def test_quickstart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     history = _data(out["history"], "text/plain")
     assert "shape: (6, 4)" in history
     assert re.findall(r"┆ (\d+)\s+┆", history) == ["60"] * 6  # every run logged all 60 boosting stages
-    assert (tmp_path / "model.pkl").is_file()
+
+    reloaded = _stdout(out["reload"])
+    assert reloaded == f"reloaded model val_accuracy={best.group(2)}\n"  # the stored artifact is the best model
