@@ -68,12 +68,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_maintain(args: argparse.Namespace) -> int:
     """Compact small files and expire old snapshots now."""
     settings = LakeopsSettings()
+    from catalog.tables import TABLES
+    from lakeops.progress import progress_bar
     from lakeops.stores import open_store
 
     store = open_store(settings, start_committer=False)
     try:
         store.commit()
-        report = store.maintain(compact=not args.no_compact, expire=not args.no_expire)
+        with progress_bar(len(TABLES), desc="maintaining", unit="tables", enabled=args.progress) as bar:
+            report = store.maintain(
+                compact=not args.no_compact,
+                expire=not args.no_expire,
+                on_table=lambda name: (bar.set_postfix_str(name), bar.update(1)),
+            )
     finally:
         store.close()
     print(json.dumps(report, indent=2))
@@ -129,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     maintain = sub.add_parser("maintain", help="compact small files and expire old snapshots")
     maintain.add_argument("--no-compact", action="store_true")
     maintain.add_argument("--no-expire", action="store_true")
+    maintain.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show a progress bar (default: when stderr is a terminal)",
+    )
     maintain.set_defaults(func=cmd_maintain)
     serve = sub.add_parser("serve", help="run the HTTP service: native API at /api/v1, MLflow protocol at /api/2.0")
     serve.add_argument("--host", default="127.0.0.1")

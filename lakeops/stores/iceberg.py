@@ -512,8 +512,10 @@ class IcebergStore:
 
     # -- maintenance -------------------------------------------------------------------------
 
-    def maintain(self, *, compact: bool = True, expire: bool = True) -> dict[str, dict[str, int]]:
-        """Compact small files and expire old snapshots on every table."""
+    def maintain(
+        self, *, compact: bool = True, expire: bool = True, on_table: Callable[[str], object] | None = None
+    ) -> dict[str, dict[str, int]]:
+        """Compact small files and expire old snapshots on every table (``on_table(name)`` after each)."""
         report: dict[str, dict[str, int]] = {}
         retention = self.settings.write.snapshot_retention_s
         with self._commit_lock:
@@ -538,6 +540,8 @@ class IcebergStore:
                     self._tables[table_def.name] = table
                     self._visible[table_def.name] = table.metadata
                 report[table_def.name] = entry
+                if on_table is not None:
+                    on_table(table_def.name)
         return report
 
     # -- lifecycle ---------------------------------------------------------------------------

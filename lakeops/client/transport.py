@@ -1,0 +1,463 @@
+"""How the client reaches the lake: over HTTP to ``lakeops serve``, or embedded in the process.
+
+Both transports speak the same small vocabulary (create a run, log a batch, ingest metric
+points as Arrow, search, read history, run SQL, upload an artifact) and return the native
+API's JSON shapes as plain dicts, so everything above them is written once.
+
+Errors are the domain's: a native error body ``{"error": {"code": "not_found", ...}}`` becomes
+``NotFoundError`` again on this side; a server that cannot be reached (connection refused,
+timeout, 502/503/504) is a ``BackendUnavailableError``, which the sender retries.
+
+The HTTP transport never imports pyiceberg (the import costs ~0.5 s); the embedded one opens
+the store when it is built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+from urllib.parse import quote
+
+from lakeops.errors import (
+    AlreadyExistsError,
+    BackendUnavailableError,
+    ConflictError,
+    DataQualityError,
+    InvalidArgumentError,
+    LakeopsError,
+    NotFoundError,
+)
+
+if TYPE_CHECKING:
+    import httpx
+    import pyarrow as pa
+
+    from lakeops.settings import LakeopsSettings
+
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+ARTIFACT_SCHEME = re.compile(r"^mlflow-artifacts:/*")
+CHUNK_BYTES = 1024 * 1024
+
+_ERRORS: dict[str, type[LakeopsError]] = {
+    "not_found": NotFoundError,
+    "already_exists": AlreadyExistsError,
+    "conflict": ConflictError,
+    "invalid_argument": InvalidArgumentError,
+    "data_quality": DataQualityError,
+    "backend_unavailable": BackendUnavailableError,
+}
+
+Progress = Callable[[int], object]
+
+
+class Transport(Protocol):
+    """What the client needs from the lake. Every method raises ``LakeopsError`` subclasses."""
+
+    location: str
+
+    def experiment_by_name(self, name: str) -> dict[str, Any]:
+        """The experiment called ``name``. Raises: NotFoundError."""
+        ...
+
+    def experiment(self, experiment_id: str) -> dict[str, Any]:
+        """One experiment. Raises: NotFoundError."""
+        ...
+
+    def create_experiment(self, name: str, *, tags: Mapping[str, str]) -> dict[str, Any]:
+        """A new experiment. Raises: AlreadyExistsError, InvalidArgumentError."""
+        ...
+
+    def experiments(self) -> list[dict[str, Any]]:
+        """Every active experiment."""
+        ...
+
+    def create_run(
+        self, experiment_id: str, *, run_name: str | None, user_id: str | None, tags: Mapping[str, str]
+    ) -> dict[str, Any]:
+        """A new running run. Raises: NotFoundError, InvalidArgumentError."""
+        ...
+
+    def update_run(self, run_id: str, *, status: str, end_time: int | None) -> None:
+        """Set a run's status (and end time). Raises: NotFoundError, InvalidArgumentError."""
+        ...
+
+    def log_batch(self, run_id: str, *, params: Mapping[str, str], tags: Mapping[str, str]) -> None:
+        """Params and tags of one run, atomically. Raises: NotFoundError, InvalidArgumentError."""
+        ...
+
+    def ingest(self, points: pa.Table) -> int:
+        """Metric points (run_id, key, value, timestamp, step) of any runs. Raises: InvalidArgumentError."""
+        ...
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        """One run with params, latest metrics and tags. Raises: NotFoundError."""
+        ...
+
+    def search_runs(
+        self, experiment_ids: Sequence[str], *, filter: str | None, order_by: Sequence[str], view_type: str
+    ) -> list[dict[str, Any]]:
+        """Every matching run, in order (all pages). Raises: InvalidArgumentError."""
+        ...
+
+    def metric_history(self, run_id: str, key: str) -> pa.Table:
+        """``step``, ``timestamp`` (ms), ``value`` of one metric. Raises: NotFoundError."""
+        ...
+
+    def sql(self, query: str, *, params: Sequence[Any] | None, as_of: str | None) -> pa.Table:
+        """The answer of a read-only SQL query. Raises: InvalidArgumentError."""
+        ...
+
+    def upload_artifact(self, path: str, source: Path, *, progress: Progress | None) -> dict[str, Any]:
+        """Store a file as the newest version of ``path``. Raises: InvalidArgumentError."""
+        ...
+
+    def read_artifact(self, path: str, *, version_id: str | None) -> bytes:
+        """The bytes of a version of an artifact (the newest by default). Raises: NotFoundError."""
+        ...
+
+    def close(self) -> None:
+        """Release connections (and the store, embedded)."""
+        ...
+
+
+def artifact_path(artifact_uri: str, name: str) -> str:
+    """Where a run's artifact ``name`` lives in the artifact store (``<exp>/<run>/artifacts/<name>``)."""
+    if not ARTIFACT_SCHEME.match(artifact_uri):
+        raise InvalidArgumentError(
+            f"Run artifact location {artifact_uri!r} is not served by lakeops; log artifacts there directly"
+        )
+    return f"{ARTIFACT_SCHEME.sub('', artifact_uri).rstrip('/')}/{name.lstrip('/')}"
+
+
+def _read_chunks(handle: BinaryIO, progress: Progress | None) -> Iterator[bytes]:
+    while chunk := handle.read(CHUNK_BYTES):
+        if progress is not None:
+            progress(len(chunk))
+        yield chunk
+
+
+# -- HTTP -----------------------------------------------------------------------------------------
+
+
+class HttpTransport:
+    """The native API of a running ``lakeops serve`` (``/api/v1``)."""
+
+    def __init__(self, url: str, *, timeout_s: float = 30.0) -> None:
+        import httpx
+
+        self.location = url.rstrip("/")
+        self._api = f"{self.location}/api/v1"
+        # One pool per thread that uses it: the sender thread and the caller's.
+        self._timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0))
+        self._http = httpx.Client(timeout=self._timeout)
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        import httpx
+
+        try:
+            response = self._http.request(method, f"{self._api}{path}", **kwargs)
+        except httpx.TransportError as exc:
+            raise BackendUnavailableError(f"lakeops at {self.location} is unreachable: {exc}") from exc
+        if response.status_code >= 400:
+            raise _error_from(response)
+        return response
+
+    def experiment_by_name(self, name: str) -> dict[str, Any]:
+        """The experiment called ``name``."""
+        if "/" in name:  # the by-name route takes one path segment; look such names up in the list
+            for experiment in self.experiments():
+                if experiment["name"] == name:
+                    return experiment
+            raise NotFoundError(f"Experiment with name={name!r} not found")
+        result: dict[str, Any] = self._request("GET", f"/experiments/by-name/{quote(name, safe='')}").json()
+        return result
+
+    def experiment(self, experiment_id: str) -> dict[str, Any]:
+        """One experiment."""
+        result: dict[str, Any] = self._request("GET", f"/experiments/{quote(experiment_id, safe='')}").json()
+        return result
+
+    def create_experiment(self, name: str, *, tags: Mapping[str, str]) -> dict[str, Any]:
+        """A new experiment."""
+        result: dict[str, Any] = self._request("POST", "/experiments", json={"name": name, "tags": dict(tags)}).json()
+        return result
+
+    def experiments(self) -> list[dict[str, Any]]:
+        """Every active experiment (all pages)."""
+        out: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            params = {"max_results": 1000, **({"page_token": token} if token else {})}
+            page = self._request("GET", "/experiments", params=params).json()
+            out.extend(page["experiments"])
+            token = page.get("next_page_token")
+            if not token:
+                return out
+
+    def create_run(
+        self, experiment_id: str, *, run_name: str | None, user_id: str | None, tags: Mapping[str, str]
+    ) -> dict[str, Any]:
+        """A new running run."""
+        body = {"run_name": run_name, "user_id": user_id, "tags": dict(tags)}
+        result: dict[str, Any] = self._request(
+            "POST", f"/experiments/{quote(experiment_id, safe='')}/runs", json=body
+        ).json()
+        return result
+
+    def update_run(self, run_id: str, *, status: str, end_time: int | None) -> None:
+        """Set a run's status and end time."""
+        self._request("PATCH", f"/runs/{run_id}", json={"status": status, "end_time": end_time})
+
+    def log_batch(self, run_id: str, *, params: Mapping[str, str], tags: Mapping[str, str]) -> None:
+        """Params and tags of one run."""
+        self._request("POST", f"/runs/{run_id}/batch", json={"params": dict(params), "tags": dict(tags)})
+
+    def ingest(self, points: pa.Table) -> int:
+        """Metric points as one Arrow IPC stream to ``POST /metrics/ingest``."""
+        import pyarrow as pa
+
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, points.schema) as writer:
+            writer.write_table(points)
+        body = sink.getvalue()
+        response = self._request(
+            "POST", "/metrics/ingest", content=body.to_pybytes(), headers={"content-type": ARROW_STREAM}
+        )
+        return int(response.json()["ingested"])
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        """One run."""
+        result: dict[str, Any] = self._request("GET", f"/runs/{run_id}").json()
+        return result
+
+    def search_runs(
+        self, experiment_ids: Sequence[str], *, filter: str | None, order_by: Sequence[str], view_type: str
+    ) -> list[dict[str, Any]]:
+        """Every matching run, following page tokens to the end."""
+        runs: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            body = {
+                "experiment_ids": list(experiment_ids),
+                "filter": filter,
+                "order_by": list(order_by),
+                "view_type": view_type,
+                "max_results": 1000,
+                "page_token": token,
+            }
+            page = self._request("POST", "/runs/search", json=body).json()
+            runs.extend(page["runs"])
+            token = page.get("next_page_token")
+            if not token:
+                return runs
+
+    def metric_history(self, run_id: str, key: str) -> pa.Table:
+        """One metric's history through the Arrow history endpoint."""
+        import pyarrow as pa
+
+        response = self._request(
+            "GET", f"/runs/{run_id}/metrics/{quote(key)}/history", headers={"accept": ARROW_STREAM}
+        )
+        return pa.ipc.open_stream(pa.py_buffer(response.content)).read_all()
+
+    def sql(self, query: str, *, params: Sequence[Any] | None, as_of: str | None) -> pa.Table:
+        """``POST /sql`` answered as an Arrow IPC stream."""
+        import pyarrow as pa
+
+        body: dict[str, Any] = {"sql": query}
+        if params is not None:
+            body["params"] = list(params)
+        if as_of is not None:
+            body["as_of"] = as_of
+        response = self._request("POST", "/sql", json=body, headers={"accept": ARROW_STREAM})
+        return pa.ipc.open_stream(pa.py_buffer(response.content)).read_all()
+
+    def upload_artifact(self, path: str, source: Path, *, progress: Progress | None) -> dict[str, Any]:
+        """Stream a file to ``PUT /artifacts/{path}`` in 1 MiB chunks."""
+        size = source.stat().st_size
+        with source.open("rb") as handle:
+            response = self._request(
+                "PUT",
+                f"/artifacts/{quote(path)}",
+                content=_read_chunks(handle, progress),
+                headers={"content-length": str(size), "content-type": "application/octet-stream"},
+            )
+        result: dict[str, Any] = response.json()
+        return result
+
+    def read_artifact(self, path: str, *, version_id: str | None) -> bytes:
+        """``GET /artifacts/{path}``."""
+        params = {"version_id": version_id} if version_id else {}
+        return self._request("GET", f"/artifacts/{quote(path)}", params=params).content
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+
+def _error_from(response: httpx.Response) -> LakeopsError:
+    """The domain error a native error response stands for."""
+    try:
+        error = response.json()["error"]
+        cls = _ERRORS.get(str(error["code"]), LakeopsError)
+        return cls(str(error["message"]), details=error.get("details") or {})
+    except (ValueError, KeyError, TypeError):
+        pass
+    text = response.text[:500]
+    if response.status_code == 404:
+        return NotFoundError(f"lakeops has no {response.request.url.path}: {text}")
+    if response.status_code in (502, 503, 504):
+        return BackendUnavailableError(f"lakeops answered {response.status_code}: {text}")
+    return LakeopsError(f"lakeops answered {response.status_code} to {response.request.url.path}: {text}")
+
+
+# -- embedded -------------------------------------------------------------------------------------
+
+
+class EmbeddedTransport:
+    """The lake itself, opened in this process: ``TrackingService`` over the Iceberg store."""
+
+    def __init__(self, settings: LakeopsSettings) -> None:
+        from lakeops.entities import to_dict
+        from lakeops.services.artifacts import ArtifactService
+        from lakeops.services.tracking import TrackingService
+        from lakeops.stores import open_store
+
+        self.settings = settings
+        self.location = settings.warehouse()
+        self.store = open_store(settings)
+        self.tracking = TrackingService(self.store)
+        self._artifacts = ArtifactService(
+            self.store, settings.storage.open_objects(settings.home), actor=self.tracking.actor
+        )
+        self._to_dict = to_dict
+        self._sql_engine: Any = None
+
+    def experiment_by_name(self, name: str) -> dict[str, Any]:
+        """The experiment called ``name``."""
+        return self._to_dict(self.tracking.get_experiment_by_name(name))
+
+    def experiment(self, experiment_id: str) -> dict[str, Any]:
+        """One experiment."""
+        return self._to_dict(self.tracking.get_experiment(experiment_id))
+
+    def create_experiment(self, name: str, *, tags: Mapping[str, str]) -> dict[str, Any]:
+        """A new experiment."""
+        return self.experiment(self.tracking.create_experiment(name, tags=dict(tags)))
+
+    def experiments(self) -> list[dict[str, Any]]:
+        """Every active experiment (all pages)."""
+        out: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            page = self.tracking.search_experiments(max_results=1000, page_token=token)
+            out.extend(self._to_dict(e) for e in page.experiments)
+            token = page.next_page_token
+            if not token:
+                return out
+
+    def create_run(
+        self, experiment_id: str, *, run_name: str | None, user_id: str | None, tags: Mapping[str, str]
+    ) -> dict[str, Any]:
+        """A new running run."""
+        run = self.tracking.create_run(experiment_id, run_name=run_name, user_id=user_id, tags=dict(tags))
+        return self._to_dict(run)
+
+    def update_run(self, run_id: str, *, status: str, end_time: int | None) -> None:
+        """Set a run's status and end time."""
+        self.tracking.update_run(run_id, status=status, end_time=end_time)
+
+    def log_batch(self, run_id: str, *, params: Mapping[str, str], tags: Mapping[str, str]) -> None:
+        """Params and tags of one run."""
+        self.tracking.log_batch(run_id, params=params, tags=tags)
+
+    def ingest(self, points: pa.Table) -> int:
+        """Metric points straight into the store's write-ahead log."""
+        return self.tracking.log_metrics_table(points)
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        """One run."""
+        return self._to_dict(self.tracking.get_run(run_id))
+
+    def search_runs(
+        self, experiment_ids: Sequence[str], *, filter: str | None, order_by: Sequence[str], view_type: str
+    ) -> list[dict[str, Any]]:
+        """Every matching run, following page tokens to the end."""
+        from lakeops.entities import ViewType
+
+        runs: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            page = self.tracking.search_runs(
+                experiment_ids,
+                filter_string=filter,
+                order_by=list(order_by),
+                run_view_type=ViewType(view_type),
+                max_results=1000,
+                page_token=token,
+            )
+            runs.extend(self._to_dict(r) for r in page.runs)
+            token = page.next_page_token
+            if not token:
+                return runs
+
+    def metric_history(self, run_id: str, key: str) -> pa.Table:
+        """One metric's history."""
+        return self.tracking.metric_history_table(run_id, key)
+
+    def sql(self, query: str, *, params: Sequence[Any] | None, as_of: str | None) -> pa.Table:
+        """The SQL engine of ``lakeops.sql`` (DuckDB over the lake) on this store."""
+        if self._sql_engine is None:
+            try:
+                module = importlib.import_module("lakeops.sql")
+            except ImportError as exc:
+                raise BackendUnavailableError("This lakeops has no SQL engine (lakeops.sql)") from exc
+            self._sql_engine = module.SqlEngine(self.settings, store=self.store)
+        options: dict[str, Any] = {}
+        if params is not None:
+            options["params"] = list(params)
+        if as_of is not None:
+            options["as_of"] = as_of
+        table: pa.Table = self._sql_engine.query(query, **options)
+        return table
+
+    def upload_artifact(self, path: str, source: Path, *, progress: Progress | None) -> dict[str, Any]:
+        """Copy the file to the spool directory (hashing it), then into the object store."""
+        spool_dir = self._artifacts.spool_dir
+        spool_dir.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        size = 0
+        with tempfile.NamedTemporaryFile(dir=spool_dir, prefix="client-", delete=False) as out:
+            with source.open("rb") as handle:
+                for chunk in _read_chunks(handle, progress):
+                    digest.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+            spooled = Path(out.name)
+        try:
+            version = self._artifacts.upload_file(path, spooled, size=size, sha256=digest.hexdigest())
+        finally:
+            spooled.unlink(missing_ok=True)
+        return version.model_dump()
+
+    def read_artifact(self, path: str, *, version_id: str | None) -> bytes:
+        """The bytes of a version of an artifact from the object store."""
+        _version, chunks = self._artifacts.open(path, version_id)
+        return b"".join(chunks)
+
+    def close(self) -> None:
+        """Commit what is queued and release the store."""
+        if self._sql_engine is not None and hasattr(self._sql_engine, "close"):
+            self._sql_engine.close()
+        self.store.close()
+
+
+def now_ms() -> int:
+    """Wall-clock time in integer milliseconds."""
+    return time.time_ns() // 1_000_000

@@ -1,0 +1,66 @@
+"""Fixtures for client tests: the same tests run embedded (file, s3, rest) and over HTTP (file, s3).
+
+Over HTTP the client talks to a real ``lakeops serve`` child process, one per backend kind for
+the module; each test works in its own experiment.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from lakes import make_settings
+from serve_process import ServeProcess
+
+import lakeops
+from lakeops.client import Client
+
+MODES = [
+    pytest.param("embedded-file", id="embedded-file"),
+    pytest.param("embedded-s3", id="embedded-s3", marks=pytest.mark.s3),
+    pytest.param("embedded-rest", id="embedded-rest", marks=pytest.mark.s3),
+    pytest.param("http-file", id="http-file", marks=pytest.mark.api),
+    pytest.param("http-s3", id="http-s3", marks=[pytest.mark.api, pytest.mark.s3]),
+]
+
+
+@pytest.fixture(scope="module")
+def servers(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, ServeProcess]]:
+    """Lazily started ``lakeops serve`` processes, one per backend kind, for this module."""
+    started: dict[str, ServeProcess] = {}
+
+    class Lazy(dict[str, ServeProcess]):
+        def __missing__(self, kind: str) -> ServeProcess:
+            s3 = request.getfixturevalue("s3_server") if kind != "file" else None
+            home = tmp_path_factory.mktemp(f"client-serve-{kind}")
+            server = ServeProcess(make_settings(kind, home, s3), home / "serve.log")
+            started[kind] = server
+            self[kind] = server
+            return server
+
+    yield Lazy()
+    for server in started.values():
+        server.stop()
+
+
+@pytest.fixture(params=MODES)
+def client(request: pytest.FixtureRequest, tmp_path: Path, servers: dict[str, ServeProcess]) -> Iterator[Client]:
+    """A client, embedded on a fresh lake or connected to the module's server."""
+    mode, kind = str(request.param).split("-")
+    if mode == "embedded":
+        s3 = request.getfixturevalue("s3_server") if kind != "file" else None
+        c = lakeops.connect(settings=make_settings(kind, tmp_path / "lake", s3), flush_interval_s=0.05)
+    else:
+        c = lakeops.connect(servers[kind].url, flush_interval_s=0.05)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def experiment() -> str:
+    """A fresh experiment name."""
+    return f"exp-{uuid.uuid4().hex[:10]}"

@@ -1,0 +1,83 @@
+"""The notebooks in notebooks/ run headless (nbclient + ipykernel) against the embedded default,
+and what they show is checked: tables, run cards and real PNG charts."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _execute(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Run a notebook in a fresh kernel with LAKEOPS_HOME in ``tmp_path``; outputs by cell tag."""
+    for key in [k for k in os.environ if k.startswith("LAKEOPS_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("LAKEOPS_HOME", str(tmp_path / "lake"))
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    by_tag: dict[str, Any] = {}
+    for cell in notebook.cells:
+        for tag in cell.metadata.get("tags", []):
+            by_tag[tag] = cell.outputs
+    return by_tag
+
+
+def _data(outputs: list[Any], mime: str) -> str:
+    found = [
+        o["data"][mime]
+        for o in outputs
+        if o.get("output_type") in ("execute_result", "display_data") and mime in o.get("data", {})
+    ]
+    assert found, f"no {mime} output in {outputs}"
+    return str(found[-1])
+
+
+def _stdout(outputs: list[Any]) -> str:
+    return "".join(o["text"] for o in outputs if o.get("output_type") == "stream" and o["name"] == "stdout")
+
+
+def _check_png(outputs: list[Any]) -> None:
+    png = base64.b64decode(_data(outputs, "image/png"))
+    assert png.startswith(PNG)
+    assert len(png) > 10_000  # a drawn chart, not an empty canvas
+
+
+def test_quickstart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = _execute("quickstart.ipynb", tmp_path, monkeypatch)
+
+    assert "Client(embedded, file://" in _data(out["connect"], "text/plain")
+    assert str(tmp_path / "lake") in _data(out["connect"], "text/plain")
+    assert _stdout(out["train"]).strip() == "logged 6 runs"
+
+    table = _data(out["runs"], "text/html")
+    assert "shape: (6, 5)" in table
+    assert table.count("gbm-lr") == 6
+    accuracies = [float(a) for a in re.findall(r"<td>(0\.9\d+)</td>", table)]
+    assert len(accuracies) == 6 and accuracies == sorted(accuracies, reverse=True)
+
+    best = re.fullmatch(r"best run: (gbm-lr[\d.]+-d\d) val_accuracy=(0\.\d{4})\n", _stdout(out["best"]))
+    assert best is not None, _stdout(out["best"])
+    card = _data(out["best"], "text/html")
+    assert f"Run {best.group(1)}" in card
+    assert "FINISHED" in card and "val_accuracy" in card and "learning_rate" in card
+
+    _check_png(out["curves"])
+    _check_png(out["params"])
+
+    history = _data(out["history"], "text/plain")
+    assert "shape: (6, 4)" in history
+    assert re.findall(r"┆ (\d+)\s+┆", history) == ["60"] * 6  # every run logged all 60 boosting stages
+
+    reloaded = _stdout(out["reload"])
+    assert reloaded == f"reloaded model val_accuracy={best.group(2)}\n"  # the stored artifact is the best model
