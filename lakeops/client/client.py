@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import getpass
 import logging
@@ -11,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from lakeops.client.display import ExperimentView, RunView
+from lakeops.client.display import DatasetVersionView, ExperimentView, LineageView, ModelVersionView, RunView
 from lakeops.client.runs import ActiveRun, check_key
 from lakeops.client.sender import RETRYABLE, Sender
 from lakeops.client.transport import EmbeddedTransport, HttpTransport, Transport, now_ms
@@ -304,6 +305,198 @@ class Client:
         names = [params] if isinstance(params, str) else list(params)
         return params_against(frame, names, metric, title=title)
 
+    # -- datasets and data quality ----------------------------------------------------------------
+
+    def log_dataset(
+        self,
+        data: Any,
+        *,
+        name: str,
+        run_id: str | None = None,
+        direction: str = "input",
+        validate: bool = False,
+    ) -> DatasetVersionView:
+        """Log a dataset version (same content, same version), as an input or output of a run.
+
+        ``data`` is a polars or pandas DataFrame or an Arrow table (lakeops stores it as Parquet),
+        or the path of a local file or folder (uploaded into the run's artifacts under
+        ``datasets/``; Parquet and CSV files are profiled). With ``validate=True`` a DataFrame must
+        pass every expectation suite attached to ``name`` first, else ``DataQualityError`` and
+        nothing is stored.
+
+        Raises:
+            InvalidArgumentError: a bad name or direction, a path without a run, ``validate`` with a path.
+            DataQualityError: ``validate=True`` and the data failed an expectation.
+            NotFoundError: no such run.
+        """
+        if direction not in ("input", "output"):
+            raise InvalidArgumentError(f"Invalid direction {direction!r}: input or output")
+        if isinstance(data, (str, Path)):
+            return self._log_dataset_files(Path(data), name=name, run_id=run_id, direction=direction, validate=validate)
+        table = _arrow_table(data)
+        version = self.transport.log_dataframe(name, table, run_id=run_id, direction=direction, validate=validate)
+        return DatasetVersionView(version)
+
+    def _log_dataset_files(
+        self, source: Path, *, name: str, run_id: str | None, direction: str, validate: bool
+    ) -> DatasetVersionView:
+        if run_id is None:
+            raise InvalidArgumentError("Log a local file as a dataset of a run: run.log_dataset(path, name=...)")
+        if validate:
+            raise InvalidArgumentError(
+                "validate=True checks a DataFrame before storing it; log the file, then client.validate(version)"
+            )
+        if not source.exists():
+            raise InvalidArgumentError(f"No such file or folder to log as a dataset: {source}")
+        artifact_uri = str(self.transport.run(run_id)["info"].get("artifact_uri") or "")
+        from lakeops.client.transport import artifact_path
+
+        files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
+        if not files:
+            raise InvalidArgumentError(f"Folder {source} has no files to log as a dataset")
+        root = artifact_path(artifact_uri, f"datasets/{source.name}")
+        for file in files:
+            target = root if file == source else f"{root}/{file.relative_to(source).as_posix()}"
+            self.upload_artifact(target, file)
+        version = self.transport.log_dataset_artifact(name, root, run_id=run_id, direction=direction)
+        return DatasetVersionView(version)
+
+    def dataset_version(self, version_id: str) -> DatasetVersionView:
+        """One dataset version by id (shows as a card in Jupyter)."""
+        return DatasetVersionView(self.transport.dataset_version(version_id))
+
+    def dataset_versions(self, name: str) -> pl.DataFrame:
+        """Every version of a dataset, oldest first: id, digest, source, rows, bytes, created_at."""
+        import polars as pl
+
+        rows = [
+            {
+                "dataset_version_id": v["dataset_version_id"],
+                "digest": v["digest"],
+                "source_type": v["source_type"],
+                "row_count": v.get("row_count"),
+                "size_bytes": v.get("size_bytes"),
+                "created_at": v.get("created_at"),
+            }
+            for v in self.transport.dataset_versions(name)
+        ]
+        schema = {
+            "dataset_version_id": pl.String,
+            "digest": pl.String,
+            "source_type": pl.String,
+            "row_count": pl.Int64,
+            "size_bytes": pl.Int64,
+            "created_at": pl.Int64,
+        }
+        frame = pl.DataFrame(rows, schema=schema, orient="row")
+        return frame.with_columns(pl.from_epoch("created_at", time_unit="ms").dt.replace_time_zone("UTC"))
+
+    def attach_suite(self, dataset: str, suite: str, expectations: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """Attach (or replace) a great-expectations suite on a dataset name.
+
+        ``expectations`` are GX 1.x configurations:
+        ``{"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "age"}}``.
+        """
+        return self.transport.attach_suite(dataset, suite, [dict(e) for e in expectations])
+
+    def validate(self, version: str | DatasetVersionView, suite: str | None = None) -> pl.DataFrame:
+        """Validate a dataset version against its suites (or one); the stored results as a frame.
+
+        Columns: suite_name, success, evaluated, failed (the failed expectations), validation_id.
+
+        Raises:
+            NotFoundError: no such version or suite.
+            InvalidArgumentError: no suite is attached to the dataset's name.
+        """
+        version_id = version.id if isinstance(version, DatasetVersionView) else version
+        return _validations_frame(self.transport.validate(version_id, suite))
+
+    def validations(self, version: str | DatasetVersionView) -> pl.DataFrame:
+        """Every validation of a dataset version, oldest first (columns as ``validate``)."""
+        version_id = version.id if isinstance(version, DatasetVersionView) else version
+        return _validations_frame(self.transport.validations(version_id))
+
+    def quality_gate(self, run: str | ActiveRun | RunView) -> dict[str, Any]:
+        """What the alias gate says about a model trained by ``run``: allowed, reasons, training_datasets.
+
+        Raises:
+            NotFoundError: no such run.
+        """
+        run_id = _run_id(run)
+        self.transport.run(run_id)
+        return self.transport.quality_gate(run_id)
+
+    def lineage(
+        self, kind: str, node_id: str, *, direction: str = "upstream", depth: int = 5, as_of: str | None = None
+    ) -> LineageView:
+        """The lineage graph around one node, up to ``depth`` hops (shows as a card in Jupyter).
+
+        ``kind`` is ``dataset_version``, ``run``, ``model_version`` (id ``<name>/<version>``),
+        ``deployment``, ``logged_model`` or ``job``; ``as_of`` (ISO time) reads the graph as it stood then.
+        """
+        return LineageView(self.transport.lineage(kind, node_id, direction=direction, depth=depth, as_of=as_of))
+
+    # -- model registry ----------------------------------------------------------------------------
+
+    def register_model(
+        self,
+        run: str | ActiveRun | RunView,
+        name: str,
+        *,
+        artifact_path: str = "",
+        alias: str | None = None,
+    ) -> ModelVersionView:
+        """Register the model a run logged (``artifact_path`` inside its artifacts) as a new version of ``name``.
+
+        The registered model is created if it does not exist. With ``alias`` the new version
+        gets it too; a protected alias (``production``) passes the quality gate first — if the
+        gate refuses, the version stays registered without the alias and ``DataQualityError``
+        says why.
+
+        Raises:
+            NotFoundError: no such run.
+            InvalidArgumentError: a bad model name or alias.
+            DataQualityError: the quality gate refused the alias.
+        """
+        run_id = _run_id(run)
+        with contextlib.suppress(AlreadyExistsError):
+            self.transport.create_registered_model(name)
+        source = f"runs:/{run_id}/{artifact_path.strip('/')}"
+        version = ModelVersionView(self.transport.create_model_version(name, source, run_id=run_id))
+        if alias is not None:
+            return self.set_alias(name, alias, version.version)
+        return version
+
+    def set_alias(
+        self, name: str, alias: str, version: int, *, force: bool = False, reason: str | None = None
+    ) -> ModelVersionView:
+        """Point ``alias`` at a version of ``name``; protected aliases pass the quality gate first.
+
+        ``force=True`` with a ``reason`` overrides a refusal (recorded in the alias history).
+
+        Raises:
+            DataQualityError: the gate refused (``exc.details["reasons"]`` says why).
+            NotFoundError: no such model or version.
+        """
+        return ModelVersionView(self.transport.set_alias(name, alias, int(version), force=force, reason=reason))
+
+    def model_version(self, name: str, version: int | None = None, *, alias: str | None = None) -> ModelVersionView:
+        """A model version by number or by alias (shows as a card in Jupyter)."""
+        if (version is None) == (alias is None):
+            raise InvalidArgumentError("Give a model version number or an alias, not both")
+        if alias is not None:
+            return ModelVersionView(self.transport.model_version_by_alias(name, alias))
+        assert version is not None
+        return ModelVersionView(self.transport.model_version(name, int(version)))
+
+    def record_deployment(
+        self, name: str, version: int, environment: str, *, application_version: str | None = None
+    ) -> dict[str, Any]:
+        """Record that version ``version`` of ``name`` now runs in ``environment``; the deployment (with its id)."""
+        return self.transport.record_deployment(
+            name, int(version), environment=environment, application_version=application_version
+        )
+
     # -- bulk ------------------------------------------------------------------------------------
 
     def import_metrics(
@@ -393,3 +586,59 @@ def _user() -> str | None:
         return getpass.getuser()
     except (KeyError, OSError):
         return None
+
+
+def _run_id(run: str | ActiveRun | RunView) -> str:
+    return run if isinstance(run, str) else run.run_id
+
+
+def _arrow_table(data: Any) -> pa.Table:
+    """A polars or pandas DataFrame (or an Arrow table) as an Arrow table."""
+    import pyarrow as pa
+
+    table: Any = None
+    if isinstance(data, pa.Table):
+        table = data
+    elif type(data).__module__.startswith("polars") and callable(getattr(data, "to_arrow", None)):
+        table = data.to_arrow()
+    elif type(data).__module__.startswith("pandas"):
+        table = pa.Table.from_pandas(data, preserve_index=False)
+    if not isinstance(table, pa.Table):
+        raise InvalidArgumentError(
+            f"Cannot log a {type(data).__name__} as a dataset: give a polars or pandas DataFrame, "
+            "an Arrow table or a path"
+        )
+    # The same data from polars or pandas is the same version: one string type, no library metadata.
+    fields = [
+        pa.field(f.name, pa.string() if f.type in (pa.large_string(), pa.string_view()) else f.type, f.nullable)
+        for f in table.schema
+    ]
+    return table.cast(pa.schema(fields))
+
+
+def _validations_frame(validations: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
+    import polars as pl
+
+    rows = []
+    for v in validations:
+        stats = v.get("statistics") or {}
+        failed = [
+            f"{r['type']}({r.get('kwargs', {}).get('column', '')})" for r in v.get("results") or [] if not r["success"]
+        ]
+        rows.append(
+            {
+                "suite_name": v["suite_name"],
+                "success": bool(v["success"]),
+                "evaluated": stats.get("evaluated_expectations"),
+                "failed": ", ".join(failed),
+                "validation_id": v["validation_id"],
+            }
+        )
+    schema = {
+        "suite_name": pl.String,
+        "success": pl.Boolean,
+        "evaluated": pl.Int64,
+        "failed": pl.String,
+        "validation_id": pl.String,
+    }
+    return pl.DataFrame(rows, schema=schema, orient="row")

@@ -145,3 +145,113 @@ class ExperimentView:
 
     def __repr__(self) -> str:
         return f"ExperimentView(experiment_id={self.experiment_id!r}, name={self.name!r}, runs={len(self.runs)})"
+
+
+class DatasetVersionView:
+    """A logged dataset version: name, content digest, schema, row count, profile."""
+
+    def __init__(self, version: Mapping[str, Any]) -> None:
+        self.id: str = version["dataset_version_id"]
+        self.name: str = version["dataset_name"]
+        self.digest: str = version["digest"]
+        self.source_type: str = version["source_type"]
+        self.source: str | None = version.get("source")
+        self.row_count: int | None = version.get("row_count")
+        self.size_bytes: int | None = version.get("size_bytes")
+        self.schema: list[dict[str, Any]] = list(version.get("schema") or [])
+        self.profile: dict[str, Any] = dict(version.get("profile") or {})
+        self.created_at: int | None = version.get("created_at")
+
+    def _repr_html_(self) -> str:
+        fields = {
+            "dataset_version_id": self.id,
+            "digest": f"{self.digest[:16]}…" if len(self.digest) > 16 else self.digest,
+            "source": f"{self.source_type}: {self.source}",
+            "rows": self.row_count,
+            "bytes": self.size_bytes,
+            "logged": when(self.created_at),
+        }
+        return html_card(f"Dataset {self.name}", fields, {"Schema": self.schema})
+
+    def __repr__(self) -> str:
+        return f"DatasetVersionView(id={self.id!r}, name={self.name!r}, rows={self.row_count})"
+
+
+class ModelVersionView:
+    """A registered model version (what ``Client.register_model`` and ``Client.model_version`` return)."""
+
+    def __init__(self, version: Mapping[str, Any]) -> None:
+        self.name: str = version["name"]
+        self.version: int = int(version["version"])
+        self.run_id: str | None = version.get("run_id")
+        self.source: str = version["source"]
+        self.storage_location: str | None = version.get("storage_location")
+        self.status: str = version["status"]
+        self.description: str | None = version.get("description")
+        self.creation_timestamp: int | None = version.get("creation_timestamp")
+        self.aliases: list[str] = sorted(version.get("aliases") or [])
+        self.tags: dict[str, str] = dict(version.get("tags") or {})
+
+    def _repr_html_(self) -> str:
+        fields = {
+            "version": self.version,
+            "aliases": ", ".join(self.aliases) or "—",
+            "status": self.status,
+            "run_id": self.run_id,
+            "source": self.source,
+            "registered": when(self.creation_timestamp),
+        }
+        return html_card(f"Model {self.name} v{self.version}", fields, {"Tags": self.tags})
+
+    def __repr__(self) -> str:
+        return f"ModelVersionView(name={self.name!r}, version={self.version}, aliases={self.aliases})"
+
+
+class LineageView:
+    """The lineage around one node: ``nodes`` and ``edges`` as lists of dicts (and polars frames)."""
+
+    def __init__(self, graph: Mapping[str, Any]) -> None:
+        self.root: dict[str, str] = dict(graph["root"])
+        self.direction: str = graph["direction"]
+        self.depth: int = int(graph["depth"])
+        self.as_of: str | None = graph.get("as_of")
+        self.nodes: list[dict[str, Any]] = [dict(n) for n in graph["nodes"]]
+        self.edges: list[dict[str, Any]] = [dict(e) for e in graph["edges"]]
+
+    def ids(self, kind: str) -> list[str]:
+        """The ids of the nodes of one kind (``dataset_version``, ``run``, ``model_version``, ...), nearest first."""
+        return [n["id"] for n in sorted(self.nodes, key=lambda n: n["distance"]) if n["kind"] == kind]
+
+    def nodes_frame(self) -> Any:
+        """The nodes as a polars DataFrame: kind, id, distance, name."""
+        import polars as pl
+
+        rows = [
+            {"kind": n["kind"], "id": n["id"], "distance": n["distance"], "name": n.get("name")} for n in self.nodes
+        ]
+        schema = {"kind": pl.String, "id": pl.String, "distance": pl.Int64, "name": pl.String}
+        return pl.DataFrame(rows, schema=schema, orient="row").sort("distance", "kind", "id")
+
+    def _edge_rows(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "source": f"{e['source']['kind']}:{e['source']['id']}",
+                "relation": e["relation"],
+                "target": f"{e['target']['kind']}:{e['target']['id']}",
+                "created_at": e.get("created_at"),
+            }
+            for e in self.edges
+        ]
+
+    def _repr_html_(self) -> str:
+        fields = {"direction": self.direction, "depth": self.depth, "as of": self.as_of or "now"}
+        nodes = [
+            {"distance": n["distance"], "kind": n["kind"], "id": n["id"], "name": n.get("name")}
+            for n in sorted(self.nodes, key=lambda n: (n["distance"], n["kind"], n["id"]))
+        ]
+        return html_card(
+            f"Lineage of {self.root['kind']} {self.root['id']}", fields, {"Nodes": nodes, "Edges": self._edge_rows()}
+        )
+
+    def __repr__(self) -> str:
+        return f"LineageView(root={self.root}, nodes={len(self.nodes)}, edges={len(self.edges)})"

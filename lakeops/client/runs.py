@@ -16,7 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from lakeops.client.display import html_card
+from lakeops.client.display import DatasetVersionView, html_card
 from lakeops.client.sender import Call
 from lakeops.client.transport import artifact_path
 from lakeops.errors import InvalidArgumentError, LakeopsError
@@ -143,6 +143,17 @@ class ActiveRun:
             raise InvalidArgumentError(f"No such file to log as an artifact: {source}")
         name = f"{artifact_path.strip('/')}/{source.name}" if artifact_path else source.name
         return self._client.upload_artifact(_artifact_location(self.artifact_uri, name), source, progress=progress)
+
+    def log_dataset(
+        self, data: Any, *, name: str, direction: str = "input", validate: bool = False
+    ) -> DatasetVersionView:
+        """Log a dataset version as an input (default) or output of this run; see ``Client.log_dataset``.
+
+        Synchronous: returns the stored version (the same content logged again is the same version).
+        """
+        if self._client.closed:
+            raise InvalidArgumentError("The client is closed; connect again to log more")
+        return self._client.log_dataset(data, name=name, run_id=self.run_id, direction=direction, validate=validate)
 
     # -- lifecycle -----------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ the store when it is built.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import re
@@ -38,6 +39,11 @@ if TYPE_CHECKING:
     import httpx
     import pyarrow as pa
 
+    from lakeops.quality.gate import QualityGate
+    from lakeops.quality.suites import QualityService
+    from lakeops.services.datasets import DatasetService
+    from lakeops.services.lineage import LineageService
+    from lakeops.services.registry import RegistryService
     from lakeops.settings import LakeopsSettings
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
@@ -119,6 +125,74 @@ class Transport(Protocol):
 
     def read_artifact(self, path: str, *, version_id: str | None) -> bytes:
         """The bytes of a version of an artifact (the newest by default). Raises: NotFoundError."""
+        ...
+
+    # -- datasets, quality, lineage ----------------------------------------------------------------
+
+    def log_dataframe(
+        self, name: str, table: pa.Table, *, run_id: str | None, direction: str, validate: bool
+    ) -> dict[str, Any]:
+        """A table as a dataset version (stored as Parquet). Raises: InvalidArgumentError, DataQualityError."""
+        ...
+
+    def log_dataset_artifact(self, name: str, path: str, *, run_id: str | None, direction: str) -> dict[str, Any]:
+        """A file or folder of the artifact store as a dataset version. Raises: NotFoundError."""
+        ...
+
+    def dataset_versions(self, name: str) -> list[dict[str, Any]]:
+        """Every version of a dataset, oldest first. Raises: NotFoundError."""
+        ...
+
+    def dataset_version(self, version_id: str) -> dict[str, Any]:
+        """One dataset version. Raises: NotFoundError."""
+        ...
+
+    def attach_suite(self, name: str, suite_name: str, expectations: list[dict[str, Any]]) -> dict[str, Any]:
+        """Attach (or replace) an expectation suite on a dataset name. Raises: InvalidArgumentError."""
+        ...
+
+    def validate(self, version_id: str, suite_name: str | None) -> list[dict[str, Any]]:
+        """Validate a dataset version; the stored results. Raises: NotFoundError, InvalidArgumentError."""
+        ...
+
+    def validations(self, version_id: str) -> list[dict[str, Any]]:
+        """Every validation of a dataset version. Raises: NotFoundError."""
+        ...
+
+    def quality_gate(self, run_id: str) -> dict[str, Any]:
+        """What the alias gate says about a model trained by this run: allowed, reasons, training_datasets."""
+        ...
+
+    def lineage(self, kind: str, node_id: str, *, direction: str, depth: int, as_of: str | None) -> dict[str, Any]:
+        """Nodes and edges around one node. Raises: InvalidArgumentError, NotFoundError."""
+        ...
+
+    # -- registry ------------------------------------------------------------------------------------
+
+    def create_registered_model(self, name: str) -> dict[str, Any]:
+        """A new registered model. Raises: AlreadyExistsError, InvalidArgumentError."""
+        ...
+
+    def create_model_version(self, name: str, source: str, *, run_id: str | None) -> dict[str, Any]:
+        """A new version of a registered model. Raises: NotFoundError, InvalidArgumentError."""
+        ...
+
+    def model_version(self, name: str, version: int) -> dict[str, Any]:
+        """One model version. Raises: NotFoundError."""
+        ...
+
+    def model_version_by_alias(self, name: str, alias: str) -> dict[str, Any]:
+        """The version an alias points at. Raises: NotFoundError."""
+        ...
+
+    def set_alias(self, name: str, alias: str, version: int, *, force: bool, reason: str | None) -> dict[str, Any]:
+        """Point an alias at a version. Raises: NotFoundError, DataQualityError, InvalidArgumentError."""
+        ...
+
+    def record_deployment(
+        self, name: str, version: int, *, environment: str, application_version: str | None
+    ) -> dict[str, Any]:
+        """Record that a version runs in an environment. Raises: NotFoundError, InvalidArgumentError."""
         ...
 
     def close(self) -> None:
@@ -296,6 +370,115 @@ class HttpTransport:
         params = {"version_id": version_id} if version_id else {}
         return self._request("GET", f"/artifacts/{quote(path)}", params=params).content
 
+    # -- datasets, quality, lineage ----------------------------------------------------------------
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self._request(method, path, **kwargs).json()
+        return result
+
+    def log_dataframe(
+        self, name: str, table: pa.Table, *, run_id: str | None, direction: str, validate: bool
+    ) -> dict[str, Any]:
+        """``POST /datasets/{name}/dataframe`` with the table as an Arrow IPC stream."""
+        import pyarrow as pa
+
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        query: dict[str, Any] = {"direction": direction, "validate": "true" if validate else "false"}
+        if run_id is not None:
+            query["run_id"] = run_id
+        return self._json(
+            "POST",
+            f"/datasets/{quote(name)}/dataframe",
+            params=query,
+            content=sink.getvalue().to_pybytes(),
+            headers={"content-type": ARROW_STREAM},
+        )
+
+    def log_dataset_artifact(self, name: str, path: str, *, run_id: str | None, direction: str) -> dict[str, Any]:
+        """``POST /datasets`` for a file or folder of the artifact store."""
+        body = {"name": name, "artifact_path": path, "run_id": run_id, "direction": direction}
+        return self._json("POST", "/datasets", json=body)
+
+    def dataset_versions(self, name: str) -> list[dict[str, Any]]:
+        """``GET /datasets/{name}/versions``."""
+        versions: list[dict[str, Any]] = self._json("GET", f"/datasets/{quote(name)}/versions")["versions"]
+        return versions
+
+    def dataset_version(self, version_id: str) -> dict[str, Any]:
+        """``GET /dataset-versions/{id}``."""
+        return self._json("GET", f"/dataset-versions/{quote(version_id, safe='')}")
+
+    def attach_suite(self, name: str, suite_name: str, expectations: list[dict[str, Any]]) -> dict[str, Any]:
+        """``PUT /datasets/{name}/suites/{suite}``."""
+        return self._json(
+            "PUT", f"/datasets/{quote(name)}/suites/{quote(suite_name, safe='')}", json={"expectations": expectations}
+        )
+
+    def validate(self, version_id: str, suite_name: str | None) -> list[dict[str, Any]]:
+        """``POST /dataset-versions/{id}/validations``."""
+        path = f"/dataset-versions/{quote(version_id, safe='')}/validations"
+        found: list[dict[str, Any]] = self._json("POST", path, json={"suite_name": suite_name})["validations"]
+        return found
+
+    def validations(self, version_id: str) -> list[dict[str, Any]]:
+        """``GET /dataset-versions/{id}/validations``."""
+        path = f"/dataset-versions/{quote(version_id, safe='')}/validations"
+        found: list[dict[str, Any]] = self._json("GET", path)["validations"]
+        return found
+
+    def quality_gate(self, run_id: str) -> dict[str, Any]:
+        """``GET /quality/gate?run_id=``."""
+        return self._json("GET", "/quality/gate", params={"run_id": run_id})
+
+    def lineage(self, kind: str, node_id: str, *, direction: str, depth: int, as_of: str | None) -> dict[str, Any]:
+        """``GET /lineage/{kind}/{id}``."""
+        query: dict[str, Any] = {"direction": direction, "depth": depth}
+        if as_of is not None:
+            query["as_of"] = as_of
+        return self._json("GET", f"/lineage/{quote(kind, safe='')}/{quote(node_id)}", params=query)
+
+    # -- registry ------------------------------------------------------------------------------------
+
+    def create_registered_model(self, name: str) -> dict[str, Any]:
+        """``POST /registered-models``."""
+        return self._json("POST", "/registered-models", json={"name": name})
+
+    def create_model_version(self, name: str, source: str, *, run_id: str | None) -> dict[str, Any]:
+        """``POST /registered-models/{name}/versions``."""
+        return self._json(
+            "POST", f"/registered-models/{quote(name, safe='')}/versions", json={"source": source, "run_id": run_id}
+        )
+
+    def model_version(self, name: str, version: int) -> dict[str, Any]:
+        """``GET /registered-models/{name}/versions/{version}``."""
+        return self._json("GET", f"/registered-models/{quote(name, safe='')}/versions/{int(version)}")
+
+    def model_version_by_alias(self, name: str, alias: str) -> dict[str, Any]:
+        """``GET /registered-models/{name}/aliases/{alias}``."""
+        return self._json("GET", f"/registered-models/{quote(name, safe='')}/aliases/{quote(alias, safe='')}")
+
+    def set_alias(self, name: str, alias: str, version: int, *, force: bool, reason: str | None) -> dict[str, Any]:
+        """``PUT /registered-models/{name}/aliases/{alias}``."""
+        return self._json(
+            "PUT",
+            f"/registered-models/{quote(name, safe='')}/aliases/{quote(alias, safe='')}",
+            json={"version": int(version), "force": force, "reason": reason},
+        )
+
+    def record_deployment(
+        self, name: str, version: int, *, environment: str, application_version: str | None
+    ) -> dict[str, Any]:
+        """``POST /deployments``."""
+        body = {
+            "model_name": name,
+            "version": int(version),
+            "environment": environment,
+            "application_version": application_version,
+        }
+        return self._json("POST", "/deployments", json=body)
+
     def close(self) -> None:
         """Close the connection pool."""
         self._http.close()
@@ -450,6 +633,120 @@ class EmbeddedTransport:
         """The bytes of a version of an artifact from the object store."""
         _version, chunks = self._artifacts.open(path, version_id)
         return b"".join(chunks)
+
+    # -- datasets, quality, lineage ----------------------------------------------------------------
+
+    @functools.cached_property
+    def _datasets(self) -> DatasetService:
+        from lakeops.services.datasets import DatasetService
+
+        return DatasetService(self.store, self._artifacts)
+
+    @functools.cached_property
+    def _quality(self) -> QualityService:
+        from lakeops.quality.suites import QualityService
+
+        return QualityService(self.store, self._datasets)
+
+    @functools.cached_property
+    def _gate(self) -> QualityGate:
+        from lakeops.quality.gate import QualityGate
+
+        return QualityGate(self.store)
+
+    @functools.cached_property
+    def _lineage(self) -> LineageService:
+        from lakeops.services.lineage import LineageService
+
+        return LineageService(self.store)
+
+    @functools.cached_property
+    def _registry(self) -> RegistryService:
+        from lakeops.services.registry import RegistryService
+
+        return RegistryService(
+            self.store,
+            gate=self._gate,
+            protected_aliases=self.settings.registry.protected_aliases,
+            actor=self.tracking.actor,
+        )
+
+    def log_dataframe(
+        self, name: str, table: pa.Table, *, run_id: str | None, direction: str, validate: bool
+    ) -> dict[str, Any]:
+        """``DatasetService.log_dataframe`` (``QualityService.log_validated_dataframe`` with ``validate``)."""
+        log = self._quality.log_validated_dataframe if validate else self._datasets.log_dataframe
+        return log(name, table, run_id=run_id, direction=direction)
+
+    def log_dataset_artifact(self, name: str, path: str, *, run_id: str | None, direction: str) -> dict[str, Any]:
+        """``DatasetService.log_artifact``."""
+        return self._datasets.log_artifact(name, path, run_id=run_id, direction=direction)
+
+    def dataset_versions(self, name: str) -> list[dict[str, Any]]:
+        """Every version of a dataset."""
+        return self._datasets.list_versions(name)
+
+    def dataset_version(self, version_id: str) -> dict[str, Any]:
+        """One dataset version."""
+        return self._datasets.get_version(version_id)
+
+    def attach_suite(self, name: str, suite_name: str, expectations: list[dict[str, Any]]) -> dict[str, Any]:
+        """``QualityService.attach_suite``."""
+        return self._quality.attach_suite(name, suite_name, expectations)
+
+    def validate(self, version_id: str, suite_name: str | None) -> list[dict[str, Any]]:
+        """``QualityService.validate``."""
+        return self._quality.validate(version_id, suite_name)
+
+    def validations(self, version_id: str) -> list[dict[str, Any]]:
+        """``QualityService.validations``."""
+        return self._quality.validations(version_id)
+
+    def quality_gate(self, run_id: str) -> dict[str, Any]:
+        """What ``QualityGate`` says about a model version trained by this run."""
+        reasons = self._gate.check_model_version(source_run_id=run_id, model_id=None)
+        return {
+            "allowed": not reasons,
+            "reasons": reasons,
+            "training_datasets": self._gate.training_datasets(source_run_id=run_id, model_id=None),
+        }
+
+    def lineage(self, kind: str, node_id: str, *, direction: str, depth: int, as_of: str | None) -> dict[str, Any]:
+        """``LineageService.query``."""
+        return self._lineage.query(kind, node_id, direction=direction, depth=depth, as_of=as_of)
+
+    # -- registry ------------------------------------------------------------------------------------
+
+    def create_registered_model(self, name: str) -> dict[str, Any]:
+        """A new registered model."""
+        return self._to_dict(self._registry.create_registered_model(name))
+
+    def create_model_version(self, name: str, source: str, *, run_id: str | None) -> dict[str, Any]:
+        """A new version of a registered model."""
+        return self._to_dict(self._registry.create_model_version(name, source, run_id=run_id))
+
+    def model_version(self, name: str, version: int) -> dict[str, Any]:
+        """One model version."""
+        return self._to_dict(self._registry.get_model_version(name, version))
+
+    def model_version_by_alias(self, name: str, alias: str) -> dict[str, Any]:
+        """The version an alias points at."""
+        return self._to_dict(self._registry.get_model_version_by_alias(name, alias))
+
+    def set_alias(self, name: str, alias: str, version: int, *, force: bool, reason: str | None) -> dict[str, Any]:
+        """Point an alias at a version (protected aliases pass the quality gate first)."""
+        return self._to_dict(
+            self._registry.set_registered_model_alias(name, alias, version, force=force, reason=reason)
+        )
+
+    def record_deployment(
+        self, name: str, version: int, *, environment: str, application_version: str | None
+    ) -> dict[str, Any]:
+        """Record that a version runs in an environment."""
+        deployment = self._registry.record_deployment(
+            name, version, environment=environment, application_version=application_version
+        )
+        return self._to_dict(deployment)
 
     def close(self) -> None:
         """Commit what is queued and release the store."""
