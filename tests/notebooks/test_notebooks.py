@@ -53,12 +53,19 @@ def _check_png(outputs: list[Any]) -> None:
     assert len(png) > 10_000  # a drawn chart, not an empty canvas
 
 
+def best_run_id(out: dict[str, Any]) -> str:
+    """The run id in the best run's card."""
+    found = re.search(r"<th[^>]*>run_id</th><td[^>]*>([0-9a-f]{32})</td>", _data(out["best"], "text/html"))
+    assert found is not None
+    return found.group(1)
+
+
 def test_quickstart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = _execute("quickstart.ipynb", tmp_path, monkeypatch)
 
     assert "Client(embedded, file://" in _data(out["connect"], "text/plain")
     assert str(tmp_path / "lake") in _data(out["connect"], "text/plain")
-    assert _stdout(out["train"]).strip() == "logged 6 runs"
+    assert _stdout(out["train"]) == "logged 6 runs\ntraining data: breast-cancer-train, 398 rows, 1 version\n"
 
     table = _data(out["runs"], "text/html")
     assert "shape: (6, 5)" in table
@@ -81,3 +88,19 @@ def test_quickstart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
     reloaded = _stdout(out["reload"])
     assert reloaded == f"reloaded model val_accuracy={best.group(2)}\n"  # the stored artifact is the best model
+
+    # The gate refuses `production` until the training data is validated, then lets it through.
+    registered, refused = _stdout(out["register"]).splitlines()
+    assert registered == "registered breast-cancer-gbm v1 with aliases ['champion']"
+    assert re.fullmatch(
+        r"production refused: dataset 'breast-cancer-train' version [0-9a-f]{32} was never validated: "
+        r"no expectation suite is attached to its dataset name",
+        refused,
+    ), refused
+    validation = _data(out["validate"], "text/html")
+    assert "shape: (1, 5)" in validation
+    assert re.search(r"<td>&quot;basic&quot;</td><td>true</td><td>4</td><td>&quot;&quot;</td>", validation), validation
+    card = _data(out["promote"], "text/html")
+    assert "Model breast-cancer-gbm v1" in card
+    assert "champion, production" in card
+    assert best_run_id(out) in card
