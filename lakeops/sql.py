@@ -100,14 +100,18 @@ def check_statement(sql: str) -> None:
     kinds = [s.type for s in statements]
     if not kinds:
         raise InvalidArgumentError("SQL is empty: send one SELECT statement")
+    if len(kinds) > 1 and re.search(r"\bpivot\b", sql, re.IGNORECASE):
+        raise InvalidArgumentError(
+            "SQL refused: send exactly one SELECT statement (a PIVOT needs an explicit IN list, e.g. "
+            "PIVOT runs ON status IN ('FINISHED', 'FAILED') USING count(*))"
+        )
     refused = [k for k in kinds if k not in _ALLOWED_TYPES]
     if refused:
         name = refused[0].name
         reason = _REFUSAL_REASONS.get(name, f"{name} statements are not allowed: only a single SELECT is")
         raise InvalidArgumentError(f"SQL refused: {reason}", details={"statement": name})
     if len(kinds) > 1:
-        hint = " (a PIVOT needs an explicit IN list)" if re.search(r"\bpivot\b", sql, re.IGNORECASE) else ""
-        raise InvalidArgumentError(f"SQL refused: send exactly one SELECT statement, got {len(kinds)}{hint}")
+        raise InvalidArgumentError(f"SQL refused: send exactly one SELECT statement, got {len(kinds)}")
 
 
 _PARSER_LOCAL = threading.local()
@@ -314,7 +318,7 @@ class SqlEngine:
         try:
             if "runs_wide" in sql.lower():
                 cursor.execute(self._wide_variable(cursor, key))
-            reader = cursor.execute(sql, list(params) if params else None).fetch_record_batch(8192)
+            reader = cursor.execute(sql, list(params) if params else None).to_arrow_reader(8192)
             batches: list[pa.RecordBatch] = []
             rows = 0
             truncated = False
