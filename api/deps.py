@@ -7,8 +7,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from lakeops.services.artifacts import ArtifactService
+from lakeops.services.queries import SavedQueryService
 from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings
+from lakeops.sql import SqlEngine
 
 
 def _tracking(request: Request) -> TrackingService:
@@ -26,6 +28,18 @@ def _settings(request: Request) -> LakeopsSettings:
     return settings
 
 
+def _sql(request: Request) -> SqlEngine:
+    engine: SqlEngine = request.app.state.sql
+    return engine
+
+
+def _saved_queries(request: Request) -> SavedQueryService:
+    service: SavedQueryService = request.app.state.saved_queries
+    return service
+
+
 ArtifactsDep = Annotated[ArtifactService, Depends(_artifacts)]
 TrackingDep = Annotated[TrackingService, Depends(_tracking)]
 SettingsDep = Annotated[LakeopsSettings, Depends(_settings)]
+SqlDep = Annotated[SqlEngine, Depends(_sql)]
+SavedQueriesDep = Annotated[SavedQueryService, Depends(_saved_queries)]

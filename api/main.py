@@ -17,10 +17,13 @@ from starlette.concurrency import run_in_threadpool
 
 from api.encoding import JSONBody
 from api.errors import BodyLimitMiddleware, install_error_handlers
-from api.routers import artifacts, mlflow_tracking, native
+from api.routers import artifacts, mlflow_tracking, native, sql
+from lakeops.errors import InvalidArgumentError
 from lakeops.services.artifacts import ArtifactService
+from lakeops.services.queries import SavedQueryService
 from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings
+from lakeops.sql import SqlEngine
 from lakeops.stores import open_store
 
 MLFLOW_PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
@@ -29,9 +32,20 @@ MAX_JSON_BODY_BYTES = 16 * 1024 * 1024
 STREAMING_PREFIXES = ("/api/2.0/mlflow-artifacts/", "/api/v1/artifacts/", "/api/v1/metrics/ingest")
 
 
-def create_app(settings: LakeopsSettings | None = None) -> FastAPI:
-    """Build the app for ``settings`` (default: read from the environment)."""
+def create_app(
+    settings: LakeopsSettings | None = None, *, pg_port: int | None = None, pg_host: str = "127.0.0.1"
+) -> FastAPI:
+    """Build the app for ``settings`` (default: read from the environment).
+
+    With ``pg_port``, the lifespan also serves the SQL views over the PostgreSQL wire protocol
+    on ``pg_host:pg_port`` (login ``sql.pg_user`` / ``sql.pg_password``).
+    """
     settings = settings or LakeopsSettings()
+    if pg_port is not None and settings.sql.pg_password is None:
+        raise InvalidArgumentError(
+            "serving the PostgreSQL endpoint needs a password: set LAKEOPS_SQL__PG_PASSWORD (user: "
+            f"{settings.sql.pg_user}, LAKEOPS_SQL__PG_USER)"
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -41,9 +55,22 @@ def create_app(settings: LakeopsSettings | None = None) -> FastAPI:
         app.state.tracking = TrackingService(store)
         objects = await run_in_threadpool(settings.storage.open_objects, settings.home)
         app.state.artifacts = ArtifactService(store, objects, actor=app.state.tracking.actor)
+        engine = SqlEngine(settings, store=store)
+        app.state.sql = engine
+        app.state.saved_queries = SavedQueryService(store, engine, actor=app.state.tracking.actor)
+        pg = None
+        if pg_port is not None:
+            from api.pgwire import PgWireServer  # buenavista is imported only when the endpoint is served
+
+            password = settings.sql.pg_password.get_secret_value() if settings.sql.pg_password else ""
+            pg = PgWireServer(engine, host=pg_host, port=pg_port, user=settings.sql.pg_user, password=password)
+            pg.start()
         try:
             yield
         finally:
+            if pg is not None:
+                await run_in_threadpool(pg.stop)
+            engine.close()
             await run_in_threadpool(store.close)
 
     app = FastAPI(
@@ -57,6 +84,7 @@ def create_app(settings: LakeopsSettings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_JSON_BODY_BYTES, exempt=STREAMING_PREFIXES)
     app.include_router(native.router, prefix="/api/v1", tags=["native"])
     app.include_router(artifacts.native_router, prefix="/api/v1", tags=["artifacts"])
+    app.include_router(sql.router, prefix="/api/v1", tags=["sql"])
     app.include_router(artifacts.mlflow_router, prefix="/api/2.0/mlflow-artifacts", tags=["mlflow"])
     for prefix in MLFLOW_PREFIXES:
         app.include_router(

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -95,7 +95,9 @@ def _extension_file(name: str) -> Path:
     return files[0]
 
 
-def connect(*, extension_directory: Path, temp_directory: Path, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+def connect(
+    *, extension_directory: Path, temp_directory: Path, memory_limit: str | None = None
+) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the iceberg, httpfs and avro extensions loaded from their PyPI packages."""
     extension_directory.mkdir(parents=True, exist_ok=True)
     temp_directory.mkdir(parents=True, exist_ok=True)
@@ -259,7 +261,10 @@ def wide_form_sql(experiment_id: str, *, param_keys: Sequence[str], metric_keys:
         columns = ",\n        ".join(
             f"first(value) FILTER (WHERE key = {quote_literal(k)}) AS {quote_identifier(prefix + k)}" for k in keys
         )
-        return f"SELECT run_id,\n        {columns}\n    FROM {view}\n    WHERE run_id IN (SELECT run_id FROM r)\n    GROUP BY run_id"
+        return (
+            f"SELECT run_id,\n        {columns}\n    FROM {view}\n"
+            "    WHERE run_id IN (SELECT run_id FROM r)\n    GROUP BY run_id"
+        )
 
     ctes = [f"r AS (SELECT * FROM runs WHERE experiment_id = {quote_literal(experiment_id)})"]
     select = [f"r.{c}" for c in RUN_COLUMNS]
@@ -273,8 +278,8 @@ def wide_form_sql(experiment_id: str, *, param_keys: Sequence[str], metric_keys:
         select.append("m.* EXCLUDE (run_id)")
         joins.append("LEFT JOIN m USING (run_id)")
     return (
-        "WITH " + ",\n".join(ctes) + "\nSELECT " + ", ".join(select) + "\nFROM r " + " ".join(joins) + "\nORDER BY r.started_at, r.run_id"
-    )
+        "WITH " + ",\n".join(ctes) + "\nSELECT " + ", ".join(select) + "\nFROM r " + " ".join(joins)
+    ) + "\nORDER BY r.started_at, r.run_id"
 
 
 def wide_variable_sql(experiments: Iterable[tuple[str, str, Sequence[str], Sequence[str]]]) -> str:
