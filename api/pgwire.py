@@ -14,9 +14,11 @@ session parameters (``application_name``, ``extra_float_digits``, ``client_encod
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import secrets
+import struct
 import threading
 from typing import Any
 
@@ -188,6 +190,56 @@ class _Rewriter(Rewriter):
     """buenavista's PostgreSQL -> DuckDB rewrite (sqlglot); SQL it cannot parse passes unchanged."""
 
 
+def _text_param(value: str, type_oid: int) -> Any:
+    """A parameter sent in text format, typed by its PostgreSQL type oid (unknown/text stay text)."""
+    if type_oid in (20, 21, 23, 26):
+        return int(value)
+    if type_oid in (700, 701, 1700):
+        return float(value)
+    if type_oid == 16:
+        return value.lower() in ("t", "true", "1", "yes", "on")
+    return value
+
+
+class _Handler(postgres.BuenaVistaHandler):
+    """buenavista's handler, with parameters in text format typed by their oid.
+
+    buenavista parses every untyped text parameter (oid 0, which psycopg uses for ``str``) as a
+    date; here text stays text, and numbers and booleans become numbers and booleans.
+    """
+
+    def handle_bind(self, ctx: Any, payload: bytes) -> None:
+        data = bytearray(payload)
+        portal_end = data.index(postgres.NULL_BYTE)
+        portal = data[:portal_end].decode("utf-8")
+        stmt_end = data.index(postgres.NULL_BYTE, portal_end + 1)
+        stmt = data[portal_end + 1 : stmt_end].decode("utf-8")
+        buf = postgres.BVBuffer(io.BytesIO(data[stmt_end + 1 :]))
+        formats = [buf.read_int16() for _ in range(buf.read_int16())]
+        count = buf.read_int16()
+        formats = (formats * count)[:count] if len(formats) == 1 else formats or [0] * count
+        oids = ctx.stmts[stmt][1]
+        params: list[Any] = []
+        for i in range(count):
+            size = buf.read_int32()
+            if size < 0:
+                params.append(None)
+                continue
+            raw = buf.read_bytes(size)
+            oid = oids[i] if i < len(oids) else 0
+            if formats[i] == 0:
+                params.append(_text_param(raw.decode("utf-8"), oid))
+            elif oid in postgres.TYPE_OIDS and postgres.TYPE_OIDS[oid][1]:
+                params.append(struct.unpack(postgres.TYPE_OIDS[oid][1], raw)[0])
+            elif oid in (0, 25, 1043):
+                params.append(raw.decode("utf-8"))
+            else:
+                raise ValueError(f"unsupported binary parameter of type oid {oid}; send it as text")
+        result_formats = [buf.read_int16() for _ in range(buf.read_int16())]
+        ctx.add_portal(portal, stmt, params, result_formats)
+        self.send_bind_complete()
+
+
 class PgWireServer(postgres.BuenaVistaServer):
     """A threaded PostgreSQL-wire server over ``engine`` with MD5 password authentication."""
 
@@ -202,6 +254,7 @@ class PgWireServer(postgres.BuenaVistaServer):
             rewriter=_Rewriter(bv_dialects.BVPostgres(), bv_dialects.BVDuckDB()),
             auth=_Passwords({user: password}),
         )
+        self.RequestHandlerClass = _Handler
         self._thread: threading.Thread | None = None
 
     def verify_request(self, request: Any, client_address: Any) -> bool:  # noqa: ARG002 - socketserver's signature
