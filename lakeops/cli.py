@@ -251,6 +251,28 @@ def cmd_queries(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_duckdb_init(args: argparse.Namespace) -> int:
+    """Print a DuckDB script that sets up the lakeops views over this lake in any DuckDB."""
+    from lakeops.errors import LakeopsError
+    from lakeops.sql import SqlEngine
+
+    try:
+        engine = SqlEngine(LakeopsSettings())
+        try:
+            script = engine.external_script()
+        finally:
+            engine.close()
+    except LakeopsError as exc:
+        print(f"lakeops duckdb-init: {exc.message}", file=sys.stderr)
+        return 2
+    if args.output:
+        with open(args.output, "w") as handle:  # noqa: PTH123 - a user-given path
+            handle.write(script)
+    else:
+        sys.stdout.write(script)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(prog="lakeops", description="Lakehouse-native ML metadata on Apache Iceberg.")
@@ -299,6 +321,11 @@ def build_parser() -> argparse.ArgumentParser:
     delete = actions.add_parser("delete", help="delete a saved query")
     delete.add_argument("name")
     queries.set_defaults(func=cmd_queries)
+    init = sub.add_parser(
+        "duckdb-init", help="print a DuckDB script with the lakeops views, for DuckDB outside lakeops"
+    )
+    init.add_argument("-o", "--output", help="write the script to this file")
+    init.set_defaults(func=cmd_duckdb_init)
     info = sub.add_parser("info", help="show the configured lake")
     info.set_defaults(func=cmd_info)
     return parser

@@ -226,18 +226,9 @@ class SqlEngine:
         except Exception as exc:
             raise BackendUnavailableError(f"cannot start DuckDB with the iceberg extension: {exc}") from exc
         try:
-            storage = self.settings.storage
-            if storage.kind == "s3":
-                secret = storage.secret_access_key
-                con.execute(
-                    views.S3Access(
-                        endpoint=storage.endpoint,
-                        region=storage.region,
-                        access_key_id=storage.access_key_id,
-                        secret_access_key=secret.get_secret_value() if secret else None,
-                        path_style=storage.path_style,
-                    ).secret_sql()
-                )
+            s3 = self._s3_access()
+            if s3 is not None:
+                con.execute(s3.secret_sql())
             views.register_lake(con, tables)
             views.register_views(con)
             views.lock_down(con, readable=views.allowed_directories(tables))
@@ -360,6 +351,35 @@ class SqlEngine:
         if key is not None:
             self._wide = (key, statement)
         return statement
+
+    def external_script(self) -> str:
+        """A DuckDB script that sets up these views in a DuckDB outside lakeops (``lakeops duckdb-init``)."""
+        tables = self._current()
+        con = self._build(tables)
+        try:
+            order = [
+                r[0]
+                for r in con.execute(
+                    "SELECT view_name FROM duckdb_views() WHERE NOT internal AND schema_name = 'main' ORDER BY view_oid"
+                ).fetchall()
+            ]
+            wide = views.wide_variable_sql(con.execute(views.WIDE_KEYS_SQL).fetchall())
+        finally:
+            con.close()
+        return views.external_script(tables, order=order, s3=self._s3_access(), wide_variable=wide)
+
+    def _s3_access(self) -> views.S3Access | None:
+        storage = self.settings.storage
+        if storage.kind != "s3":
+            return None
+        secret = storage.secret_access_key
+        return views.S3Access(
+            endpoint=storage.endpoint,
+            region=storage.region,
+            access_key_id=storage.access_key_id,
+            secret_access_key=secret.get_secret_value() if secret else None,
+            path_style=storage.path_style,
+        )
 
     def view_names(self) -> list[str]:
         """The named views and table macros users can query."""
