@@ -151,7 +151,9 @@ def _median_seconds(fn: Callable[[], object], repeats: int) -> tuple[float, obje
     return statistics.median(times), result
 
 
-GROUP_BY = "SELECT run_id, key, count(*) AS points, avg(value) AS mean, max(value) AS best FROM {src} GROUP BY run_id, key"
+GROUP_BY = (
+    "SELECT run_id, key, count(*) AS points, avg(value) AS mean, max(value) AS best FROM {src} GROUP BY run_id, key"
+)
 LEADERBOARD_LAKE = (
     'SELECT run_id, run_name, "params.lr", "metrics.m0" FROM runs_wide(\'bench\') ORDER BY "metrics.m0" DESC LIMIT 20'
 )
@@ -193,7 +195,8 @@ def main() -> int:
                 lambda: local.execute(LEADERBOARD_PARQUET.format(path=parquet, columns=columns)).to_arrow_table(),
                 args.repeats,
             )
-            assert isinstance(lake_board, pa.Table) and isinstance(local_board, pa.Table)
+            assert isinstance(lake_board, pa.Table)
+            assert isinstance(local_board, pa.Table)
             assert lake_board.column("run_id").to_pylist() == local_board.column("run_id").to_pylist()
         finally:
             engine.close()
