@@ -9,7 +9,9 @@ HTTP, PostgreSQL wire):
   ``ATTACH``/``DETACH``, ``INSTALL``/``LOAD``, ``COPY``/``EXPORT``, ``SET``/``RESET``/``USE``,
   ``PRAGMA``, ``CREATE``/``DROP``/``ALTER``, DML, ``CALL``, transactions and ``PREPARE`` are
   refused before DuckDB runs anything;
-* the database may read only the directories of the lake's own tables
+* table functions that read files or URLs (``read_*``, ``glob``, ``iceberg_scan``, ``query``, ...)
+  and tables named by a path are refused (``ALLOWED_TABLE_FUNCTIONS`` lists what is allowed);
+* as a second wall, the database may read only the directories of the lake's own tables
   (``allowed_directories``) with ``enable_external_access = false``: no local file, no other
   bucket or prefix, no URL; and its configuration is locked (``lock_configuration``), so no
   setting, extension or secret can be changed or shown unredacted;
@@ -28,6 +30,7 @@ current at that time (time travel, as far back as snapshots are retained).
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Sequence
@@ -73,6 +76,33 @@ _REFUSAL_REASONS = {
     "VACUUM": "VACUUM is not allowed: user SQL is read-only",
     "ANALYZE": "ANALYZE is not allowed: user SQL is read-only",
 }
+# Table functions user SQL may call: generators and catalog listings, none of which reads a file or URL.
+# Everything else (read_parquet, read_csv, read_text, read_blob, glob, iceberg_scan, query, ...) is
+# refused by name: user SQL reads the named views and lake.<table>, never paths. (DuckDB's own
+# allowed_directories stays as a second wall, but it does not normalise ".." in s3:// paths.)
+ALLOWED_TABLE_FUNCTIONS = frozenset(
+    {
+        "range",
+        "generate_series",
+        "unnest",
+        "json_each",
+        "json_tree",
+        "duckdb_columns",
+        "duckdb_constraints",
+        "duckdb_databases",
+        "duckdb_functions",
+        "duckdb_keywords",
+        "duckdb_schemas",
+        "duckdb_secrets",
+        "duckdb_settings",
+        "duckdb_tables",
+        "duckdb_types",
+        "duckdb_views",
+        "pragma_table_info",
+        "pragma_show",
+    }
+)
+_PATHLIKE = re.compile(r"[/\\:.]")
 _PRAGMA = re.compile(r"^\s*(?:(?:--[^\n]*\n)|(?:/\*.*?\*/)|\s)*pragma\b", re.IGNORECASE | re.DOTALL)
 
 
@@ -112,6 +142,39 @@ def check_statement(sql: str) -> None:
         raise InvalidArgumentError(f"SQL refused: {reason}", details={"statement": name})
     if len(kinds) > 1:
         raise InvalidArgumentError(f"SQL refused: send exactly one SELECT statement, got {len(kinds)}")
+    _check_sources(parser, sql)
+
+
+def _check_sources(parser: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Refuse table functions that read files or URLs, and tables named by a path."""
+    row = parser.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
+    tree = json.loads(row[0]) if row else {"error": True}
+    if tree.get("error"):
+        raise InvalidArgumentError(f"SQL refused: cannot analyse the statement ({tree.get('error_message', '')})")
+    allowed = ALLOWED_TABLE_FUNCTIONS | set(views.macro_definitions())
+    stack: list[Any] = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        kind = node.get("type")
+        if kind == "TABLE_FUNCTION":
+            name = str((node.get("function") or {}).get("function_name", "")).lower()
+            if name not in allowed:
+                raise InvalidArgumentError(
+                    f"SQL refused: table function {name}() is not allowed: user SQL reads the lakeops views "
+                    "and lake.<table>, not files or URLs",
+                    details={"function": name},
+                )
+        elif kind == "BASE_TABLE" and _PATHLIKE.search(str(node.get("table_name", ""))):
+            raise InvalidArgumentError(
+                f"SQL refused: {node.get('table_name')!r} is not a view: reading files or URLs by name is not allowed",
+                details={"table": node.get("table_name")},
+            )
+        stack.extend(node.values())
 
 
 _PARSER_LOCAL = threading.local()

@@ -55,7 +55,7 @@ def test_a_view_that_never_resolves_is_a_clear_error(tmp_path: Path, monkeypatch
     with pytest.raises(ValueError, match=r"views \['broken'\] do not resolve"):
         views.register_views(duckdb.connect())
     _write(tmp_path, activity="SELECT 1")
-    with pytest.raises(ValueError, match="activity.sql must not exist"):
+    with pytest.raises(ValueError, match=r"activity\.sql must not exist"):
         views.view_definitions()
     (tmp_path / "activity.sql").unlink()
     _write(tmp_path, **{"Bad-Name": "SELECT 1"})

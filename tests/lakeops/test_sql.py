@@ -266,15 +266,18 @@ def _escapes(settings: LakeopsSettings, home: Path) -> list[tuple[str, str]]:
         (f"SELECT * FROM read_blob('{home}/catalog.db')", "SQL refused"),
         (f"SELECT count(*) FROM glob('{home}/**')", "SQL refused"),
         ("SELECT * FROM glob('/etc/*')", "SQL refused"),
-        ("SELECT * FROM '/etc/passwd'", "SQL"),
+        ("SELECT * FROM '/etc/passwd'", "reading files or URLs by name is not allowed"),
         ("SELECT * FROM read_csv('http://127.0.0.1:9/x.csv')", "SQL refused"),
         ("SELECT * FROM read_parquet('https://example.com/x.parquet')", "SQL refused"),
         ("SELECT * FROM sniff_csv('/etc/passwd')", "SQL refused"),
         ("SELECT * FROM parquet_metadata('/etc/passwd')", "SQL refused"),
         ("SELECT * FROM duckdb_secrets(redact=false)", "SQL error: .*unredacted secrets is disabled"),
         ("SELECT getenv('HOME')", "SQL error"),
-        ("SELECT * FROM query('ATTACH '':memory:'' AS y')", "SQL error"),
-        ("SELECT * FROM sqlite_scan('/etc/passwd', 'x')", "SQL error"),
+        ("SELECT * FROM query('ATTACH '':memory:'' AS y')", r"SQL refused: table function query\(\) is not allowed"),
+        ("SELECT * FROM query_table('runs')", "SQL refused: table function query_table"),
+        ("SELECT * FROM sqlite_scan('/etc/passwd', 'x')", "SQL refused: table function sqlite_scan"),
+        ("SELECT * FROM iceberg_scan('/etc')", "SQL refused: table function iceberg_scan"),
+        ("WITH x AS (SELECT 1) SELECT * FROM x, (SELECT * FROM read_blob('/etc/hostname'))", "read_blob"),
     ]
     if settings.storage.kind == "local":
         warehouse = settings.warehouse().removeprefix("file://")
@@ -289,6 +292,8 @@ def _escapes(settings: LakeopsSettings, home: Path) -> list[tuple[str, str]]:
             (f"SELECT * FROM glob('s3://{bucket}/*')", "SQL refused"),
             ("SELECT * FROM read_parquet('s3://another-bucket/x.parquet')", "SQL refused"),
             (f"SELECT * FROM read_blob('s3://{bucket}/other-prefix/x')", "SQL refused"),
+            # path traversal out of a table's prefix to another prefix of the same bucket
+            (f"SELECT * FROM read_blob('{settings.warehouse()}/{settings.namespace}/metrics/../../../other/x')", "SQL refused"),
         ]
     return cases
 
