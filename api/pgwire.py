@@ -186,8 +186,26 @@ class _Passwords(dict[str, str]):
         return secrets.token_hex(32)
 
 
+# psql's and BI tools' catalog queries use PostgreSQL-only syntax; rewritten before sqlglot sees them.
+_PG_SYNTAX = (
+    (re.compile(r"OPERATOR\(pg_catalog\.([^)\s]+)\)", re.IGNORECASE), r"\1"),
+    (re.compile(r"\s+COLLATE\s+pg_catalog\.\w+", re.IGNORECASE), ""),
+    (re.compile(r"pg_catalog\.pg_get_userbyid\([^)]*\)", re.IGNORECASE), "'lakeops'"),
+    (re.compile(r"pg_catalog\.pg_table_is_visible\([^)]*\)", re.IGNORECASE), "true"),
+    (re.compile(r"::(?:pg_catalog\.)?reg(?:type|class|proc)\b", re.IGNORECASE), ""),
+    (re.compile(r"(?:pg_catalog\.)?pg_get_expr\(([^,()]+),([^,()]+),\s*true\)", re.IGNORECASE), r"pg_get_expr(\1,\2)"),
+    (re.compile(r"::pg_catalog\.(\w+)", re.IGNORECASE), r"::\1"),
+)
+
+
 class _Rewriter(Rewriter):
     """buenavista's PostgreSQL -> DuckDB rewrite (sqlglot); SQL it cannot parse passes unchanged."""
+
+    def rewrite(self, sql: str) -> str:
+        for pattern, replacement in _PG_SYNTAX:
+            sql = pattern.sub(replacement, sql)
+        rewritten: str = super().rewrite(sql)
+        return rewritten
 
 
 def _text_param(value: str, type_oid: int) -> Any:

@@ -61,6 +61,9 @@ def test_psql_lists_the_views_and_queries_them(sql_server) -> None:  # type: ign
     assert runs.stdout.split() == ["run-0", "run-1", "run-2", "run-3"]
     best = _psql(sql_server, f"SELECT run_name FROM runs_wide('{exp}') ORDER BY \"metrics.acc\" DESC LIMIT 1")
     assert best.stdout.split() == ["run-3"], best.stderr
+    described = _psql(sql_server, "\\dv")  # psql's own catalog query, as BI tools send them
+    assert described.returncode == 0, described.stderr
+    assert "main|latest_metrics|view|lakeops" in described.stdout.splitlines()
 
 
 def test_psql_refuses_escapes_with_a_clear_error(sql_server) -> None:  # type: ignore[no-untyped-def]
