@@ -30,6 +30,7 @@ current at that time (time travel, as far back as snapshots are retained).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import threading
@@ -145,13 +146,18 @@ def check_statement(sql: str) -> None:
     _check_sources(parser, sql)
 
 
+@functools.cache
+def _allowed_table_functions() -> frozenset[str]:
+    return ALLOWED_TABLE_FUNCTIONS | frozenset(views.macro_definitions())
+
+
 def _check_sources(parser: duckdb.DuckDBPyConnection, sql: str) -> None:
     """Refuse table functions that read files or URLs, and tables named by a path."""
     row = parser.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
     tree = json.loads(row[0]) if row else {"error": True}
     if tree.get("error"):
         raise InvalidArgumentError(f"SQL refused: cannot analyse the statement ({tree.get('error_message', '')})")
-    allowed = ALLOWED_TABLE_FUNCTIONS | set(views.macro_definitions())
+    allowed = _allowed_table_functions()
     stack: list[Any] = [tree]
     while stack:
         node = stack.pop()
