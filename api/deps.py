@@ -12,9 +12,11 @@ from lakeops.services.artifacts import ArtifactService
 from lakeops.services.datasets import DatasetService
 from lakeops.services.lineage import LineageService
 from lakeops.services.openlineage import OpenLineageService
+from lakeops.services.queries import SavedQueryService
 from lakeops.services.registry import RegistryService
 from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings
+from lakeops.sql import SqlEngine
 
 
 def _tracking(request: Request) -> TrackingService:
@@ -67,7 +69,21 @@ LineageDep = Annotated[LineageService, Depends(_lineage)]
 OpenLineageDep = Annotated[OpenLineageService, Depends(_openlineage)]
 QualityDep = Annotated[QualityService, Depends(_quality)]
 GateDep = Annotated[QualityGate, Depends(_gate)]
+
+
+def _sql(request: Request) -> SqlEngine:
+    engine: SqlEngine = request.app.state.sql
+    return engine
+
+
+def _saved_queries(request: Request) -> SavedQueryService:
+    service: SavedQueryService = request.app.state.saved_queries
+    return service
+
+
 ArtifactsDep = Annotated[ArtifactService, Depends(_artifacts)]
 TrackingDep = Annotated[TrackingService, Depends(_tracking)]
 RegistryDep = Annotated[RegistryService, Depends(_registry)]
 SettingsDep = Annotated[LakeopsSettings, Depends(_settings)]
+SqlDep = Annotated[SqlEngine, Depends(_sql)]
+SavedQueriesDep = Annotated[SavedQueryService, Depends(_saved_queries)]

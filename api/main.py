@@ -17,16 +17,19 @@ from starlette.concurrency import run_in_threadpool
 
 from api.encoding import JSONBody
 from api.errors import BodyLimitMiddleware, install_error_handlers
-from api.routers import artifacts, lineage, mlflow_registry, mlflow_tracking, native, registry
+from api.routers import artifacts, lineage, mlflow_registry, mlflow_tracking, native, registry, sql
+from lakeops.errors import InvalidArgumentError
 from lakeops.quality.gate import QualityGate
 from lakeops.quality.suites import QualityService
 from lakeops.services.artifacts import ArtifactService
 from lakeops.services.datasets import DatasetService
 from lakeops.services.lineage import LineageService
 from lakeops.services.openlineage import OpenLineageService
+from lakeops.services.queries import SavedQueryService
 from lakeops.services.registry import AliasGate, RegistryService
 from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings
+from lakeops.sql import SqlEngine
 from lakeops.stores import open_store
 
 MLFLOW_PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
@@ -35,12 +38,25 @@ MAX_JSON_BODY_BYTES = 16 * 1024 * 1024
 STREAMING_PREFIXES = ("/api/2.0/mlflow-artifacts/", "/api/v1/artifacts/", "/api/v1/metrics/ingest", "/api/v1/datasets/")
 
 
-def create_app(settings: LakeopsSettings | None = None, *, alias_gate: AliasGate | None = None) -> FastAPI:
+def create_app(
+    settings: LakeopsSettings | None = None,
+    *,
+    alias_gate: AliasGate | None = None,
+    pg_port: int | None = None,
+    pg_host: str = "127.0.0.1",
+) -> FastAPI:
     """Build the app for ``settings`` (default: read from the environment).
 
-    ``alias_gate`` guards the registry's protected aliases; by default the quality gate over the training data.
+    ``alias_gate`` guards the registry's protected aliases; by default the quality gate over the
+    training data. With ``pg_port``, the lifespan also serves the SQL views over the PostgreSQL
+    wire protocol on ``pg_host:pg_port`` (login ``sql.pg_user`` / ``sql.pg_password``).
     """
     settings = settings or LakeopsSettings()
+    if pg_port is not None and settings.sql.pg_password is None:
+        raise InvalidArgumentError(
+            "serving the PostgreSQL endpoint needs a password: set LAKEOPS_SQL__PG_PASSWORD (user: "
+            f"{settings.sql.pg_user}, LAKEOPS_SQL__PG_USER)"
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -62,9 +78,22 @@ def create_app(settings: LakeopsSettings | None = None, *, alias_gate: AliasGate
             protected_aliases=settings.registry.protected_aliases,
             actor=app.state.tracking.actor,
         )
+        engine = SqlEngine(settings, store=store)
+        app.state.sql = engine
+        app.state.saved_queries = SavedQueryService(store, engine, actor=app.state.tracking.actor)
+        pg = None
+        if pg_port is not None:
+            from api.pgwire import PgWireServer  # buenavista is imported only when the endpoint is served
+
+            password = settings.sql.pg_password.get_secret_value() if settings.sql.pg_password else ""
+            pg = PgWireServer(engine, host=pg_host, port=pg_port, user=settings.sql.pg_user, password=password)
+            pg.start()
         try:
             yield
         finally:
+            if pg is not None:
+                await run_in_threadpool(pg.stop)
+            engine.close()
             await run_in_threadpool(store.close)
 
     app = FastAPI(
@@ -80,6 +109,7 @@ def create_app(settings: LakeopsSettings | None = None, *, alias_gate: AliasGate
     app.include_router(artifacts.native_router, prefix="/api/v1", tags=["artifacts"])
     app.include_router(registry.router, prefix="/api/v1", tags=["registry"])
     app.include_router(lineage.router, prefix="/api/v1", tags=["lineage"])
+    app.include_router(sql.router, prefix="/api/v1", tags=["sql"])
     app.include_router(artifacts.mlflow_router, prefix="/api/2.0/mlflow-artifacts", tags=["mlflow"])
     for prefix in MLFLOW_PREFIXES:
         app.include_router(

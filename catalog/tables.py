@@ -392,6 +392,22 @@ VALIDATION_RESULTS = TableDef(
     ),
 )
 
+# -- saved SQL queries (codes 40-49) ---------------------------------------------------------------
+
+SAVED_QUERY_CHANGES = TableDef(
+    name="saved_query_changes",
+    code=40,
+    schema=Schema(
+        _f(1, "name", StringType(), required=True, doc="unique name of the saved query"),
+        _f(2, "sql", StringType(), required=True, doc="one SELECT over the lakeops views"),
+        _f(3, "description", StringType()),
+        _f(4, "author", StringType(), doc="who wrote the query (the actor of its creation)"),
+        _f(5, "is_deleted", BooleanType(), required=True),
+        _f(6, "created_at", TimestamptzType(), required=True),
+        *_change_columns(20),
+    ),
+)
+
 # Parents before children: commits and loads follow this order (see lakeops/stores/iceberg.py).
 TABLES: tuple[TableDef, ...] = (
     EXPERIMENT_CHANGES,
@@ -414,6 +430,8 @@ TABLES: tuple[TableDef, ...] = (
     OPENLINEAGE_EVENTS,
     EXPECTATION_SUITE_CHANGES,
     VALIDATION_RESULTS,
+    # -- saved SQL queries --
+    SAVED_QUERY_CHANGES,
 )
 TABLES_BY_CODE: dict[int, TableDef] = {t.code: t for t in TABLES}
 TABLES_BY_NAME: dict[str, TableDef] = {t.name: t for t in TABLES}

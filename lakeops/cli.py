@@ -115,12 +115,168 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.main import create_app  # imported here: the domain never imports api at import time
+    from lakeops.errors import LakeopsError
 
     settings = LakeopsSettings()
+    try:
+        app = create_app(settings, pg_port=args.pg_port, pg_host=args.pg_host or args.host)
+    except LakeopsError as exc:
+        print(f"lakeops: {exc.message}", file=sys.stderr)
+        return 2
     print(f"lakeops serving {settings.warehouse()} on http://{args.host}:{args.port} (docs at /docs)", flush=True)
-    uvicorn.run(
-        create_app(settings), host=args.host, port=args.port, log_level="warning" if not args.verbose else "info"
-    )
+    if args.pg_port is not None:
+        print(f"PostgreSQL wire protocol on {args.pg_host or args.host}:{args.pg_port}", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if not args.verbose else "info")
+    return 0
+
+
+def _param(text: str) -> object:
+    """A ``--param`` value: a JSON number, boolean or null if it parses as one, else the text."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, int | float | bool) or value is None else text
+
+
+def _print_table(table: object, fmt: str, output: str | None) -> None:
+    import pyarrow as pa
+
+    assert isinstance(table, pa.Table)
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, output or sys.stdout.buffer)
+        return
+    if fmt == "csv":
+        import io
+
+        import pyarrow.csv as pacsv
+
+        buffer = io.BytesIO()
+        pacsv.write_csv(table, buffer)
+        text = buffer.getvalue().decode()
+    elif fmt == "json":
+        text = json.dumps(table.to_pylist(), default=str, indent=1) + "\n"
+    else:
+        import polars as pl
+
+        with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=60, tbl_hide_dataframe_shape=True):
+            text = str(pl.from_arrow(table)) + "\n"
+    if output:
+        with open(output, "w") as handle:  # noqa: PTH123 - a user-given path
+            handle.write(text)
+    else:
+        sys.stdout.write(text)
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    """Run one sandboxed SELECT over the views (or a saved query) and print the answer."""
+    from datetime import datetime
+
+    from lakeops.errors import LakeopsError
+    from lakeops.sql import SqlEngine, is_truncated
+
+    settings = LakeopsSettings()
+    text = sys.stdin.read() if args.query == "-" else args.query
+    try:
+        as_of = datetime.fromisoformat(args.as_of.replace("Z", "+00:00")) if args.as_of else None
+    except ValueError:
+        print(f"lakeops sql: --as-of must be an ISO-8601 time, got {args.as_of!r}", file=sys.stderr)
+        return 2
+    if (text is None) == (args.saved is None):
+        print("lakeops sql: give either a SELECT or --saved NAME", file=sys.stderr)
+        return 2
+    try:
+        engine = SqlEngine(settings)
+        try:
+            if args.saved is not None:
+                found = engine.query("SELECT sql FROM saved_queries WHERE name = ?", params=[args.saved])
+                if not found.num_rows:
+                    print(f"lakeops sql: no saved query named {args.saved!r}", file=sys.stderr)
+                    return 2
+                text = found.column("sql")[0].as_py()
+            params = [_param(p) for p in args.param] or None
+            table = engine.query(str(text), params=params, as_of=as_of, max_rows=args.max_rows)
+        finally:
+            engine.close()
+    except LakeopsError as exc:
+        print(f"lakeops sql: {exc.message}", file=sys.stderr)
+        return 2
+    _print_table(table, args.format, args.output)
+    if is_truncated(table):
+        print(f"lakeops sql: answer cut at {table.num_rows} rows (--max-rows)", file=sys.stderr)
+    return 0
+
+
+def cmd_queries(args: argparse.Namespace) -> int:
+    """Saved queries: list, show, save, delete."""
+    from lakeops.errors import LakeopsError
+    from lakeops.sql import SqlEngine
+
+    settings = LakeopsSettings()
+    try:
+        if args.action in ("list", "show"):
+            engine = SqlEngine(settings)
+            try:
+                if args.action == "list":
+                    table = engine.query(
+                        "SELECT name, description, author, updated_at FROM saved_queries ORDER BY name"
+                    )
+                else:
+                    table = engine.query("SELECT * FROM saved_queries WHERE name = ?", params=[args.name])
+                    if not table.num_rows:
+                        print(f"lakeops queries: no saved query named {args.name!r}", file=sys.stderr)
+                        return 2
+            finally:
+                engine.close()
+            _print_table(table, args.format, None)
+            return 0
+        from lakeops.services.queries import SavedQueryService
+        from lakeops.services.tracking import TrackingService
+        from lakeops.stores import open_store
+
+        store = open_store(settings, start_committer=False)
+        engine = SqlEngine(settings, store=store)
+        try:
+            service = SavedQueryService(store, engine, actor=TrackingService(store).actor)
+            if args.action == "save":
+                sql_text = sys.stdin.read() if args.sql == "-" else args.sql
+                saved = service.save(
+                    args.name, sql_text, description=args.description, author=args.author, replace=args.replace
+                )
+                print(json.dumps(saved.to_dict(), indent=1))
+            else:
+                service.delete(args.name)
+                print(f"deleted saved query {args.name!r}")
+        finally:
+            engine.close()
+            store.close()
+    except LakeopsError as exc:
+        print(f"lakeops queries: {exc.message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_duckdb_init(args: argparse.Namespace) -> int:
+    """Print a DuckDB script that sets up the lakeops views over this lake in any DuckDB."""
+    from lakeops.errors import LakeopsError
+    from lakeops.sql import SqlEngine
+
+    try:
+        engine = SqlEngine(LakeopsSettings())
+        try:
+            script = engine.external_script()
+        finally:
+            engine.close()
+    except LakeopsError as exc:
+        print(f"lakeops duckdb-init: {exc.message}", file=sys.stderr)
+        return 2
+    if args.output:
+        with open(args.output, "w") as handle:  # noqa: PTH123 - a user-given path
+            handle.write(script)
+    else:
+        sys.stdout.write(script)
     return 0
 
 
@@ -146,7 +302,43 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the HTTP service: native API at /api/v1, MLflow protocol at /api/2.0")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=5000)
+    serve.add_argument(
+        "--pg-port", type=int, default=None, help="also serve the SQL views over the PostgreSQL wire protocol"
+    )
+    serve.add_argument("--pg-host", default=None, help="address of the PostgreSQL endpoint (default: --host)")
     serve.set_defaults(func=cmd_serve)
+    sql = sub.add_parser("sql", help="run one read-only SELECT over the lakeops views and print the answer")
+    sql.add_argument("query", nargs="?", help="the SELECT; '-' reads it from stdin")
+    sql.add_argument("--saved", metavar="NAME", help="run the saved query NAME instead")
+    sql.add_argument(
+        "-p", "--param", action="append", default=[], help="value of the next ? placeholder (repeat for more)"
+    )
+    sql.add_argument("--format", choices=["table", "csv", "json", "parquet"], default="table")
+    sql.add_argument("--as-of", metavar="TIME", help="ISO-8601 time: read the tables as they were then")
+    sql.add_argument("--max-rows", type=int, default=None)
+    sql.add_argument("-o", "--output", help="write the answer to this file (parquet: default stdout)")
+    sql.set_defaults(func=cmd_sql)
+    queries = sub.add_parser("queries", help="saved queries: list, show, save, delete")
+    actions = queries.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="list saved queries")
+    listing.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    show = actions.add_parser("show", help="show one saved query")
+    show.add_argument("name")
+    show.add_argument("--format", choices=["table", "csv", "json"], default="json")
+    save = actions.add_parser("save", help="save a named query")
+    save.add_argument("name")
+    save.add_argument("sql", help="the SELECT; '-' reads it from stdin")
+    save.add_argument("--description")
+    save.add_argument("--author")
+    save.add_argument("--replace", action="store_true", help="replace an existing query of that name")
+    delete = actions.add_parser("delete", help="delete a saved query")
+    delete.add_argument("name")
+    queries.set_defaults(func=cmd_queries)
+    init = sub.add_parser(
+        "duckdb-init", help="print a DuckDB script with the lakeops views, for DuckDB outside lakeops"
+    )
+    init.add_argument("-o", "--output", help="write the script to this file")
+    init.set_defaults(func=cmd_duckdb_init)
     info = sub.add_parser("info", help="show the configured lake")
     info.set_defaults(func=cmd_info)
     return parser

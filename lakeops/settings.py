@@ -158,6 +158,18 @@ class RegistryConfig(_Frozen):
     )
 
 
+class SqlConfig(_Frozen):
+    """SQL for people and BI tools: the sandbox's limits and the PostgreSQL-wire endpoint's login."""
+
+    timeout_s: float = Field(default=30.0, gt=0, description="A user statement is interrupted after this long.")
+    max_rows: int = Field(default=100_000, gt=0, description="At most this many rows per answer (more: truncated).")
+    memory_limit: str | None = Field(default=None, description="DuckDB memory_limit, e.g. '2GB'; default DuckDB's.")
+    pg_user: str = Field(default="lakeops", description="User name of the PostgreSQL-wire endpoint.")
+    pg_password: SecretStr | None = Field(
+        default=None, description="Password of the PostgreSQL-wire endpoint; required to serve it."
+    )
+
+
 class LakeopsSettings(BaseSettings):
     """Everything lakeops needs to know to open its lake."""
 
@@ -171,6 +183,7 @@ class LakeopsSettings(BaseSettings):
     catalog: CatalogConfig = Field(default_factory=SqlCatalogConfig)
     write: WriteConfig = Field(default_factory=WriteConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    sql: SqlConfig = Field(default_factory=SqlConfig)
 
     @model_validator(mode="after")
     def _check_rest_storage(self) -> LakeopsSettings:

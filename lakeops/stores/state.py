@@ -27,6 +27,7 @@ from catalog.tables import (
     PARAMS,
     RUN_CHANGES,
     RUN_IO,
+    SAVED_QUERY_CHANGES,
     TAG_CHANGES,
     VALIDATION_RESULTS,
 )
@@ -109,6 +110,19 @@ class ArtifactVersionState:
     created_at: int
 
 
+@dataclass(frozen=True, slots=True)
+class SavedQueryState:
+    """Current state of one saved SQL query."""
+
+    name: str
+    sql: str
+    description: str | None
+    author: str | None
+    created_at: int
+    updated_at: int
+    updated_by: str | None
+
+
 def _ms(array: pa.ChunkedArray | pa.Array) -> list[int | None]:
     """Timestamps (tz-aware, any unit) as integer milliseconds."""
     unit = array.type.unit
@@ -132,6 +146,8 @@ class TrackingState:
         self.artifact_versions: dict[str, list[ArtifactVersionState]] = {}
         # Datasets, the lineage graph, expectation suites and validations (lakeops/stores/lineage_state.py).
         self.lineage = LineageState()
+        # Saved SQL queries by name (deleted ones removed).
+        self.saved_queries: dict[str, SavedQueryState] = {}
         # Rows whose parent entity is not known yet (another replica's commit seen half-way).
         self._orphans: list[tuple[str, pa.Table]] = []
         # -- model registry: its tables fold into their own state (lakeops/stores/registry_state.py) --
@@ -309,6 +325,24 @@ class TrackingState:
             )
             self.artifact_versions.setdefault(path, []).append(version)
 
+    def _apply_saved_queries(self, rows: pa.Table | pa.RecordBatch) -> None:
+        cols = rows.select(["name", "sql", "description", "author", "is_deleted", "actor"]).to_pydict()
+        created = _ms(rows.column("created_at"))
+        changed = _ms(rows.column("changed_at"))
+        for i, name in enumerate(cols["name"]):
+            if cols["is_deleted"][i]:
+                self.saved_queries.pop(name, None)
+                continue
+            self.saved_queries[name] = SavedQueryState(
+                name=name,
+                sql=cols["sql"][i],
+                description=cols["description"][i],
+                author=cols["author"][i],
+                created_at=created[i] or 0,
+                updated_at=changed[i] or 0,
+                updated_by=cols["actor"][i],
+            )
+
 
 def _take(rows: pa.Table | pa.RecordBatch, indices: list[int]) -> pa.Table | None:
     if not indices:
@@ -331,4 +365,5 @@ _HANDLERS: dict[str, Any] = {
     OPENLINEAGE_EVENTS.name: lambda state, rows: state.lineage.apply_openlineage_events(rows),
     EXPECTATION_SUITE_CHANGES.name: lambda state, rows: state.lineage.apply_suites(rows),
     VALIDATION_RESULTS.name: lambda state, rows: state.lineage.apply_validations(rows),
+    SAVED_QUERY_CHANGES.name: TrackingState._apply_saved_queries,
 }

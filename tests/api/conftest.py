@@ -39,15 +39,23 @@ def settings_env(settings: LakeopsSettings) -> dict[str, str]:
 class Server:
     """A running ``lakeops serve``."""
 
-    def __init__(self, settings: LakeopsSettings, log: Path) -> None:
+    def __init__(
+        self,
+        settings: LakeopsSettings,
+        log: Path,
+        *,
+        extra_args: tuple[str, ...] = (),
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.settings = settings
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("LAKEOPS_", "MLFLOW_"))}
         env.update(settings_env(settings))
+        env.update(extra_env or {})
         self._log = log.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lakeops.cli", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "lakeops.cli", "serve", "--port", str(self.port), *extra_args],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -79,5 +87,26 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     s3: S3Target | None = request.getfixturevalue("s3_server") if kind == "s3" else None
     home = tmp_path_factory.mktemp(f"serve-{kind}")
     srv = Server(make_settings(kind, home, s3), home / "serve.log")
+    yield srv
+    srv.stop()
+
+
+PG_PASSWORD = "s3cret-pg-password"
+
+
+@pytest.fixture(scope="session", params=["file", "s3"])
+def sql_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """``lakeops serve --pg-port N`` (user ``lakeops``, password ``PG_PASSWORD``) per backend; ``.pg_port``."""
+    kind: str = request.param
+    s3: S3Target | None = request.getfixturevalue("s3_server") if kind == "s3" else None
+    home = tmp_path_factory.mktemp(f"sql-serve-{kind}")
+    pg_port = _free_port()
+    srv = Server(
+        make_settings(kind, home, s3),
+        home / "serve.log",
+        extra_args=("--pg-port", str(pg_port)),
+        extra_env={"LAKEOPS_SQL__PG_PASSWORD": PG_PASSWORD, "LAKEOPS_SQL__TIMEOUT_S": "5"},
+    )
+    srv.pg_port = pg_port  # type: ignore[attr-defined]
     yield srv
     srv.stop()

@@ -1,0 +1,463 @@
+"""SQL for people and BI tools: the named views over the lake, behind a sandbox.
+
+``SqlEngine.query`` runs one user ``SELECT`` on DuckDB over the Iceberg tables (the views of
+``catalog/views``) and answers an Arrow table. The sandbox, on every entry point (Python, CLI,
+HTTP, PostgreSQL wire):
+
+* exactly one statement, and it must be a ``SELECT`` (``WITH``, ``FROM``-first, ``VALUES``,
+  ``DESCRIBE``, ``SHOW``, ``SUMMARIZE`` and pivots with an explicit ``IN`` list are SELECTs):
+  ``ATTACH``/``DETACH``, ``INSTALL``/``LOAD``, ``COPY``/``EXPORT``, ``SET``/``RESET``/``USE``,
+  ``PRAGMA``, ``CREATE``/``DROP``/``ALTER``, DML, ``CALL``, transactions and ``PREPARE`` are
+  refused before DuckDB runs anything;
+* table functions that read files or URLs (``read_*``, ``glob``, ``iceberg_scan``, ``query``, ...)
+  and tables named by a path are refused (``ALLOWED_TABLE_FUNCTIONS`` lists what is allowed);
+* as a second wall, the database may read only the directories of the lake's own tables
+  (``allowed_directories``) with ``enable_external_access = false``: no local file, no other
+  bucket or prefix, no URL; and its configuration is locked (``lock_configuration``), so no
+  setting, extension or secret can be changed or shown unredacted;
+* a statement is interrupted after ``sql.timeout_s`` and answers at most ``max_rows`` rows
+  (``sql.max_rows`` caps what a caller may ask); a cut answer is marked (``is_truncated``).
+
+Every refusal raises ``InvalidArgumentError`` saying what was refused and why.
+
+Freshness: with an in-process ``store`` (the server), each query first commits what the store
+has queued, so it sees every acknowledged write of this process; other replicas' writes appear
+once this process has picked up their commits (``write.refresh_interval_s``). Without a store
+(``lakeops sql`` on its own), a query sees what the lake's writers have committed — a running
+server commits every ``write.commit_interval_s``. ``as_of`` reads every table at its snapshot
+current at that time (time travel, as far back as snapshots are retained).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from pyiceberg.catalog import Catalog
+from pyiceberg.table import Table
+
+from catalog import views
+from catalog.connection import ensure_tables, open_catalog
+from catalog.tables import TABLES
+from lakeops.errors import BackendUnavailableError, InvalidArgumentError, LakeopsError
+from lakeops.settings import LakeopsSettings
+from lakeops.stores.iceberg import IcebergStore
+
+TRUNCATED_KEY = b"lakeops.truncated"
+_ALLOWED_TYPES = {duckdb.StatementType.SELECT}
+_REFUSAL_REASONS = {
+    "ATTACH": "ATTACH is not allowed: user SQL reads only the lake's views",
+    "DETACH": "DETACH is not allowed: user SQL reads only the lake's views",
+    "LOAD": "INSTALL and LOAD are not allowed: the extensions are fixed by lakeops",
+    "COPY": "COPY is not allowed: user SQL cannot write or read files",
+    "COPY_DATABASE": "COPY is not allowed: user SQL cannot write or read files",
+    "EXPORT": "EXPORT is not allowed: user SQL cannot write files",
+    "SET": "SET, RESET and USE are not allowed: settings are locked",
+    "VARIABLE_SET": "SET VARIABLE is not allowed: settings are locked",
+    "PRAGMA": "PRAGMA is not allowed: settings are locked",
+    "CREATE": "CREATE is not allowed: user SQL is read-only and creates no objects",
+    "DROP": "DROP is not allowed: user SQL is read-only",
+    "ALTER": "ALTER is not allowed: user SQL is read-only",
+    "INSERT": "INSERT is not allowed: user SQL is read-only",
+    "UPDATE": "UPDATE is not allowed: user SQL is read-only",
+    "DELETE": "DELETE is not allowed: user SQL is read-only",
+    "MERGE_INTO": "MERGE is not allowed: user SQL is read-only",
+    "CALL": "CALL is not allowed: only a SELECT is",
+    "TRANSACTION": "transactions are not allowed: each query runs alone, read-only",
+    "PREPARE": "PREPARE is not allowed: pass parameters with the query instead",
+    "EXECUTE": "EXECUTE is not allowed: pass parameters with the query instead",
+    "EXPLAIN": "EXPLAIN is not allowed: only a SELECT is",
+    "VACUUM": "VACUUM is not allowed: user SQL is read-only",
+    "ANALYZE": "ANALYZE is not allowed: user SQL is read-only",
+}
+# Table functions user SQL may call: generators and catalog listings, none of which reads a file or URL.
+# Everything else (read_parquet, read_csv, read_text, read_blob, glob, iceberg_scan, query, ...) is
+# refused by name: user SQL reads the named views and lake.<table>, never paths. (DuckDB's own
+# allowed_directories stays as a second wall, but it does not normalise ".." in s3:// paths.)
+ALLOWED_TABLE_FUNCTIONS = frozenset(
+    {
+        "range",
+        "generate_series",
+        "unnest",
+        "json_each",
+        "json_tree",
+        "duckdb_columns",
+        "duckdb_constraints",
+        "duckdb_databases",
+        "duckdb_functions",
+        "duckdb_keywords",
+        "duckdb_schemas",
+        "duckdb_secrets",
+        "duckdb_settings",
+        "duckdb_tables",
+        "duckdb_types",
+        "duckdb_views",
+        "pragma_table_info",
+        "pragma_show",
+    }
+)
+_PATHLIKE = re.compile(r"[/\\:.]")
+_PRAGMA = re.compile(r"^\s*(?:(?:--[^\n]*\n)|(?:/\*.*?\*/)|\s)*pragma\b", re.IGNORECASE | re.DOTALL)
+
+
+def is_truncated(table: pa.Table) -> bool:
+    """Whether ``SqlEngine.query`` cut this answer at its row limit."""
+    metadata = table.schema.metadata or {}
+    return metadata.get(TRUNCATED_KEY) == b"true"
+
+
+def check_statement(sql: str) -> None:
+    """Refuse anything but one read-only SELECT, with a clear reason.
+
+    Raises:
+        InvalidArgumentError: empty SQL, a syntax error, several statements or a refused kind.
+    """
+    if not isinstance(sql, str) or not sql.strip():
+        raise InvalidArgumentError("SQL is empty: send one SELECT statement")
+    if _PRAGMA.match(sql):
+        raise InvalidArgumentError(f"SQL refused: {_REFUSAL_REASONS['PRAGMA']}")
+    parser = _parser()
+    try:
+        statements = parser.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise InvalidArgumentError(f"SQL syntax error: {_first_line(exc)}") from exc
+    kinds = [s.type for s in statements]
+    if not kinds:
+        raise InvalidArgumentError("SQL is empty: send one SELECT statement")
+    if len(kinds) > 1 and re.search(r"\bpivot\b", sql, re.IGNORECASE):
+        raise InvalidArgumentError(
+            "SQL refused: send exactly one SELECT statement (a PIVOT needs an explicit IN list, e.g. "
+            "PIVOT runs ON status IN ('FINISHED', 'FAILED') USING count(*))"
+        )
+    refused = [k for k in kinds if k not in _ALLOWED_TYPES]
+    if refused:
+        name = refused[0].name
+        reason = _REFUSAL_REASONS.get(name, f"{name} statements are not allowed: only a single SELECT is")
+        raise InvalidArgumentError(f"SQL refused: {reason}", details={"statement": name})
+    if len(kinds) > 1:
+        raise InvalidArgumentError(f"SQL refused: send exactly one SELECT statement, got {len(kinds)}")
+    _check_sources(parser, sql)
+
+
+@functools.cache
+def _allowed_table_functions() -> frozenset[str]:
+    return ALLOWED_TABLE_FUNCTIONS | frozenset(views.macro_definitions())
+
+
+def _check_sources(parser: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Refuse table functions that read files or URLs, and tables named by a path."""
+    row = parser.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
+    tree = json.loads(row[0]) if row else {"error": True}
+    if tree.get("error"):
+        raise InvalidArgumentError(f"SQL refused: cannot analyse the statement ({tree.get('error_message', '')})")
+    allowed = _allowed_table_functions()
+    stack: list[Any] = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        kind = node.get("type")
+        if kind == "TABLE_FUNCTION":
+            name = str((node.get("function") or {}).get("function_name", "")).lower()
+            if name not in allowed:
+                raise InvalidArgumentError(
+                    f"SQL refused: table function {name}() is not allowed: user SQL reads the lakeops views "
+                    "and lake.<table>, not files or URLs",
+                    details={"function": name},
+                )
+        elif kind == "BASE_TABLE" and _PATHLIKE.search(str(node.get("table_name", ""))):
+            raise InvalidArgumentError(
+                f"SQL refused: {node.get('table_name')!r} is not a view: reading files or URLs by name is not allowed",
+                details={"table": node.get("table_name")},
+            )
+        stack.extend(node.values())
+
+
+_PARSER_LOCAL = threading.local()
+
+
+def _parser() -> duckdb.DuckDBPyConnection:
+    """A bare DuckDB per thread, used only to parse (never to run) user SQL."""
+    con: duckdb.DuckDBPyConnection | None = getattr(_PARSER_LOCAL, "con", None)
+    if con is None:
+        con = duckdb.connect(":memory:", config={"enable_external_access": False})
+        _PARSER_LOCAL.con = con
+    return con
+
+
+def _first_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split("\n")[:3]).strip()
+
+
+def _pinned_key(tables: Sequence[views.LakeTable]) -> tuple[tuple[str, str, int | None], ...]:
+    return tuple((t.name, t.metadata_location, t.snapshot_id) for t in tables)
+
+
+class SqlEngine:
+    """Sandboxed SQL over the lake's views. Thread-safe; one per process is enough."""
+
+    def __init__(self, settings: LakeopsSettings, *, store: IcebergStore | None = None) -> None:
+        self.settings = settings
+        self._store = store
+        self._lock = threading.Lock()
+        self._db: duckdb.DuckDBPyConnection | None = None
+        self._readable: list[str] = []
+        self._pinned: dict[str, views.LakeTable] = {}
+        self._wide: tuple[tuple[tuple[str, str, int | None], ...], str] | None = None
+        self._closed = False
+        home = settings.home
+        self._extension_dir = home / "duckdb" / "extensions"
+        self._temp_dir = home / "duckdb" / "tmp"
+        self._catalog: Catalog | None = None
+        if store is None:
+            try:
+                self._catalog = open_catalog("lakeops", settings.catalog_properties())
+                ensure_tables(self._catalog, settings.namespace)
+            except LakeopsError:
+                raise
+            except Exception as exc:
+                raise BackendUnavailableError(f"cannot open the lake at {settings.warehouse()}: {exc}") from exc
+
+    # -- the lake's tables as DuckDB sees them -----------------------------------------------------
+
+    def _tables(self) -> list[Table]:
+        if self._store is not None:
+            if self._store.queued_rows():
+                self._store.commit()  # views see every acknowledged write of this process
+            return [self._store.table(d.name) for d in TABLES]
+        assert self._catalog is not None
+        try:
+            return [self._catalog.load_table((self.settings.namespace, d.name)) for d in TABLES]
+        except Exception as exc:
+            raise BackendUnavailableError(f"cannot read the lake's tables: {exc}") from exc
+
+    def _current(self) -> list[views.LakeTable]:
+        found = []
+        for table_def, table in zip(TABLES, self._tables(), strict=True):
+            snapshot = table.metadata.current_snapshot()
+            found.append(
+                views.LakeTable(
+                    name=table_def.name,
+                    metadata_location=table.metadata_location,
+                    location=table.location(),
+                    snapshot_id=snapshot.snapshot_id if snapshot else None,
+                    has_snapshot=snapshot is not None,
+                )
+            )
+        return found
+
+    def _as_of(self, when: datetime) -> list[views.LakeTable]:
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        ms = int(when.timestamp() * 1000)
+        found = []
+        for table_def, table in zip(TABLES, self._tables(), strict=True):
+            metadata = table.metadata
+            snapshots = sorted(metadata.snapshots, key=lambda s: s.timestamp_ms)
+            before = [s for s in snapshots if s.timestamp_ms <= ms]
+            if not before and snapshots and snapshots[0].parent_snapshot_id is not None:
+                oldest = datetime.fromtimestamp(snapshots[0].timestamp_ms / 1000, tz=UTC)
+                raise InvalidArgumentError(
+                    f"as_of {when.isoformat()} is before the oldest retained snapshot of {table_def.name} "
+                    f"({oldest.isoformat()}); snapshots are kept for write.snapshot_retention_s",
+                    details={"table": table_def.name, "oldest": oldest.isoformat()},
+                )
+            chosen = before[-1] if before else None
+            found.append(
+                views.LakeTable(
+                    name=table_def.name,
+                    metadata_location=table.metadata_location,
+                    location=table.location(),
+                    snapshot_id=chosen.snapshot_id if chosen else None,
+                    has_snapshot=chosen is not None,
+                )
+            )
+        return found
+
+    def _build(self, tables: Sequence[views.LakeTable]) -> duckdb.DuckDBPyConnection:
+        """A fresh in-memory DuckDB with the lake's views, locked down."""
+        try:
+            con = views.connect(
+                extension_directory=self._extension_dir,
+                temp_directory=self._temp_dir,
+                memory_limit=self.settings.sql.memory_limit,
+            )
+        except Exception as exc:
+            raise BackendUnavailableError(f"cannot start DuckDB with the iceberg extension: {exc}") from exc
+        try:
+            s3 = self._s3_access()
+            if s3 is not None:
+                con.execute(s3.secret_sql())
+            views.register_lake(con, tables)
+            views.register_views(con)
+            views.lock_down(con, readable=views.allowed_directories(tables))
+        except Exception as exc:
+            con.close()
+            raise BackendUnavailableError(f"cannot register the SQL views over the lake: {exc}") from exc
+        return con
+
+    def _database(self) -> tuple[duckdb.DuckDBPyConnection, tuple[tuple[str, str, int | None], ...]]:
+        """The shared database, its ``lake`` views re-pointed at the tables' current snapshots."""
+        tables = self._current()
+        key = _pinned_key(tables)
+        with self._lock:
+            if self._closed:
+                raise BackendUnavailableError("the SQL engine is closed")
+            readable = views.allowed_directories(tables)
+            if self._db is None or readable != self._readable:
+                self._db = self._build(tables)  # a new table location: allowed_directories are locked, so rebuild
+                self._readable = readable
+            else:
+                moved = [t for t in tables if self._pinned.get(t.name) != t]
+                if moved:
+                    try:
+                        views.register_lake(self._db, moved)
+                    except duckdb.Error as exc:
+                        raise BackendUnavailableError(f"cannot read the lake's tables: {_first_line(exc)}") from exc
+            self._pinned = {t.name: t for t in tables}
+            return self._db, key
+
+    # -- queries ---------------------------------------------------------------------------------
+
+    def query(
+        self,
+        sql: str,
+        *,
+        params: Sequence[Any] | None = None,
+        as_of: datetime | None = None,
+        max_rows: int | None = None,
+    ) -> pa.Table:
+        """Run one sandboxed SELECT over the views; at most ``max_rows`` rows (see ``is_truncated``).
+
+        Raises:
+            InvalidArgumentError: the SQL is refused, invalid, fails, or runs past the timeout.
+            BackendUnavailableError: the lake cannot be read.
+        """
+        check_statement(sql)
+        cap = self.settings.sql.max_rows
+        if max_rows is not None and (not isinstance(max_rows, int) or max_rows < 1):
+            raise InvalidArgumentError(f"max_rows must be a positive integer, got {max_rows!r}")
+        limit = min(max_rows or cap, cap)
+        if params is not None and not isinstance(params, (list, tuple)):
+            raise InvalidArgumentError("params must be a list of values for the query's ? or $n placeholders")
+        if as_of is None:
+            db, key = self._database()
+            owned = None
+        else:
+            owned = self._build(self._as_of(as_of))
+            db, key = owned, None
+        try:
+            return self._run(db, key, sql, params, limit)
+        finally:
+            if owned is not None:
+                owned.close()
+
+    def _run(
+        self,
+        db: duckdb.DuckDBPyConnection,
+        key: tuple[tuple[str, str, int | None], ...] | None,
+        sql: str,
+        params: Sequence[Any] | None,
+        limit: int,
+    ) -> pa.Table:
+        cursor = db.cursor()
+        timeout = self.settings.sql.timeout_s
+        timer = threading.Timer(timeout, cursor.interrupt)
+        timer.daemon = True
+        timer.start()
+        try:
+            if "runs_wide" in sql.lower():
+                cursor.execute(self._wide_variable(cursor, key))
+            reader = cursor.execute(sql, list(params) if params else None).to_arrow_reader(8192)
+            batches: list[pa.RecordBatch] = []
+            rows = 0
+            truncated = False
+            for batch in reader:
+                if rows + batch.num_rows > limit:
+                    batches.append(batch.slice(0, limit - rows))
+                    truncated = True
+                    break
+                batches.append(batch)
+                rows += batch.num_rows
+            result = pa.Table.from_batches(batches, schema=reader.schema)
+        except duckdb.InterruptException as exc:
+            raise InvalidArgumentError(f"SQL stopped: the statement ran longer than {timeout:g}s") from exc
+        except duckdb.PermissionException as exc:
+            raise InvalidArgumentError(
+                f"SQL refused: {_first_line(exc)} (user SQL reads only the lake's own tables; "
+                "no local files, other buckets or URLs)"
+            ) from exc
+        except duckdb.Error as exc:
+            if timer.finished.is_set() and not timer.is_alive():
+                raise InvalidArgumentError(f"SQL stopped: the statement ran longer than {timeout:g}s") from exc
+            raise InvalidArgumentError(f"SQL error: {_first_line(exc)}") from exc
+        finally:
+            timer.cancel()
+            cursor.close()
+        metadata = dict(result.schema.metadata or {})
+        metadata[TRUNCATED_KEY] = b"true" if truncated else b"false"
+        return result.replace_schema_metadata(metadata)
+
+    def _wide_variable(
+        self, cursor: duckdb.DuckDBPyConnection, key: tuple[tuple[str, str, int | None], ...] | None
+    ) -> str:
+        """``SET VARIABLE`` with the wide-form SQL of every experiment (cached per lake version)."""
+        cached = self._wide
+        if key is not None and cached is not None and cached[0] == key:
+            return cached[1]
+        rows = cursor.execute(views.WIDE_KEYS_SQL).fetchall()
+        statement = views.wide_variable_sql(rows)
+        if key is not None:
+            self._wide = (key, statement)
+        return statement
+
+    def external_script(self) -> str:
+        """A DuckDB script that sets up these views in a DuckDB outside lakeops (``lakeops duckdb-init``)."""
+        tables = self._current()
+        con = self._build(tables)
+        try:
+            order = [
+                r[0]
+                for r in con.execute(
+                    "SELECT view_name FROM duckdb_views() WHERE NOT internal AND schema_name = 'main' ORDER BY view_oid"
+                ).fetchall()
+            ]
+            wide = views.wide_variable_sql(con.execute(views.WIDE_KEYS_SQL).fetchall())
+        finally:
+            con.close()
+        return views.external_script(tables, order=order, s3=self._s3_access(), wide_variable=wide)
+
+    def _s3_access(self) -> views.S3Access | None:
+        storage = self.settings.storage
+        if storage.kind != "s3":
+            return None
+        secret = storage.secret_access_key
+        return views.S3Access(
+            endpoint=storage.endpoint,
+            region=storage.region,
+            access_key_id=storage.access_key_id,
+            secret_access_key=secret.get_secret_value() if secret else None,
+            path_style=storage.path_style,
+        )
+
+    def view_names(self) -> list[str]:
+        """The named views and table macros users can query."""
+        return sorted([*views.view_definitions(), *views.macro_definitions()])
+
+    def close(self) -> None:
+        """Release DuckDB. Idempotent."""
+        with self._lock:
+            self._closed = True
+            if self._db is not None:
+                self._db.close()
+                self._db = None
