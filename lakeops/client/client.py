@@ -265,15 +265,27 @@ class Client:
         parts = [(run_id, key, self.transport.metric_history(run_id, key)) for run_id in ids for key in key_list]
         return history_frame(parts)
 
-    def sql(self, query: str, *, params: Sequence[Any] | None = None, as_of: str | None = None) -> pl.DataFrame:
+    def sql(
+        self,
+        query: str,
+        *,
+        params: Sequence[Any] | None = None,
+        as_of: str | None = None,
+        max_rows: int | None = None,
+    ) -> pl.DataFrame:
         """A read-only SQL query over the lake's views, as a polars DataFrame.
 
-        Over HTTP it is ``POST /api/v1/sql`` answered in Arrow; embedded, ``lakeops.sql.SqlEngine``.
-        ``as_of`` (an ISO time) reads the tables as they stood then.
+        Over HTTP it is ``POST /api/v1/sql`` answered in Arrow; embedded, ``lakeops.sql.SqlEngine``
+        on the client's own store (it sees every point already stored: ``flush()`` first to see
+        points still buffered). ``params`` fill ``?`` placeholders; ``as_of`` (an ISO time) reads
+        the tables as they stood then; at most ``max_rows`` rows (and the server's ``sql.max_rows``).
+
+        Raises:
+            InvalidArgumentError: the SQL is refused by the sandbox, invalid, or fails.
         """
         import polars as pl
 
-        frame = pl.from_arrow(self.transport.sql(query, params=params, as_of=as_of))
+        frame = pl.from_arrow(self.transport.sql(query, params=params, as_of=as_of, max_rows=max_rows))
         assert isinstance(frame, pl.DataFrame)
         return frame
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib
 import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 from urllib.parse import quote
@@ -115,7 +115,7 @@ class Transport(Protocol):
         """``step``, ``timestamp`` (ms), ``value`` of one metric. Raises: NotFoundError."""
         ...
 
-    def sql(self, query: str, *, params: Sequence[Any] | None, as_of: str | None) -> pa.Table:
+    def sql(self, query: str, *, params: Sequence[Any] | None, as_of: str | None, max_rows: int | None) -> pa.Table:
         """The answer of a read-only SQL query. Raises: InvalidArgumentError."""
         ...
 
@@ -340,7 +340,7 @@ class HttpTransport:
         )
         return pa.ipc.open_stream(pa.py_buffer(response.content)).read_all()
 
-    def sql(self, query: str, *, params: Sequence[Any] | None, as_of: str | None) -> pa.Table:
+    def sql(self, query: str, *, params: Sequence[Any] | None, as_of: str | None, max_rows: int | None) -> pa.Table:
         """``POST /sql`` answered as an Arrow IPC stream."""
         import pyarrow as pa
 
@@ -349,6 +349,8 @@ class HttpTransport:
             body["params"] = list(params)
         if as_of is not None:
             body["as_of"] = as_of
+        if max_rows is not None:
+            body["max_rows"] = max_rows
         response = self._request("POST", "/sql", json=body, headers={"accept": ARROW_STREAM})
         return pa.ipc.open_stream(pa.py_buffer(response.content)).read_all()
 
@@ -594,20 +596,13 @@ class EmbeddedTransport:
         """One metric's history."""
         return self.tracking.metric_history_table(run_id, key)
 
-    def sql(self, query: str, *, params: Sequence[Any] | None, as_of: str | None) -> pa.Table:
+    def sql(self, query: str, *, params: Sequence[Any] | None, as_of: str | None, max_rows: int | None) -> pa.Table:
         """The SQL engine of ``lakeops.sql`` (DuckDB over the lake) on this store."""
+        from lakeops.sql import SqlEngine
+
         if self._sql_engine is None:
-            try:
-                module = importlib.import_module("lakeops.sql")
-            except ImportError as exc:
-                raise BackendUnavailableError("This lakeops has no SQL engine (lakeops.sql)") from exc
-            self._sql_engine = module.SqlEngine(self.settings, store=self.store)
-        options: dict[str, Any] = {}
-        if params is not None:
-            options["params"] = list(params)
-        if as_of is not None:
-            options["as_of"] = as_of
-        table: pa.Table = self._sql_engine.query(query, **options)
+            self._sql_engine = SqlEngine(self.settings, store=self.store)
+        table: pa.Table = self._sql_engine.query(query, params=params, as_of=_parse_as_of(as_of), max_rows=max_rows)
         return table
 
     def upload_artifact(self, path: str, source: Path, *, progress: Progress | None) -> dict[str, Any]:
@@ -753,6 +748,17 @@ class EmbeddedTransport:
         if self._sql_engine is not None and hasattr(self._sql_engine, "close"):
             self._sql_engine.close()
         self.store.close()
+
+
+def _parse_as_of(text: str | None) -> datetime | None:
+    """An ISO-8601 time (UTC when it has no zone), as ``POST /sql`` reads ``as_of``."""
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidArgumentError(f"as_of must be an ISO-8601 time, got {text!r}") from exc
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def now_ms() -> int:
