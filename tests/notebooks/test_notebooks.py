@@ -86,6 +86,19 @@ def test_quickstart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "shape: (6, 4)" in history
     assert re.findall(r"┆ (\d+)\s+┆", history) == ["60"] * 6  # every run logged all 60 boosting stages
 
+    sql = _data(out["sql"], "text/html")
+    assert "shape: (6, 6)" in sql
+    assert sql.count("gbm-lr") == 6
+    rows = re.findall(
+        r"<tr><td>&quot;(gbm-lr[\d.]+-d\d)&quot;</td><td>&quot;[\d.]+&quot;</td><td>&quot;\d&quot;</td>"
+        r"<td>(0\.\d+)</td><td>(\d+)</td><td>(0\.\d+)</td></tr>",
+        sql,
+    )
+    assert len(rows) == 6, sql
+    assert [float(r[1]) for r in rows] == sorted((float(r[1]) for r in rows), reverse=True)
+    assert float(rows[0][1]) == pytest.approx(float(best.group(2)), abs=1e-4)
+    assert all(0 <= int(r[2]) < 60 for r in rows)
+
     reloaded = _stdout(out["reload"])
     assert reloaded == f"reloaded model val_accuracy={best.group(2)}\n"  # the stored artifact is the best model
 
