@@ -117,3 +117,54 @@ def test_quickstart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "Model breast-cancer-gbm v1" in card
     assert "champion, production" in card
     assert best_run_id(out) in card
+
+
+def test_lineage_and_quality(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = _execute("lineage_and_quality.ipynb", tmp_path, monkeypatch)
+
+    assert str(tmp_path / "lake") in _data(out["connect"], "text/plain")
+    delivered = re.fullmatch(
+        r"monday: version ([0-9a-f]{32}), 178 rows\ntuesday: version ([0-9a-f]{32}), 198 rows\n",
+        _stdout(out["datasets"]),
+    )
+    assert delivered is not None, _stdout(out["datasets"])
+    monday, tuesday = delivered.groups()
+    assert monday != tuesday
+    versions = _data(out["datasets"], "text/plain")
+    assert "shape: (2, 6)" in versions
+    assert re.findall(r"┆ dataframe\s+┆ (\d+)\s+┆", versions) == ["178", "198"]
+    card = _data(out["card"], "text/html")
+    assert "Dataset wine" in card and tuesday in card and ">198<" in card and ">proline<" in card
+
+    assert _stdout(out["suite"]) == "suite 'sanity' on 'wine': 3 expectations\n"
+    passed = _data(out["validate-good"], "text/html")
+    assert "shape: (1, 5)" in passed
+    assert "<td>&quot;sanity&quot;</td><td>true</td><td>3</td><td>&quot;&quot;</td>" in passed
+    failures = "expect_column_values_to_be_between(alcohol), expect_column_values_to_not_be_null(proline)"
+    assert _stdout(out["validate-bad"]) == f"failed: {failures}\n"
+    assert "<td>&quot;sanity&quot;</td><td>false</td><td>3</td>" in _data(out["validate-bad"], "text/html")
+    assert _stdout(out["door"]) == f"Dataset 'wine' failed 2 expectation(s): {failures}\nversions of wine: 2\n"
+
+    reason = (
+        f"dataset 'wine' version {tuesday} failed its latest validation against suite 'sanity' "
+        "(2 of 3 expectations failed)"
+    )
+    assert _stdout(out["train"]) == f"train-on-monday: allowed=True\ntrain-on-tuesday: allowed=False {reason}\n"
+    assert _stdout(out["gate"]) == f"v1 refused: {reason}\n"
+    production = _data(out["gate"], "text/html")
+    assert "Model wine-classifier v2" in production and ">production<" in production
+
+    assert "nodes=5, edges=4" in _data(out["deploy"], "text/plain")
+    lineage = _data(out["deploy"], "text/html")
+    assert "Lineage of deployment" in lineage
+    assert monday in lineage and tuesday not in lineage  # the deployed model was trained on Monday's data
+    nodes = _data(out["upstream"], "text/plain")
+    assert "shape: (5, 4)" in nodes
+    assert re.findall(r"│ (\w+)\s+┆ \S+\s+┆ (\d) +┆ (\S+)\s+│", nodes) == [
+        ("deployment", "0", "null"),
+        ("model_version", "1", "null"),
+        ("run", "2", "train-on-monday"),
+        ("dataset_version", "3", "wine"),
+        ("run", "4", "ingest"),
+    ]
+    assert _stdout(out["impact"]) == "runs: ['train-on-tuesday']\nmodel versions: ['wine-classifier/1']\n"
