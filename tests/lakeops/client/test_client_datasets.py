@@ -89,9 +89,11 @@ def test_suites_validation_and_the_alias_gate(client: Client, experiment: str, t
     (tmp_path / "model.txt").write_text("weights")
 
     # Refused at the door: a failing DataFrame with validate=True stores nothing.
-    with client.start_run(experiment, "strict") as strict:
-        with pytest.raises(DataQualityError, match="failed 2 expectation"):
-            strict.log_dataset(BAD, name=dataset, validate=True)
+    with (
+        client.start_run(experiment, "strict") as strict,
+        pytest.raises(DataQualityError, match="failed 2 expectation"),
+    ):
+        strict.log_dataset(BAD, name=dataset, validate=True)
     with pytest.raises(NotFoundError, match="No dataset named"):
         client.dataset_versions(dataset)
 
