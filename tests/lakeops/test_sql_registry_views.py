@@ -63,7 +63,8 @@ def _ms(value: datetime | None) -> int | None:
 
 
 def _rows(engine: SqlEngine, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-    return engine.query(sql, params=params).to_pylist()
+    rows: list[dict[str, Any]] = engine.query(sql, params=params).to_pylist()
+    return rows
 
 
 def _check_views(engine: SqlEngine, registry: RegistryService) -> None:
@@ -92,7 +93,9 @@ def _check_views(engine: SqlEngine, registry: RegistryService) -> None:
         assert (_ms(row["created_at"]), _ms(row["updated_at"])) == (v.creation_timestamp, v.last_updated_timestamp)
 
     tags = _rows(engine, "SELECT name, version, key, value FROM registry_tags")
-    expected_tags = {(m.name, None, k, val) for m in models for k, val in m.tags.items()}
+    expected_tags: set[tuple[str, int | None, str, str]] = {
+        (m.name, None, k, val) for m in models for k, val in m.tags.items()
+    }
     expected_tags |= {(v.name, v.version, k, val) for v in versions for k, val in v.tags.items()}
     assert {(t["name"], t["version"], t["key"], t["value"]) for t in tags} == expected_tags
 
@@ -108,16 +111,16 @@ def _check_views(engine: SqlEngine, registry: RegistryService) -> None:
     history = _rows(engine, "SELECT * FROM model_alias_history WHERE NOT is_model_deleted")
     for m in models:
         for alias in {h["alias"] for h in history if h["registered_model_id"] == m.registered_model_id}:
-            mine = [h for h in history if h["registered_model_id"] == m.registered_model_id and h["alias"] == alias]
+            moves = [h for h in history if h["registered_model_id"] == m.registered_model_id and h["alias"] == alias]
             api = registry.alias_history(m.name, alias)
             assert [
                 (h["version"], _ms(h["changed_at"]), h["actor"], h["operation"], h["is_forced"], h["force_reason"])
-                for h in mine
+                for h in moves
             ] == [(c.version, c.changed_at, c.actor, c.operation, c.is_forced, c.force_reason) for c in api]
-            assert [json.loads(h["gate_reasons"]) if h["gate_reasons"] else [] for h in mine] == [
+            assert [json.loads(h["gate_reasons"]) if h["gate_reasons"] else [] for h in moves] == [
                 c.gate_reasons for c in api
             ]
-            assert [_ms(h["valid_until"]) for h in mine] == [c.changed_at for c in api[1:]] + [None]
+            assert [_ms(h["valid_until"]) for h in moves] == [c.changed_at for c in api[1:]] + [None]
 
     current = _rows(engine, "SELECT * FROM deployments ORDER BY environment, model_name")
     assert [
@@ -149,9 +152,18 @@ def _check_views(engine: SqlEngine, registry: RegistryService) -> None:
     ]
 
     for m in models:
-        events = _rows(engine, "SELECT * FROM deployment_history WHERE registered_model_id = ?", [m.registered_model_id])
+        events = _rows(
+            engine, "SELECT * FROM deployment_history WHERE registered_model_id = ?", [m.registered_model_id]
+        )
         assert [
-            (e["deployment_id"], e["model_name"], e["version"], e["environment"], e["is_retired"], _ms(e["deployed_at"]))
+            (
+                e["deployment_id"],
+                e["model_name"],
+                e["version"],
+                e["environment"],
+                e["is_retired"],
+                _ms(e["deployed_at"]),
+            )
             for e in events
         ] == [
             (d.deployment_id, d.model_name, d.version, d.environment, d.is_retired, d.deployed_at)
@@ -192,8 +204,11 @@ def test_registry_views_match_the_domain_api_through_moves_renames_and_deletes(
     production = _rows(engine, "SELECT name, version FROM model_aliases WHERE alias = 'production' ORDER BY name")
     assert production == [{"name": "churn", "version": 1}]
     first, again = registry.deployment_history("churn")[:2]
-    [streak] = _rows(engine, "SELECT since, deployed_at FROM deployments WHERE environment = 'production' AND model_name = 'churn'")
-    assert (_ms(streak["since"]), _ms(streak["deployed_at"])) == (first.deployed_at, again.deployed_at)  # redeploy keeps since
+    [streak] = _rows(
+        engine, "SELECT since, deployed_at FROM deployments WHERE environment = 'production' AND model_name = 'churn'"
+    )
+    # redeploying the same version keeps `since`
+    assert (_ms(streak["since"]), _ms(streak["deployed_at"])) == (first.deployed_at, again.deployed_at)
     before_move = clock.now
 
     # the alias moves over the gate's refusal, forced, by someone else
@@ -202,7 +217,9 @@ def test_registry_views_match_the_domain_api_through_moves_renames_and_deletes(
     bob.transition_model_version_stage("churn", 2, "Production", archive_existing_versions=True)
     bob.record_deployment("churn", 2, environment="production", application_version="app-1.2", target="eu")
     _check_views(engine, registry)
-    forced = _rows(engine, "SELECT version, is_forced, force_reason, set_by FROM model_aliases WHERE alias = 'production'")
+    forced = _rows(
+        engine, "SELECT version, is_forced, force_reason, set_by FROM model_aliases WHERE alias = 'production'"
+    )
     assert forced == [{"version": 2, "is_forced": True, "force_reason": "hotfix for incident 7", "set_by": "bob"}]
     [held] = _rows(
         engine,
@@ -212,7 +229,8 @@ def test_registry_views_match_the_domain_api_through_moves_renames_and_deletes(
     )
     assert held["version"] == registry.get_model_version_by_alias("churn", "production", as_of=before_move).version == 1
     [moved] = _rows(
-        engine, "SELECT version, since, deployed_at FROM deployments WHERE environment = 'production' AND model_name = 'churn'"
+        engine,
+        "SELECT version, since, deployed_at FROM deployments WHERE environment = 'production' AND model_name = 'churn'",
     )
     assert moved["version"] == 2 and moved["since"] == moved["deployed_at"]  # another version starts a new streak
 
@@ -291,15 +309,21 @@ def test_activity_lists_registry_changes_with_actor_and_operation(
         ("model_alias", "set_alias", "churn@production", "bob"),
         ("model_alias", "delete", "churn-v2@champion", "bob"),  # deleted with version 3
     } <= seen
-    [forced] = [r for r in rows if r["entity_type"] == "model_alias" and r["actor"] == "bob" and r["operation"] == "set_alias"]
+    [forced] = [
+        r for r in rows if r["entity_type"] == "model_alias" and r["actor"] == "bob" and r["operation"] == "set_alias"
+    ]
     assert forced["detail"] == "version=2, forced: hotfix for incident 7"
     [rename] = [r for r in rows if r["operation"] == "rename"]
     assert rename["detail"].startswith("renamed from churn to churn-v2")
-    [created] = [r for r in rows if r["entity_type"] == "model_version" and r["entity_id"] == "churn/1" and r["operation"] == "create"]
+    [created] = [
+        r
+        for r in rows
+        if r["entity_type"] == "model_version" and r["entity_id"] == "churn/1" and r["operation"] == "create"
+    ]
     assert created["run_id"] == runs["good"]
 
     deployments = [r for r in rows if r["entity_type"] == "deployment"]
-    api = [d for name in ("churn-v2",) for d in registry.deployment_history(name)]
+    api = registry.deployment_history("churn-v2")
     assert {(r["entity_id"], r["operation"], r["actor"]) for r in deployments} >= {
         (d.deployment_id, "retire" if d.is_retired else "deploy", d.deployed_by) for d in api
     }
