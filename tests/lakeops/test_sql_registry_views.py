@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
@@ -396,3 +396,26 @@ def test_datasets_quality_and_openlineage_views_and_activity(
         (f"dataset_version:{good} -input-> run:{run_id}", run_id, "dora")
     }
     assert any(r["actor"] == "airflow-bot" and "-executes-> run:" in r["entity_id"] for r in links)
+
+
+def test_registry_views_travel_in_time(store: IcebergStore, tracking: TrackingService, engine: SqlEngine) -> None:
+    registry = RegistryService(store, actor="ana")
+    run_id = tracking.create_run().info.run_id
+    registry.create_registered_model("churn")
+    for _ in range(2):
+        registry.create_model_version("churn", f"runs:/{run_id}/model")
+    registry.set_registered_model_alias("churn", "production", 1)
+    store.commit()
+    snapshot = store.table("model_alias_changes").metadata.current_snapshot()
+    assert snapshot is not None
+    between = datetime.fromtimestamp(snapshot.timestamp_ms / 1000, tz=UTC)
+    registry.set_registered_model_alias("churn", "production", 2)
+    registry.rename_registered_model("churn", "churn-v2")
+    store.commit()
+
+    sql = "SELECT name, version FROM model_aliases WHERE alias = 'production'"
+    assert _rows(engine, sql) == [{"name": "churn-v2", "version": 2}]
+    then = engine.query(sql, as_of=between).to_pylist()
+    first_set = registry.alias_history("churn-v2", "production")[0].changed_at  # the API's own clock, in ms
+    api_then = registry.get_model_version_by_alias("churn", "production", as_of=first_set)
+    assert then == [{"name": api_then.name, "version": api_then.version}] == [{"name": "churn", "version": 1}]
