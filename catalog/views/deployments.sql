@@ -2,21 +2,19 @@
 -- model (deleted models left out). `since` is when this version started running there without
 -- interruption (redeploying the same version keeps it; another version or a retirement resets it).
 -- `model_name` is the model's current name. The full record is `deployment_history`.
+-- (GROUP BY + arg_max, no window: see registered_models.sql.)
 WITH events AS (
-    SELECT
-        *,
-        row_number() OVER (
-            PARTITION BY environment, registered_model_id ORDER BY changed_at, writer_id, wal_seq
-        ) AS n
+    SELECT *, (changed_at, writer_id, wal_seq) AS position
     FROM lake.deployment_events
 ),
 latest_event AS (
-    SELECT unnest(arg_max(e, e.n))
+    SELECT unnest(arg_max(e, e.position))
     FROM events AS e
     GROUP BY e.environment, e.registered_model_id
 ),
+-- breaks: the last event that interrupted the current version (a retirement or another version)
 breaks AS (
-    SELECT e.environment, e.registered_model_id, max(e.n) AS n
+    SELECT e.environment, e.registered_model_id, max(e.position) AS position
     FROM events AS e
     JOIN latest_event AS l USING (environment, registered_model_id)
     WHERE e.is_retired OR e.version <> l.version
@@ -26,7 +24,7 @@ streak AS (
     SELECT e.environment, e.registered_model_id, min(e.changed_at) AS since
     FROM events AS e
     LEFT JOIN breaks AS b USING (environment, registered_model_id)
-    WHERE e.n > coalesce(b.n, 0)
+    WHERE b.position IS NULL OR e.position > b.position
     GROUP BY e.environment, e.registered_model_id
 )
 SELECT
