@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,26 +12,9 @@ import httpx
 import pytest
 from lakes import make_settings
 from s3server import S3Target
+from serve_process import child_env, free_port
 
 from lakeops.settings import LakeopsSettings
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def settings_env(settings: LakeopsSettings) -> dict[str, str]:
-    """The environment variables that configure ``settings`` in a child process."""
-    env = {"LAKEOPS_HOME": str(settings.home), "LAKEOPS_NAMESPACE": settings.namespace}
-    for section in ("storage", "catalog", "write"):
-        for key, value in getattr(settings, section).model_dump().items():
-            if value is None:
-                continue
-            text = value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
-            env[f"LAKEOPS_{section.upper()}__{key.upper()}"] = text
-    return env
 
 
 class Server:
@@ -48,11 +29,9 @@ class Server:
         extra_env: dict[str, str] | None = None,
     ) -> None:
         self.settings = settings
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("LAKEOPS_", "MLFLOW_"))}
-        env.update(settings_env(settings))
-        env.update(extra_env or {})
+        env = {**child_env(settings), **(extra_env or {})}
         self._log = log.open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "lakeops.cli", "serve", "--port", str(self.port), *extra_args],
@@ -100,7 +79,7 @@ def sql_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     kind: str = request.param
     s3: S3Target | None = request.getfixturevalue("s3_server") if kind == "s3" else None
     home = tmp_path_factory.mktemp(f"sql-serve-{kind}")
-    pg_port = _free_port()
+    pg_port = free_port()
     srv = Server(
         make_settings(kind, home, s3),
         home / "serve.log",
