@@ -5,7 +5,26 @@ the embedded lake in this process. Both give the same ``Client``.
 """
 
 from lakeops.client.client import Client, connect
-from lakeops.client.display import ExperimentView, HtmlCard, RunView, html_card
+from lakeops.client.display import (
+    DatasetVersionView,
+    ExperimentView,
+    HtmlCard,
+    LineageView,
+    ModelVersionView,
+    RunView,
+    html_card,
+)
 from lakeops.client.runs import ActiveRun
 
-__all__ = ["ActiveRun", "Client", "ExperimentView", "HtmlCard", "RunView", "connect", "html_card"]
+__all__ = [
+    "ActiveRun",
+    "Client",
+    "DatasetVersionView",
+    "ExperimentView",
+    "HtmlCard",
+    "LineageView",
+    "ModelVersionView",
+    "RunView",
+    "connect",
+    "html_card",
+]

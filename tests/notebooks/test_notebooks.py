@@ -168,3 +168,10 @@ def test_lineage_and_quality(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         ("run", "4", "ingest"),
     ]
     assert _stdout(out["impact"]) == "runs: ['train-on-tuesday']\nmodel versions: ['wine-classifier/1']\n"
+
+    sql = _data(out["sql"], "text/plain")
+    assert "shape: (2, 4)" in sql
+    assert re.findall(r"│ (\d+)\s+┆ (\w+)\s+┆ (\w+)\s+┆ ([^│]+?)\s+│", sql) == [
+        ("178", "sanity", "true", "wine-classifier v2 @production"),
+        ("198", "sanity", "false", "wine-classifier v1 @candidate"),
+    ]
