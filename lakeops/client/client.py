@@ -343,6 +343,9 @@ class Client:
         """
         if direction not in ("input", "output"):
             raise InvalidArgumentError(f"Invalid direction {direction!r}: input or output")
+        if not isinstance(name, str) or not name.strip() or len(name) > 500 or any(ord(c) < 32 for c in name):
+            # The service's rule, checked before a file is uploaded for nothing.
+            raise InvalidArgumentError(f"Invalid dataset name {str(name)[:40]!r}: 1-500 printable characters")
         if isinstance(data, (str, Path)):
             return self._log_dataset_files(Path(data), name=name, run_id=run_id, direction=direction, validate=validate)
         table = _arrow_table(data)

@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from lakeops.client import Client
+from lakeops.client.transport import artifact_path
 from lakeops.errors import DataQualityError, InvalidArgumentError, NotFoundError
 
 SUITE = [
@@ -46,6 +47,8 @@ def test_log_dataset_frames_and_files(client: Client, experiment: str, tmp_path:
     assert from_file.source_type == "file" and from_file.row_count == 2
     assert from_file.source is not None and from_file.source.endswith(f"{run.run_id}/artifacts/datasets/raw.csv")
     assert from_folder.source_type == "folder" and from_folder.profile["file_count"] == 2
+    assert client.read_artifact(artifact_path(run.artifact_uri, "datasets/raw.csv")) == csv.read_bytes()
+    assert client.read_artifact(artifact_path(run.artifact_uri, "datasets/shards/part/b.csv")) == b"age\n2\n"
 
     versions = client.dataset_versions(name)
     assert versions["dataset_version_id"].to_list() == [first.id]
@@ -71,6 +74,11 @@ def test_bad_dataset_input_is_refused(client: Client, experiment: str, tmp_path:
             run.log_dataset(tmp_path, name="x", validate=True)
         with pytest.raises(InvalidArgumentError, match="Invalid dataset name"):
             run.log_dataset(GOOD, name="  ")
+        (tmp_path / "data.csv").write_text("a\n1\n")
+        with pytest.raises(InvalidArgumentError, match="Invalid dataset name"):
+            run.log_dataset(tmp_path / "data.csv", name="bad\nname")
+    with pytest.raises(NotFoundError, match="No artifact"):  # the refused file was not uploaded
+        client.read_artifact(artifact_path(run.artifact_uri, "datasets/data.csv"))
     with pytest.raises(InvalidArgumentError, match="Log a local file as a dataset of a run"):
         client.log_dataset(tmp_path, name="x")
     with pytest.raises(NotFoundError, match="No dataset version"):
