@@ -14,16 +14,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from lakeops.stores.epochs import epoch_ints
+
 Node = tuple[str, str]  # (kind, id)
-
-
-def _us(array: pa.ChunkedArray | pa.Array) -> list[int]:
-    """Timestamps (tz-aware, any unit) as integer microseconds."""
-    factor = {"s": 1_000_000, "ms": 1000, "us": 1, "ns": 0}[array.type.unit]
-    raw = array.cast(pa.int64()).to_pylist()
-    if factor == 0:
-        return [v // 1000 for v in raw]
-    return [v * factor for v in raw]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +96,7 @@ class LineageState:
     def apply_dataset_versions(self, rows: pa.Table | pa.RecordBatch) -> None:
         """Fold ``dataset_versions`` rows (the first row per id wins: versions are immutable)."""
         cols = rows.to_pydict()
-        created = _us(rows.column("created_at"))
+        created = epoch_ints(rows.column("created_at"), "us", null=0)
         for i, version_id in enumerate(cols["dataset_version_id"]):
             if version_id in self.dataset_versions:
                 continue
@@ -128,7 +121,7 @@ class LineageState:
         """Fold ``lineage_edges`` rows into the adjacency maps."""
         names = ["source_kind", "source_id", "target_kind", "target_id", "relation", "origin"]
         cols = [rows.column(n).to_pylist() for n in names]
-        created = _us(rows.column("created_at"))
+        created = epoch_ints(rows.column("created_at"), "us", null=0)
         downstream, upstream, keys = self.downstream, self.upstream, self.edge_keys
         for source_kind, source_id, target_kind, target_id, relation, origin, at in zip(*cols, created, strict=True):
             source: Node = (source_kind, source_id)
@@ -145,7 +138,7 @@ class LineageState:
         """Remember the latest event type per OpenLineage run."""
         run_ids = rows.column("run_id").to_pylist()
         types = rows.column("event_type").to_pylist()
-        times = _us(rows.column("event_time"))
+        times = epoch_ints(rows.column("event_time"), "us", null=0)
         for run_id, event_type, at in zip(run_ids, types, times, strict=True):
             known = self.openlineage_runs.get(run_id)
             if known is None or at >= known[1]:
@@ -154,7 +147,7 @@ class LineageState:
     def apply_suites(self, rows: pa.Table | pa.RecordBatch) -> None:
         """Fold ``expectation_suite_changes`` rows: the latest per (dataset name, suite name)."""
         cols = rows.select(["dataset_name", "suite_name", "expectations_json", "is_deleted"]).to_pydict()
-        changed = _us(rows.column("changed_at"))
+        changed = epoch_ints(rows.column("changed_at"), "us", null=0)
         for i, dataset_name in enumerate(cols["dataset_name"]):
             suites = self.suites.setdefault(dataset_name, {})
             if cols["is_deleted"][i]:
@@ -170,7 +163,7 @@ class LineageState:
     def apply_validations(self, rows: pa.Table | pa.RecordBatch) -> None:
         """Fold ``validation_results`` rows, kept per dataset version in time order."""
         cols = rows.to_pydict()
-        validated = _us(rows.column("validated_at"))
+        validated = epoch_ints(rows.column("validated_at"), "us", null=0)
         for i, validation_id in enumerate(cols["validation_id"]):
             result = ValidationState(
                 validation_id=validation_id,

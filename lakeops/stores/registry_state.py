@@ -22,6 +22,7 @@ from catalog.tables import (
     REGISTERED_MODEL_CHANGES,
     REGISTRY_TAG_CHANGES,
 )
+from lakeops.stores.epochs import epoch_ints
 
 
 class _Dated(Protocol):
@@ -125,15 +126,6 @@ def latest(history: list[D], as_of: int | None = None) -> D | None:
     return best
 
 
-def _ms(array: pa.ChunkedArray | pa.Array) -> list[int]:
-    unit = array.type.unit
-    divisor = {"s": 1, "ms": 1, "us": 1000, "ns": 1_000_000}[unit]
-    raw = array.cast(pa.int64()).to_pylist()
-    if unit == "s":
-        return [0 if v is None else v * 1000 for v in raw]
-    return [0 if v is None else v // divisor for v in raw]
-
-
 class RegistryState:
     """Registered models, versions, aliases, tags and deployments, with their full history."""
 
@@ -183,8 +175,8 @@ class RegistryState:
     def _apply_models(self, rows: pa.Table | pa.RecordBatch) -> None:
         cols = rows.select(["registered_model_id", "name", "description", "is_deleted", "actor", "operation"])
         data = cols.to_pydict()
-        created = _ms(rows.column("created_at"))
-        changed = _ms(rows.column("changed_at"))
+        created = epoch_ints(rows.column("created_at"), "ms", null=0)
+        changed = epoch_ints(rows.column("changed_at"), "ms", null=0)
         for i, model_id in enumerate(data["registered_model_id"]):
             history = self.models.setdefault(model_id, [])
             old = history[-1] if history else None
@@ -223,8 +215,8 @@ class RegistryState:
             "operation",
         ]
         data = rows.select(names).to_pydict()
-        created = _ms(rows.column("created_at"))
-        changed = _ms(rows.column("changed_at"))
+        created = epoch_ints(rows.column("created_at"), "ms", null=0)
+        changed = epoch_ints(rows.column("changed_at"), "ms", null=0)
         for i, model_id in enumerate(data["registered_model_id"]):
             record = VersionRecord(**{n: data[n][i] for n in names}, created_at=created[i], changed_at=changed[i])
             self.versions.setdefault(model_id, {}).setdefault(record.version, []).append(record)
@@ -243,14 +235,14 @@ class RegistryState:
             "operation",
         ]
         data = rows.select(names).to_pydict()
-        changed = _ms(rows.column("changed_at"))
+        changed = epoch_ints(rows.column("changed_at"), "ms", null=0)
         for i, model_id in enumerate(data["registered_model_id"]):
             record = AliasRecord(**{n: data[n][i] for n in names}, changed_at=changed[i])
             self.aliases.setdefault(model_id, {}).setdefault(record.alias, []).append(record)
 
     def _apply_tags(self, rows: pa.Table | pa.RecordBatch) -> None:
         data = rows.select(["registered_model_id", "version", "key", "value", "is_deleted"]).to_pydict()
-        changed = _ms(rows.column("changed_at"))
+        changed = epoch_ints(rows.column("changed_at"), "ms", null=0)
         for i, model_id in enumerate(data["registered_model_id"]):
             record = TagRecord(
                 key=data["key"][i], value=data["value"][i], is_deleted=data["is_deleted"][i], changed_at=changed[i]
@@ -271,7 +263,7 @@ class RegistryState:
             "operation",
         ]
         data = rows.select(names).to_pydict()
-        changed = _ms(rows.column("changed_at"))
+        changed = epoch_ints(rows.column("changed_at"), "ms", null=0)
         for i in range(rows.num_rows):
             self.deployments.append(DeploymentRecord(**{n: data[n][i] for n in names}, changed_at=changed[i]))
 

@@ -31,6 +31,7 @@ from catalog.tables import (
     TAG_CHANGES,
     VALIDATION_RESULTS,
 )
+from lakeops.stores.epochs import epoch_ints
 from lakeops.stores.lineage_state import LineageState
 from lakeops.stores.registry_state import REGISTRY_TABLE_NAMES, RegistryState  # -- model registry --
 
@@ -123,16 +124,6 @@ class SavedQueryState:
     updated_by: str | None
 
 
-def _ms(array: pa.ChunkedArray | pa.Array) -> list[int | None]:
-    """Timestamps (tz-aware, any unit) as integer milliseconds."""
-    unit = array.type.unit
-    divisor = {"s": 1, "ms": 1, "us": 1000, "ns": 1_000_000}[unit]
-    raw = array.cast(pa.int64()).to_pylist()
-    if unit == "s":
-        return [None if v is None else v * 1000 for v in raw]
-    return [None if v is None else v // divisor for v in raw]
-
-
 class TrackingState:
     """Experiments and runs by id, folded from change rows."""
 
@@ -176,8 +167,8 @@ class TrackingState:
 
     def _apply_experiments(self, rows: pa.Table | pa.RecordBatch) -> None:
         cols = rows.select(["experiment_id", "name", "artifact_location", "lifecycle_stage"]).to_pydict()
-        created = _ms(rows.column("created_at"))
-        changed = _ms(rows.column("changed_at"))
+        created = epoch_ints(rows.column("created_at"), "ms")
+        changed = epoch_ints(rows.column("changed_at"), "ms")
         for i, experiment_id in enumerate(cols["experiment_id"]):
             old = self.experiments.get(experiment_id)
             if old is not None and self.experiment_ids_by_name.get(old.name) == experiment_id:
@@ -207,8 +198,8 @@ class TrackingState:
             "parent_run_id",
         ]
         cols = rows.select(names).to_pydict()
-        started = _ms(rows.column("started_at"))
-        ended = _ms(rows.column("ended_at"))
+        started = epoch_ints(rows.column("started_at"), "ms")
+        ended = epoch_ints(rows.column("ended_at"), "ms")
         for i, run_id in enumerate(cols["run_id"]):
             old = self.runs.get(run_id)
             run = RunState(
@@ -264,7 +255,7 @@ class TrackingState:
         keys = rows.column("key").to_pylist()
         values = rows.column("value").to_pylist()
         steps = rows.column("step").to_pylist()
-        stamps = _ms(rows.column("recorded_at"))
+        stamps = epoch_ints(rows.column("recorded_at"), "ms")
         missing: list[int] = []
         run: RunState | None = None
         for i, run_id in enumerate(run_ids):
@@ -282,8 +273,8 @@ class TrackingState:
     def _apply_logged_models(self, rows: pa.Table | pa.RecordBatch) -> None:
         names = ["model_id", "experiment_id", "name", "artifact_location", "source_run_id", "model_type", "status"]
         cols = rows.select([*names, "status_message", "params_json", "lifecycle_stage"]).to_pydict()
-        created = _ms(rows.column("created_at"))
-        changed = _ms(rows.column("changed_at"))
+        created = epoch_ints(rows.column("created_at"), "ms")
+        changed = epoch_ints(rows.column("changed_at"), "ms")
         for i, model_id in enumerate(cols["model_id"]):
             old = self.logged_models.get(model_id)
             self.logged_models[model_id] = LoggedModelState(
@@ -312,7 +303,7 @@ class TrackingState:
 
     def _apply_artifacts(self, rows: pa.Table | pa.RecordBatch) -> None:
         cols = rows.select(["path", "version_id", "object_key", "size_bytes", "sha256", "is_deleted"]).to_pydict()
-        changed = _ms(rows.column("changed_at"))
+        changed = epoch_ints(rows.column("changed_at"), "ms")
         for i, path in enumerate(cols["path"]):
             version = ArtifactVersionState(
                 path=path,
@@ -327,8 +318,8 @@ class TrackingState:
 
     def _apply_saved_queries(self, rows: pa.Table | pa.RecordBatch) -> None:
         cols = rows.select(["name", "sql", "description", "author", "is_deleted", "actor"]).to_pydict()
-        created = _ms(rows.column("created_at"))
-        changed = _ms(rows.column("changed_at"))
+        created = epoch_ints(rows.column("created_at"), "ms")
+        changed = epoch_ints(rows.column("changed_at"), "ms")
         for i, name in enumerate(cols["name"]):
             if cols["is_deleted"][i]:
                 self.saved_queries.pop(name, None)
