@@ -12,9 +12,12 @@ PORT ?= 5000
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-install: ## install uv (if missing) and the locked environment into .venv
+install: ## install uv (if missing), the locked environment into .venv and the portal's npm packages
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
 	@$(UV) sync --frozen --quiet
+	@# The web portal's front-end packages (uPlot), from api/portal/package-lock.json; reinstalled when the lock changes.
+	@[ api/portal/node_modules/.package-lock.json -nt api/portal/package-lock.json ] || \
+		npm ci --prefix api/portal --no-audit --no-fund --loglevel=error
 
 serve: install ## serve lakeops on http://$(HOST):$(PORT) with the embedded lake in ./.lakeops
 	@$(UV) run --frozen lakeops serve --host $(HOST) --port $(PORT)

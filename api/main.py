@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.encoding import JSONBody
 from api.errors import BodyLimitMiddleware, install_error_handlers
-from api.routers import artifacts, lineage, mlflow_registry, mlflow_tracking, native, registry, sql
+from api.routers import artifacts, lineage, mlflow_registry, mlflow_tracking, native, portal, registry, sql
 from lakeops.errors import InvalidArgumentError
 from lakeops.quality.gate import QualityGate
 from lakeops.quality.suites import QualityService
@@ -118,6 +118,8 @@ def create_app(
         app.include_router(
             mlflow_registry.router, prefix=prefix, tags=["mlflow"], include_in_schema=prefix.startswith("/api")
         )
+
+    app.include_router(portal.router)
 
     @app.get("/health", tags=["service"])
     def health() -> dict[str, Any]:

@@ -1,0 +1,72 @@
+// The portal's router: the URL fragment picks a page. MLflow's own shapes are kept, so the links the stock
+// mlflow client prints ("View run at http://host/#/experiments/<id>/runs/<run_id>") open the run page.
+import { asOf, setAsOf, showError } from "./lib.js";
+
+const ROUTES = [
+  [/^\/?$/, "experiments", () => import("./pages/experiments.js").then((m) => m.renderExperiments)],
+  [/^\/experiments\/?$/, "experiments", () => import("./pages/experiments.js").then((m) => m.renderExperiments)],
+  [/^\/experiments\/([^/]+)\/?$/, "experiments", () => import("./pages/runs.js").then((m) => m.renderRuns)],
+  [/^\/experiments\/([^/]+)\/runs\/([^/]+)\/?$/, "experiments", () => import("./pages/run.js").then((m) => m.renderRun)],
+];
+
+/** Register more pages (each module adds its own routes at load). */
+export function addRoutes(...routes) {
+  ROUTES.push(...routes);
+}
+
+let renderToken = 0;
+
+async function route() {
+  const hash = decodeURIComponent(location.hash.replace(/^#/, "").split("?")[0]) || "/";
+  const view = document.getElementById("view");
+  const token = ++renderToken;
+  for (const [pattern, nav, load] of ROUTES) {
+    const match = hash.match(pattern);
+    if (!match) continue;
+    document.querySelectorAll("[data-nav]").forEach((a) => {
+      if (a.dataset.nav === nav) a.setAttribute("aria-current", "page");
+      else a.removeAttribute("aria-current");
+    });
+    try {
+      const render = await load();
+      if (token !== renderToken) return;
+      view.innerHTML = "";
+      await render(view, ...match.slice(1), { isCurrent: () => token === renderToken });
+    } catch (error) {
+      if (token === renderToken) showError(view, error);
+    }
+    return;
+  }
+  view.innerHTML = `<h1>Not found</h1><p>No page at <code></code>. <a href="#/">Experiments</a></p>`;
+  view.querySelector("code").textContent = hash;
+}
+
+function setupAsOf() {
+  const form = document.getElementById("asof-form");
+  const input = document.getElementById("asof");
+  const show = () => {
+    const when = asOf();
+    form.classList.toggle("active", Boolean(when));
+    if (when) {
+      const d = new Date(when);
+      const local = new Date(d.getTime() - d.getTimezoneOffset() * 60000);
+      input.value = local.toISOString().slice(0, 19);
+    } else input.value = "";
+  };
+  input.addEventListener("change", () => {
+    setAsOf(input.value ? new Date(input.value).toISOString() : null);
+    show();
+    route();
+  });
+  document.getElementById("asof-clear").addEventListener("click", () => {
+    setAsOf(null);
+    show();
+    route();
+  });
+  form.addEventListener("submit", (e) => e.preventDefault());
+  show();
+}
+
+window.addEventListener("hashchange", route);
+setupAsOf();
+route();

@@ -1,0 +1,49 @@
+// One run: its attributes, params, tags and metrics (latest values and charts of their histories).
+import { api, fmtNum, fmtTime, html, showError } from "../lib.js";
+
+export async function renderRun(view, experimentId, runId) {
+  const [run, experiment] = await Promise.all([
+    api(`/api/v1/runs/${encodeURIComponent(runId)}`),
+    api(`/api/v1/experiments/${encodeURIComponent(experimentId)}`).catch(() => null),
+  ]);
+  const info = run.info;
+  const metricKeys = Object.keys(run.metrics).sort();
+  view.innerHTML = html`
+    <p class="crumbs"><a href="#/">Experiments</a> /
+      <a href="#/experiments/${encodeURIComponent(info.experiment_id)}">${experiment?.name ?? info.experiment_id}</a> /
+      ${info.run_name || info.run_id}</p>
+    <h1>${info.run_name || info.run_id} <span class="badge ${info.status}">${info.status}</span></h1>
+    <div class="grid2">
+      <section class="panel" aria-labelledby="h-about"><h2 id="h-about">About</h2>
+        <table class="plain kv" id="run-info"><tbody>
+          <tr><td>Run ID</td><td><code>${info.run_id}</code></td></tr>
+          <tr><td>User</td><td>${info.user_id || ""}</td></tr>
+          <tr><td>Started</td><td>${fmtTime(info.start_time)}</td></tr>
+          <tr><td>Ended</td><td>${fmtTime(info.end_time)}</td></tr>
+          <tr><td>Lifecycle</td><td>${info.lifecycle_stage}</td></tr>
+          ${info.parent_run_id ? html`<tr><td>Parent run</td><td><a href="#/experiments/${encodeURIComponent(info.experiment_id)}/runs/${info.parent_run_id}">${info.parent_run_id}</a></td></tr>` : ""}
+          <tr><td>Artifacts</td><td><code>${info.artifact_uri || ""}</code></td></tr>
+        </tbody></table>
+      </section>
+      <section class="panel" aria-labelledby="h-params"><h2 id="h-params">Params (${Object.keys(run.params).length})</h2>
+        ${kvTable("params", run.params)}
+      </section>
+      <section class="panel" aria-labelledby="h-metrics"><h2 id="h-metrics">Metrics (${metricKeys.length})</h2>
+        <table class="plain" id="metrics"><thead><tr><th scope="col">Key</th><th scope="col">Latest</th><th scope="col">Step</th></tr></thead>
+        <tbody>${metricKeys.map((k) => html`<tr><td>${k}</td><td class="num">${fmtNum(run.metrics[k].value)}</td><td class="num">${run.metrics[k].step}</td></tr>`)}</tbody></table>
+      </section>
+      <section class="panel" aria-labelledby="h-tags"><h2 id="h-tags">Tags (${Object.keys(run.tags).length})</h2>
+        ${kvTable("tags", run.tags)}
+      </section>
+    </div>
+    <section aria-labelledby="h-charts"><h2 id="h-charts">Charts</h2><div class="grid2" id="charts"></div></section>`.text;
+  return { run, metricKeys };
+}
+
+function kvTable(id, mapping) {
+  const keys = Object.keys(mapping).sort();
+  if (!keys.length) return html`<p class="muted">None.</p>`;
+  return html`<table class="plain kv" id="${id}"><tbody>${keys.map((k) => html`<tr><td>${k}</td><td>${mapping[k]}</td></tr>`)}</tbody></table>`;
+}
+
+export { showError };

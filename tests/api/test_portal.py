@@ -1,0 +1,260 @@
+"""The web portal in a real headless Chromium (Debian's), driven by Playwright, against ``lakeops serve``.
+
+One server per backend (file:// and s3://) and one browser for the module; each test opens its own page
+and fails on any console error or failed request. Screenshots of every page go to
+``$LAKEOPS_TEST_ARTIFACTS/portal`` (default: pytest's temporary directory).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import Server
+from lakes import make_settings
+from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Response, expect, sync_playwright
+
+pytestmark = [pytest.mark.api, pytest.mark.browser]
+
+CHROMIUM = "/usr/bin/chromium"
+# As the machine's probe runs it: no sandbox as root, and no background calls to Google's hosts.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+RUNS = 40
+HISTORY_POINTS = 5_000
+
+
+@dataclass
+class Lake:
+    """A seeded server: one experiment of ``RUNS`` runs, each with params, tags and a loss history."""
+
+    server: Server
+    experiment_id: str
+    experiment_name: str
+    run_ids: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+
+def _seed(server: Server) -> Lake:
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        name = f"portal-{uuid.uuid4().hex[:6]}"
+        exp = http.post("/api/v1/experiments", json={"name": name}).json()
+        lake = Lake(server, exp["experiment_id"], name)
+        for i in range(RUNS):
+            r = http.post(
+                f"/api/v1/experiments/{exp['experiment_id']}/runs",
+                json={"run_name": f"run-{i:02d}", "user_id": "ana", "start_time": 1_700_000_000_000 + i * 1000},
+            )
+            run_id = r.json()["info"]["run_id"]
+            lake.run_ids.append(run_id)
+            points = [
+                {"key": "loss", "value": 1.0 / (s + 1 + i), "timestamp": 1_700_000_000_000 + s, "step": s}
+                for s in range(0, 50)
+            ] + [{"key": "acc", "value": i / RUNS, "timestamp": 1_700_000_000_000, "step": 0}]
+            r = http.post(
+                f"/api/v1/runs/{run_id}/batch",
+                json={
+                    "params": {"lr": str(0.001 * (i + 1)), "depth": str(i % 4), "optimizer": "adam"},
+                    "tags": {"team": "vision" if i % 2 else "nlp"},
+                    "metrics": points,
+                },
+            )
+            assert r.status_code == 200, r.text
+    return lake
+
+
+@pytest.fixture(scope="module", params=["file", "s3"])
+def lake(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lake]:
+    """One seeded ``lakeops serve`` per backend for the whole module."""
+    kind: str = request.param
+    s3 = request.getfixturevalue("s3_server") if kind == "s3" else None
+    home = tmp_path_factory.mktemp(f"portal-{kind}")
+    server = Server(make_settings(kind, home, s3), home / "serve.log")
+    try:
+        yield _seed(server)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = os.environ.get("LAKEOPS_TEST_ARTIFACTS")
+    folder = Path(base) / "portal" if base else tmp_path_factory.mktemp("portal-screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+class Problems:
+    """Console errors and failed requests seen by a page."""
+
+    def __init__(self, page: Page) -> None:
+        self.seen: list[str] = []
+        self.allowed: list[re.Pattern[str]] = []
+        page.on("console", self._console)
+        page.on("pageerror", lambda exc: self.seen.append(f"page error: {exc}"))
+        page.on("requestfailed", self._failed)
+        page.on("response", self._response)
+
+    def allow(self, pattern: str) -> None:
+        """Expect failures whose text matches ``pattern`` (a test that provokes an error on purpose)."""
+        self.allowed.append(re.compile(pattern))
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.seen.append(f"console: {message.text}")
+
+    def _failed(self, request: Request) -> None:
+        self.seen.append(f"request failed: {request.method} {request.url} {request.failure}")
+
+    def _response(self, response: Response) -> None:
+        if response.status >= 400:
+            self.seen.append(f"HTTP {response.status}: {response.request.method} {response.url}")
+
+    def unexpected(self) -> list[str]:
+        return [s for s in self.seen if not any(p.search(s) for p in self.allowed)]
+
+
+@pytest.fixture
+def page(browser: Browser, request: pytest.FixtureRequest, shots: Path) -> Iterator[tuple[Page, Problems]]:
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    tab = context.new_page()
+    tab.set_default_timeout(15_000)
+    problems = Problems(tab)
+    yield tab, problems
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+    tab.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+    context.close()
+    assert problems.unexpected() == []
+
+
+def test_root_serves_the_portal_and_its_dependencies(lake: Lake) -> None:
+    r = httpx.get(lake.url + "/")
+    assert r.status_code == 200
+    assert "text/html" in r.headers["content-type"]
+    assert '<script type="module" src="/portal/app.js">' in r.text
+    assert httpx.get(lake.url + "/portal/vendor/uplot.js").status_code == 200
+    assert httpx.get(lake.url + "/portal/pages/runs.js").status_code == 200
+    for bad in ("/portal/../main.py", "/portal/node_modules/uplot/package.json", "/portal/package.json"):
+        r = httpx.get(lake.url + bad)
+        assert r.status_code == 404, bad
+    r = httpx.get(lake.url + "/portal/vendor/nope.js")
+    assert r.status_code == 404
+    assert "nope.js" in r.json()["error"]["message"]
+
+
+def test_experiments_list_shows_run_counts(lake: Lake, page: tuple[Page, Problems]) -> None:
+    tab, _ = page
+    tab.goto(lake.url + "/")
+    row = tab.locator(f'tr[data-experiment-id="{lake.experiment_id}"]')
+    expect(row).to_contain_text(lake.experiment_name)
+    expect(row.locator(".runs-count")).to_have_text(str(RUNS))
+    tab.get_by_label("Search").fill(lake.experiment_name[-6:])
+    tab.get_by_role("button", name="Search").click()
+    expect(tab.locator("#experiments tbody tr")).to_have_count(1)
+    tab.get_by_role("link", name=lake.experiment_name).click()
+    expect(tab.get_by_role("heading", level=1)).to_contain_text(lake.experiment_name)
+
+
+def test_runs_table_filters_sorts_and_picks_columns(lake: Lake, page: tuple[Page, Problems]) -> None:
+    tab, _ = page
+    tab.goto(f"{lake.url}/#/experiments/{lake.experiment_id}")
+    table = tab.locator("#runs-table")
+    expect(table).to_have_attribute("data-loaded-rows", str(RUNS))
+    # Virtualised: fewer rows in the DOM than runs loaded would be at scale; here all 40 fit in the overscan.
+    assert tab.locator("#runs-body .vt-row").count() <= RUNS
+
+    tab.get_by_label("Filter").fill("params.depth = '1' AND metrics.acc > 0.5")
+    tab.get_by_role("button", name="Apply").click()
+    expected = sorted(f"run-{i:02d}" for i in range(RUNS) if i % 4 == 1 and i / RUNS > 0.5)
+    expect(table).to_have_attribute("data-loaded-rows", str(len(expected)))
+    names = tab.locator("#runs-body .vt-row .vt-cell:nth-child(2)").all_inner_texts()
+    assert sorted(names) == expected
+    assert "filter=" in tab.url
+
+    tab.get_by_role("columnheader", name="Run").click()  # DESC by run name
+    expect(tab.locator("#runs-body .vt-row").first).to_contain_text(expected[-1])
+    tab.get_by_role("columnheader", name="Run").click()  # then ASC
+    expect(tab.locator("#runs-body .vt-row").first).to_contain_text(expected[0])
+
+    tab.get_by_role("button", name="Columns").click()
+    tab.get_by_label("Find a column").fill("team")
+    tab.locator('#columns-panel input[data-kind="tags"][data-key="team"]').check()
+    expect(tab.get_by_role("columnheader", name="t.team")).to_be_visible()
+    expect(tab.locator("#runs-body .vt-row").first).to_contain_text("vision")
+
+
+def test_a_bad_filter_says_why(lake: Lake, page: tuple[Page, Problems]) -> None:
+    tab, problems = page
+    problems.allow(r"HTTP 400: POST .*/api/v1/runs/search")
+    problems.allow(r"console: Failed to load resource: the server responded with a status of 400")
+    tab.goto(f"{lake.url}/#/experiments/{lake.experiment_id}")
+    tab.get_by_label("Filter").fill("metrics.loss <<< 1")
+    tab.get_by_role("button", name="Apply").click()
+    expect(tab.get_by_role("alert")).to_contain_text("Invalid value")
+
+
+def test_runs_table_renders_only_visible_rows_and_pages_on_scroll(lake: Lake, page: tuple[Page, Problems]) -> None:
+    tab, _ = page
+    tab.set_viewport_size({"width": 1200, "height": 500})
+    tab.goto(f"{lake.url}/#/experiments/{lake.experiment_id}")
+    table = tab.locator("#runs-table")
+    expect(table).to_have_attribute("data-loaded-rows", str(RUNS))
+    rendered = tab.locator("#runs-body .vt-row").count()
+    assert rendered < RUNS
+    table.evaluate("el => { el.scrollTop = el.scrollHeight; }")
+    expect(tab.locator("#runs-body .vt-row").last).to_contain_text("run-00")  # default order: newest first
+
+
+def test_mlflow_client_run_link_opens_the_run_page(
+    lake: Lake, page: tuple[Page, Problems], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(lake.url)
+    run = client.create_run(lake.experiment_id, run_name="from-mlflow")
+    client.log_param(run.info.run_id, "alpha", "0.5")
+    client.log_metric(run.info.run_id, "score", 0.75, step=3)
+    client.set_terminated(run.info.run_id)
+    printed = capsys.readouterr().out
+    link = re.search(r"View run from-mlflow at: (\S+)", printed)
+    assert link, printed
+    tab, _ = page
+    tab.goto(link.group(1))
+    expect(tab.get_by_role("heading", level=1)).to_contain_text("from-mlflow")
+    expect(tab.locator("#params")).to_contain_text("alpha")
+    expect(tab.locator("#metrics")).to_contain_text("0.75")
+    expect(tab.locator("#run-info")).to_contain_text(run.info.run_id)
+
+
+def test_unknown_run_says_not_found(lake: Lake, page: tuple[Page, Problems]) -> None:
+    tab, problems = page
+    problems.allow(r"HTTP 404: GET .*/api/v1/runs/")
+    problems.allow(r"console: Failed to load resource: the server responded with a status of 404")
+    tab.goto(f"{lake.url}/#/experiments/{lake.experiment_id}/runs/{'0' * 32}")
+    expect(tab.get_by_role("alert")).to_contain_text("0" * 32)
