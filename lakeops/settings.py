@@ -147,6 +147,9 @@ class WriteConfig(_Frozen):
     )
     refresh_interval_s: float = Field(default=2.0, gt=0, description="How often to pick up other writers' commits.")
     read_cache_rows: int = Field(default=2_000_000, ge=0, description="Committed metric rows kept hot for reads.")
+    unhealthy_after_s: float = Field(
+        default=30.0, gt=0, description="/health answers 503 once commits have failed (or hung) for this long."
+    )
 
 
 class RegistryConfig(_Frozen):
@@ -219,6 +222,26 @@ class LakeopsSettings(BaseSettings):
             props["warehouse"] = self.warehouse()
         return props
 
+    def redact(self, text: str) -> str:
+        """``text`` with every secret of these settings replaced by ``***`` (for errors shown to people)."""
+        for value in _secret_values(self):
+            text = text.replace(value, "***")
+        return text
+
     def describe(self) -> dict[str, Any]:
         """A secret-free summary for logs and ``/version``."""
         return {"catalog": self.catalog.kind, "storage": self.storage.kind, "warehouse": self.warehouse()}
+
+
+def _secret_values(model: BaseModel) -> list[str]:
+    """Every non-empty ``SecretStr`` value in ``model`` and its nested models (longest first)."""
+    found: list[str] = []
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, SecretStr) and value.get_secret_value():
+            found.append(value.get_secret_value())
+            if ":" in value.get_secret_value():  # OAuth2 client credentials "id:secret"
+                found.append(value.get_secret_value().split(":", 1)[1])
+        elif isinstance(value, BaseModel):
+            found.extend(_secret_values(value))
+    return sorted({v for v in found if v}, key=len, reverse=True)

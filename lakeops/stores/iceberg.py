@@ -126,6 +126,20 @@ class _ReadCache:
 
 
 @dataclass(frozen=True)
+class CommitHealth:
+    """The committer's record, read by ``/health`` and ``/metrics``. Times are ``clock()`` seconds."""
+
+    at: float  # when this record was taken
+    last_commit_ok_at: float | None  # the last commit that landed rows
+    first_failure_at: float | None  # first failed commit since the last one that landed; None when healthy
+    last_error: str | None  # the last failure's message, secrets redacted
+    commit_started_at: float | None  # a commit in flight since then
+    oldest_queued_at: float | None  # the oldest acknowledged row not yet committed was queued then
+    commits_total: int
+    commit_failures_total: int
+
+
+@dataclass(frozen=True)
 class CommitStats:
     """What one committer round did."""
 
@@ -152,6 +166,14 @@ class IcebergStore:
         self._stop = threading.Event()
         self._commits = 0
         self._last_refresh = 0.0
+        # Health bookkeeping only (see commit_health); the write path does not read it.
+        self._last_commit_ok_at: float | None = None
+        self._first_failure_at: float | None = None
+        self._last_error: str | None = None
+        self._commit_started_at: float | None = None
+        self._oldest_queued_at: float | None = None
+        self._commits_total = 0
+        self._commit_failures_total = 0
         settings.home.mkdir(parents=True, exist_ok=True)
         try:
             self.catalog: Catalog = open_catalog("lakeops", settings.catalog_properties())
@@ -263,6 +285,8 @@ class IcebergStore:
         queue = self._queues[name]
         queue.pending.append((seq, batch))
         queue.rows += batch.num_rows
+        if self._oldest_queued_at is None:
+            self._oldest_queued_at = self.clock()
 
     # -- committing --------------------------------------------------------------------------
 
@@ -279,22 +303,36 @@ class IcebergStore:
                         queue.rows = 0
                         work[name] = queue.inflight
             total = 0
+            began = self.clock()
+            if work:
+                self._commit_started_at = began
             try:
                 for table_def in TABLES:  # parents before children; see _load
                     batches = work.get(table_def.name)
                     if batches:
                         total += self._commit_table(table_def.name, batches)
-            except BaseException:
+            except BaseException as exc:
                 self._requeue_inflight()
+                if work:
+                    self._commit_failures_total += 1
+                    self._first_failure_at = self._first_failure_at or self.clock()
+                    self._last_error = self.settings.redact(f"{type(exc).__name__}: {exc}")[:500]
                 raise
+            finally:
+                self._commit_started_at = None
             with self._lock:
                 low_water = min(
                     (q.pending[0][0] - 1 for q in self._queues.values() if q.pending),
                     default=through,
                 )
+                if work:  # rows still pending arrived after this round took its work
+                    self._oldest_queued_at = began if any(q.pending for q in self._queues.values()) else None
             if work:
                 self.wal.truncate_through(low_water)
                 self._commits += 1
+                self._commits_total += 1
+                self._last_commit_ok_at = self.clock()
+                self._first_failure_at = None
         return CommitStats(tables=len(work), rows=total, seconds=time.perf_counter() - started)
 
     def _requeue_inflight(self) -> None:
@@ -504,6 +542,20 @@ class IcebergStore:
         """The current handle of one of the lake's tables (for maintenance and tests)."""
         with self._lock:
             return self._tables[name]
+
+    def commit_health(self) -> CommitHealth:
+        """A read-only snapshot of the committer's record (for ``/health`` and ``/metrics``)."""
+        with self._lock:
+            return CommitHealth(
+                at=self.clock(),
+                last_commit_ok_at=self._last_commit_ok_at,
+                first_failure_at=self._first_failure_at,
+                last_error=self._last_error,
+                commit_started_at=self._commit_started_at,
+                oldest_queued_at=self._oldest_queued_at,
+                commits_total=self._commits_total,
+                commit_failures_total=self._commit_failures_total,
+            )
 
     def queued_rows(self) -> int:
         """Rows acknowledged but not yet in an Iceberg commit."""

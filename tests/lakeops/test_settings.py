@@ -51,3 +51,16 @@ def test_unknown_kind_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LAKEOPS_STORAGE__KIND", "ftp")
     with pytest.raises(ValidationError, match="kind"):
         LakeopsSettings()
+
+
+def test_redact_removes_every_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAKEOPS_STORAGE__KIND", "s3")
+    monkeypatch.setenv("LAKEOPS_STORAGE__BUCKET", "lake")
+    monkeypatch.setenv("LAKEOPS_STORAGE__SECRET_ACCESS_KEY", "s3cr3t-key")
+    monkeypatch.setenv("LAKEOPS_CATALOG__KIND", "rest")
+    monkeypatch.setenv("LAKEOPS_CATALOG__URI", "http://127.0.0.1:8181")
+    monkeypatch.setenv("LAKEOPS_CATALOG__CREDENTIAL", "client-id:cl1ent-s3cret")
+    s = LakeopsSettings()
+    text = s.redact("signature for s3cr3t-key failed; token cl1ent-s3cret; client-id:cl1ent-s3cret")
+    assert "s3cr3t" not in text and "cl1ent" not in text
+    assert text.startswith("signature for *** failed")
