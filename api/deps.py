@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from lakeops.quality.gate import QualityGate
 from lakeops.quality.suites import QualityService
 from lakeops.services.artifacts import ArtifactService
+from lakeops.services.checkpoints import CheckpointService
 from lakeops.services.datasets import DatasetService
 from lakeops.services.lineage import LineageService
 from lakeops.services.openlineage import OpenLineageService
@@ -31,6 +32,7 @@ def _from_state(name: str) -> Callable[[Request], Any]:
 
 TrackingDep = Annotated[TrackingService, Depends(_from_state("tracking"))]
 ArtifactsDep = Annotated[ArtifactService, Depends(_from_state("artifacts"))]
+CheckpointsDep = Annotated[CheckpointService, Depends(_from_state("checkpoints"))]
 RegistryDep = Annotated[RegistryService, Depends(_from_state("registry"))]
 SettingsDep = Annotated[LakeopsSettings, Depends(_from_state("settings"))]
 DatasetsDep = Annotated[DatasetService, Depends(_from_state("datasets"))]

@@ -17,11 +17,22 @@ from starlette.concurrency import run_in_threadpool
 
 from api.encoding import JSONBody
 from api.errors import BodyLimitMiddleware, install_error_handlers
-from api.routers import artifacts, lineage, mlflow_registry, mlflow_tracking, native, portal, registry, sql
+from api.routers import (
+    artifacts,
+    checkpoints,
+    lineage,
+    mlflow_registry,
+    mlflow_tracking,
+    native,
+    portal,
+    registry,
+    sql,
+)
 from lakeops.errors import InvalidArgumentError
 from lakeops.quality.gate import QualityGate
 from lakeops.quality.suites import QualityService
 from lakeops.services.artifacts import ArtifactService
+from lakeops.services.checkpoints import CheckpointService
 from lakeops.services.datasets import DatasetService
 from lakeops.services.lineage import LineageService
 from lakeops.services.openlineage import OpenLineageService
@@ -66,6 +77,7 @@ def create_app(
         app.state.tracking = TrackingService(store)
         objects = await run_in_threadpool(settings.storage.open_objects, settings.home)
         app.state.artifacts = ArtifactService(store, objects, actor=app.state.tracking.actor)
+        app.state.checkpoints = CheckpointService(store, app.state.artifacts, actor=app.state.tracking.actor)
         app.state.datasets = DatasetService(store, app.state.artifacts)
         app.state.lineage = LineageService(store)
         app.state.openlineage = OpenLineageService(store, actor=app.state.tracking.actor)
@@ -107,6 +119,7 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_JSON_BODY_BYTES, exempt=STREAMING_PREFIXES)
     app.include_router(native.router, prefix="/api/v1", tags=["native"])
     app.include_router(artifacts.native_router, prefix="/api/v1", tags=["artifacts"])
+    app.include_router(checkpoints.router, prefix="/api/v1", tags=["checkpoints"])
     app.include_router(registry.router, prefix="/api/v1", tags=["registry"])
     app.include_router(lineage.router, prefix="/api/v1", tags=["lineage"])
     app.include_router(sql.router, prefix="/api/v1", tags=["sql"])

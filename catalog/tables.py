@@ -408,6 +408,38 @@ SAVED_QUERY_CHANGES = TableDef(
     ),
 )
 
+# -- checkpoints and artifact storage (codes 50-59) -------------------------------------------------
+
+CHECKPOINT_CHANGES = TableDef(
+    name="checkpoint_changes",
+    code=50,
+    # One row per checkpoint logged (operation "create") or removed by retention or by hand
+    # ("delete"); the current checkpoints of a run are the latest row per (run_id, step) that is
+    # not deleted. Read on demand, one run at a time: a run's rows sit in one bucket, sorted by
+    # run and step, so a read prunes the other buckets by partition and the other runs by stats.
+    schema=Schema(
+        _f(1, "run_id", StringType(), required=True),
+        _f(2, "experiment_id", StringType(), required=True),
+        _f(3, "step", LongType(), required=True),
+        _f(4, "artifact_path", StringType(), required=True, doc="the checkpoint's directory in the artifact store"),
+        _f(5, "is_dir", BooleanType(), required=True, doc="a directory was logged (else one file)"),
+        _f(6, "files_json", StringType(), required=True, doc="[{path, size_bytes, sha256, version_id}] pinned"),
+        _f(7, "size_bytes", LongType(), required=True),
+        _f(8, "metrics_json", StringType(), required=True, doc="the metrics at this step as a JSON object"),
+        _f(9, "is_deleted", BooleanType(), required=True),
+        _f(10, "created_at", TimestamptzType(), required=True),
+        *_change_columns(20),
+    ),
+    partition_spec=PartitionSpec(
+        PartitionField(source_id=1, field_id=1000, transform=BucketTransform(METRIC_BUCKETS), name="run_id_bucket")
+    ),
+    sort_order=SortOrder(
+        SortField(source_id=1, transform=IdentityTransform()),
+        SortField(source_id=3, transform=IdentityTransform()),
+    ),
+    sort_columns=("run_id", "step", "changed_at"),
+)
+
 # Parents before children: commits and loads follow this order (see lakeops/stores/iceberg.py).
 TABLES: tuple[TableDef, ...] = (
     EXPERIMENT_CHANGES,
@@ -432,6 +464,11 @@ TABLES: tuple[TableDef, ...] = (
     VALIDATION_RESULTS,
     # -- saved SQL queries --
     SAVED_QUERY_CHANGES,
+    # -- checkpoints and artifact storage --
+    CHECKPOINT_CHANGES,
 )
 TABLES_BY_CODE: dict[int, TableDef] = {t.code: t for t in TABLES}
 TABLES_BY_NAME: dict[str, TableDef] = {t.name: t for t in TABLES}
+# Tables read from the lake on demand, with pruning, and never folded into the in-memory state:
+# their rows grow with the data (one per checkpoint, per stored object), not with the entities.
+ON_DEMAND_TABLES: frozenset[str] = frozenset({CHECKPOINT_CHANGES.name})

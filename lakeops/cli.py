@@ -66,8 +66,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_maintain(args: argparse.Namespace) -> int:
-    """Compact small files and expire old snapshots now."""
+    """Compact small files and expire old snapshots now (or apply checkpoint retention)."""
     settings = LakeopsSettings()
+    if args.checkpoints:
+        return _maintain_checkpoints(args, settings)
     from catalog.tables import TABLES
     from lakeops.progress import progress_bar
     from lakeops.stores import open_store
@@ -84,6 +86,41 @@ def cmd_maintain(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(json.dumps(report, indent=2))
+    return 0
+
+
+def _maintain_checkpoints(args: argparse.Namespace, settings: LakeopsSettings) -> int:
+    """Apply each run's checkpoint retention policy (a dry run unless --apply); print the report."""
+    from lakeops.errors import LakeopsError
+    from lakeops.services.artifacts import ArtifactService
+    from lakeops.services.checkpoints import CheckpointService, RetentionPolicy
+    from lakeops.stores import open_store
+
+    try:
+        default = RetentionPolicy(
+            keep_last=args.keep_last,
+            keep_best=args.keep_best,
+            metric=args.metric,
+            mode=args.mode,
+            keep_every=args.keep_every,
+        ).check()
+    except (ValueError, LakeopsError) as exc:
+        print(f"lakeops: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        return 2
+    store = open_store(settings, start_committer=False)
+    try:
+        artifacts = ArtifactService(store, settings.storage.open_objects(settings.home), actor="lakeops maintain")
+        checkpoints = CheckpointService(store, artifacts, actor="lakeops maintain")
+        try:
+            report = checkpoints.apply_retention(
+                default=None if default.is_empty() else default, dry_run=args.dry_run, run_ids=args.run or None
+            )
+        except LakeopsError as exc:
+            print(f"lakeops: {exc.message}", file=sys.stderr)
+            return 2
+    finally:
+        store.close()
+    print(json.dumps(report.model_dump(), indent=2))
     return 0
 
 
@@ -292,6 +329,22 @@ def build_parser() -> argparse.ArgumentParser:
     maintain = sub.add_parser("maintain", help="compact small files and expire old snapshots")
     maintain.add_argument("--no-compact", action="store_true")
     maintain.add_argument("--no-expire", action="store_true")
+    retention = maintain.add_argument_group(
+        "checkpoint retention",
+        "With --checkpoints, apply each run's retention policy (tags lakeops.checkpoints.* on the run or "
+        "its experiment; the options below are the default for runs without one) instead of table maintenance. "
+        "A dry run unless --apply is given.",
+    )
+    retention.add_argument("--checkpoints", action="store_true", help="apply checkpoint retention policies")
+    mode = retention.add_mutually_exclusive_group()
+    mode.add_argument("--dry-run", dest="dry_run", action="store_true", default=True, help="report only (default)")
+    mode.add_argument("--apply", dest="dry_run", action="store_false", help="remove what the policies do not keep")
+    retention.add_argument("--keep-last", type=int, metavar="N", help="keep the N highest steps")
+    retention.add_argument("--keep-best", type=int, metavar="K", help="keep the K best by --metric")
+    retention.add_argument("--metric", help="the checkpoint metric --keep-best ranks by")
+    retention.add_argument("--mode", choices=["min", "max"], default="min", help="min: lowest is best (default)")
+    retention.add_argument("--keep-every", type=int, metavar="N", help="keep every step divisible by N")
+    retention.add_argument("--run", action="append", metavar="RUN_ID", help="only this run (repeatable)")
     maintain.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,

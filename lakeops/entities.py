@@ -161,3 +161,12 @@ class MetricHistoryPage:
 
     metrics: list[Metric]
     next_page_token: str | None = None
+
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+def checkpoint_dir(step: int) -> str:
+    """The directory of a step's checkpoint, relative to the run's artifacts (one layout for
+    the client that uploads the files and the service that records them)."""
+    return f"{CHECKPOINT_DIR}/step-{step:010d}"

@@ -551,6 +551,80 @@ class Client:
         """The bytes of an artifact (``path`` as returned by ``run.log_artifact``), newest version by default."""
         return self.transport.read_artifact(path, version_id=version_id)
 
+    # -- checkpoints -----------------------------------------------------------------------------
+
+    def log_checkpoint(
+        self,
+        run: str | ActiveRun | RunView,
+        path: str | Path,
+        *,
+        step: int,
+        metrics: Mapping[str, float] | None = None,
+        progress: bool | None = None,
+    ) -> dict[str, Any]:
+        """Upload a file or a directory as the run's checkpoint at ``step``, with the metrics at that step.
+
+        The files go under the run's ``checkpoints/step-<step>/`` artifacts; lakeops then records
+        them with their versions and sha256. Logging the same step again replaces the checkpoint.
+        Returns the recorded checkpoint.
+
+        Raises:
+            InvalidArgumentError: no such file or directory, a negative step, non-numeric metrics.
+            NotFoundError: no such run.
+        """
+        from lakeops.client.checkpoints import log_checkpoint
+
+        run_id = _run_id(run)
+        if isinstance(run, ActiveRun):
+            artifact_uri = run.artifact_uri
+        else:
+            artifact_uri = self._call(lambda: self.transport.run(run_id))["info"]["artifact_uri"]
+        return log_checkpoint(
+            self, run_id=run_id, artifact_uri=artifact_uri, path=path, step=step, metrics=metrics, progress=progress
+        )
+
+    def checkpoints(self, run: str | ActiveRun | RunView) -> pl.DataFrame:
+        """The run's checkpoints, by step: step, size, files, when, and a ``metrics.<name>`` column per metric."""
+        from lakeops.client.checkpoints import checkpoints_frame
+
+        run_id = _run_id(run)
+        return checkpoints_frame(self._call(lambda: self.transport.checkpoints(run_id)))
+
+    def checkpoint(
+        self, run: str | ActiveRun | RunView, which: str | int = "latest", *, best: str | None = None, mode: str = "min"
+    ) -> dict[str, Any]:
+        """One checkpoint's record: ``"latest"``, a step, or ``best=<metric>`` (``mode`` min or max)."""
+        from lakeops.client.checkpoints import select_checkpoint
+
+        return select_checkpoint(self, _run_id(run), which, best=best, mode=mode)
+
+    def load_checkpoint(
+        self,
+        run: str | ActiveRun | RunView,
+        which: str | int = "latest",
+        *,
+        best: str | None = None,
+        mode: str = "min",
+        dest: str | Path | None = None,
+    ) -> Path:
+        """Download a checkpoint and return where it is: the file, or the directory that was logged.
+
+        ``which`` is ``"latest"`` (the highest step) or a step number; ``best="val_loss"`` picks the
+        checkpoint with the lowest value of that metric (``mode="max"``: the highest). Files land in
+        ``dest`` (default: a new temporary directory) and are checked against their sha256.
+
+        Raises:
+            NotFoundError: no such run, no checkpoint at that step, none carrying the metric.
+        """
+        from lakeops.client.checkpoints import download_checkpoint
+
+        return download_checkpoint(self, self.checkpoint(run, which, best=best, mode=mode), dest)
+
+    def delete_checkpoint(self, run: str | ActiveRun | RunView, step: int) -> None:
+        """Remove the checkpoint at ``step`` (its bytes are reclaimed by ``lakeops maintain --gc``)."""
+        run_id = _run_id(run)
+        self._call(lambda: self.transport.delete_checkpoint(run_id, step))
+
     # -- lifecycle -------------------------------------------------------------------------------
 
     def flush(self, timeout: float | None = 60.0) -> None:

@@ -144,6 +144,51 @@ class ActiveRun:
         name = f"{artifact_path.strip('/')}/{source.name}" if artifact_path else source.name
         return self._client.upload_artifact(_artifact_location(self.artifact_uri, name), source, progress=progress)
 
+    def log_checkpoint(
+        self,
+        path: str | Path,
+        *,
+        step: int,
+        metrics: Mapping[str, float] | None = None,
+        progress: bool | None = None,
+    ) -> dict[str, Any]:
+        """Upload a file or directory as this run's checkpoint at ``step``; see ``Client.log_checkpoint``.
+
+        Synchronous: returns once the checkpoint is recorded.
+        """
+        if self._ended:
+            raise InvalidArgumentError(f"Run {self.run_id} has ended; start a new run to log more")
+        return self._client.log_checkpoint(self, path, step=step, metrics=metrics, progress=progress)
+
+    def set_checkpoint_retention(
+        self,
+        *,
+        keep_last: int | None = None,
+        keep_best: int | None = None,
+        metric: str | None = None,
+        mode: str = "min",
+        keep_every: int | None = None,
+    ) -> None:
+        """Set this run's retention policy (applied by ``lakeops maintain --checkpoints``).
+
+        A checkpoint is kept if any rule keeps it: the ``keep_last`` highest steps, the
+        ``keep_best`` best by ``metric`` (``mode`` min or max), every step divisible by ``keep_every``.
+        """
+        if keep_best is not None and not metric:
+            raise InvalidArgumentError("keep_best needs a metric to rank checkpoints by")
+        if mode not in ("min", "max"):
+            raise InvalidArgumentError(f"Invalid mode {mode!r}: min or max")
+        rules = {"keep_last": keep_last, "keep_best": keep_best, "keep_every": keep_every}
+        for name, value in rules.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise InvalidArgumentError(f"{name} must be an integer >= 0, got {value!r}")
+        if keep_every == 0:
+            raise InvalidArgumentError("keep_every must be at least 1")
+        tags = {f"lakeops.checkpoints.{k}": str(v) for k, v in rules.items() if v is not None}
+        if keep_best is not None:
+            tags |= {"lakeops.checkpoints.metric": str(metric), "lakeops.checkpoints.mode": mode}
+        self.set_tags(tags)
+
     def log_dataset(
         self, data: Any, *, name: str, direction: str = "input", validate: bool = False
     ) -> DatasetVersionView:

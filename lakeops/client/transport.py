@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
     from lakeops.quality.gate import QualityGate
     from lakeops.quality.suites import QualityService
+    from lakeops.services.checkpoints import CheckpointService
     from lakeops.services.datasets import DatasetService
     from lakeops.services.lineage import LineageService
     from lakeops.services.registry import RegistryService
@@ -125,6 +126,30 @@ class Transport(Protocol):
 
     def read_artifact(self, path: str, *, version_id: str | None) -> bytes:
         """The bytes of a version of an artifact (the newest by default). Raises: NotFoundError."""
+        ...
+
+    def download_artifact(self, path: str, dest: Path, *, version_id: str | None) -> dict[str, Any]:
+        """Write a version of an artifact to ``dest``, streaming; returns its version. Raises: NotFoundError."""
+        ...
+
+    # -- checkpoints -------------------------------------------------------------------------------
+
+    def create_checkpoint(
+        self, run_id: str, *, step: int, metrics: Mapping[str, float], is_dir: bool, files: list[str]
+    ) -> dict[str, Any]:
+        """Record uploaded files as the run's checkpoint at ``step``. Raises: NotFoundError, InvalidArgumentError."""
+        ...
+
+    def checkpoints(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's current checkpoints, by step. Raises: NotFoundError."""
+        ...
+
+    def checkpoint(self, run_id: str, *, step: int | None, metric: str | None, mode: str) -> dict[str, Any]:
+        """The checkpoint at ``step``, the best by ``metric``, or the latest (both None). Raises: NotFoundError."""
+        ...
+
+    def delete_checkpoint(self, run_id: str, step: int) -> None:
+        """Remove the checkpoint at ``step``. Raises: NotFoundError."""
         ...
 
     # -- datasets, quality, lineage ----------------------------------------------------------------
@@ -371,6 +396,56 @@ class HttpTransport:
         """``GET /artifacts/{path}``."""
         params = {"version_id": version_id} if version_id else {}
         return self._request("GET", f"/artifacts/{quote(path)}", params=params).content
+
+    def download_artifact(self, path: str, dest: Path, *, version_id: str | None) -> dict[str, Any]:
+        """``GET /artifacts/{path}``, streamed to ``dest`` in 1 MiB chunks."""
+        import httpx
+
+        params = {"version_id": version_id} if version_id else {}
+        try:
+            with self._http.stream("GET", f"{self._api}/artifacts/{quote(path)}", params=params) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _error_from(response)
+                with dest.open("wb") as out:
+                    for chunk in response.iter_bytes(CHUNK_BYTES):
+                        out.write(chunk)
+                headers = response.headers
+        except httpx.TransportError as exc:
+            raise BackendUnavailableError(f"lakeops at {self.location} is unreachable: {exc}") from exc
+        return {
+            "path": path,
+            "version_id": headers.get("x-lakeops-version-id"),
+            "sha256": headers.get("x-lakeops-sha256"),
+            "size_bytes": dest.stat().st_size,
+        }
+
+    # -- checkpoints -------------------------------------------------------------------------------
+
+    def create_checkpoint(
+        self, run_id: str, *, step: int, metrics: Mapping[str, float], is_dir: bool, files: list[str]
+    ) -> dict[str, Any]:
+        """``POST /runs/{run_id}/checkpoints``."""
+        body = {"step": step, "metrics": dict(metrics), "is_dir": is_dir, "files": files}
+        return self._json("POST", f"/runs/{quote(run_id)}/checkpoints", json=body)
+
+    def checkpoints(self, run_id: str) -> list[dict[str, Any]]:
+        """``GET /runs/{run_id}/checkpoints``."""
+        found: list[dict[str, Any]] = self._json("GET", f"/runs/{quote(run_id)}/checkpoints")["checkpoints"]
+        return found
+
+    def checkpoint(self, run_id: str, *, step: int | None, metric: str | None, mode: str) -> dict[str, Any]:
+        """``GET /runs/{run_id}/checkpoints/{step | latest | best}``."""
+        base = f"/runs/{quote(run_id)}/checkpoints"
+        if step is not None:
+            return self._json("GET", f"{base}/{int(step)}")
+        if metric is not None:
+            return self._json("GET", f"{base}/best", params={"metric": metric, "mode": mode})
+        return self._json("GET", f"{base}/latest")
+
+    def delete_checkpoint(self, run_id: str, step: int) -> None:
+        """``DELETE /runs/{run_id}/checkpoints/{step}``."""
+        self._request("DELETE", f"/runs/{quote(run_id)}/checkpoints/{int(step)}")
 
     # -- datasets, quality, lineage ----------------------------------------------------------------
 
@@ -628,6 +703,46 @@ class EmbeddedTransport:
         """The bytes of a version of an artifact from the object store."""
         _version, chunks = self._artifacts.open(path, version_id)
         return b"".join(chunks)
+
+    def download_artifact(self, path: str, dest: Path, *, version_id: str | None) -> dict[str, Any]:
+        """Stream a version of an artifact from the object store to ``dest``."""
+        version, chunks = self._artifacts.open(path, version_id)
+        with dest.open("wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+        return version.model_dump()
+
+    # -- checkpoints -------------------------------------------------------------------------------
+
+    @functools.cached_property
+    def _checkpoints(self) -> CheckpointService:
+        from lakeops.services.checkpoints import CheckpointService
+
+        return CheckpointService(self.store, self._artifacts, actor=self.tracking.actor)
+
+    def create_checkpoint(
+        self, run_id: str, *, step: int, metrics: Mapping[str, float], is_dir: bool, files: list[str]
+    ) -> dict[str, Any]:
+        """Record the uploaded files as the run's checkpoint."""
+        return self._checkpoints.create(run_id, step=step, metrics=metrics, is_dir=is_dir, files=files).model_dump()
+
+    def checkpoints(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's current checkpoints."""
+        return [c.model_dump() for c in self._checkpoints.of_run(run_id)]
+
+    def checkpoint(self, run_id: str, *, step: int | None, metric: str | None, mode: str) -> dict[str, Any]:
+        """One checkpoint: by step, best by a metric, or the latest."""
+        if step is not None:
+            return self._checkpoints.get(run_id, int(step)).model_dump()
+        if metric is not None:
+            if mode not in ("min", "max"):
+                raise InvalidArgumentError(f"Invalid mode {mode!r}: min or max")
+            return self._checkpoints.best(run_id, metric, "min" if mode == "min" else "max").model_dump()
+        return self._checkpoints.latest(run_id).model_dump()
+
+    def delete_checkpoint(self, run_id: str, step: int) -> None:
+        """Remove a checkpoint."""
+        self._checkpoints.delete(run_id, int(step))
 
     # -- datasets, quality, lineage ----------------------------------------------------------------
 

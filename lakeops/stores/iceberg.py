@@ -40,7 +40,7 @@ from pyiceberg.types import StringType
 
 from catalog.connection import ensure_tables, open_catalog
 from catalog.maintenance import compact_table, expire_snapshots
-from catalog.tables import METRIC_BUCKETS, METRICS, TABLES, TABLES_BY_CODE, TABLES_BY_NAME
+from catalog.tables import METRIC_BUCKETS, METRICS, ON_DEMAND_TABLES, TABLES, TABLES_BY_CODE, TABLES_BY_NAME
 from lakeops.errors import BackendUnavailableError, ConflictError, LakeopsError
 from lakeops.settings import LakeopsSettings
 from lakeops.stores.state import TrackingState
@@ -209,7 +209,7 @@ class IcebergStore:
             self._visible[table_def.name] = table.metadata
         for table_def in TABLES:
             table = self._tables[table_def.name]
-            if self._seen_snapshot[table_def.name] is None:
+            if self._seen_snapshot[table_def.name] is None or table_def.name in ON_DEMAND_TABLES:
                 continue
             rows = table.scan(snapshot_id=self._seen_snapshot[table_def.name]).to_arrow()
             if table_def.name != METRICS.name:
@@ -423,7 +423,7 @@ class IcebergStore:
             applied = 0
             for table_def in TABLES:
                 table = fresh[table_def.name]
-                rows = self._foreign_rows(table_def.name, table)
+                rows = None if table_def.name in ON_DEMAND_TABLES else self._foreign_rows(table_def.name, table)
                 with self._lock:
                     if rows is not None:
                         self.state.apply(table_def.name, rows)

@@ -23,6 +23,7 @@ from catalog.tables import (
     LINEAGE_EDGES,
     LOGGED_MODEL_CHANGES,
     METRICS,
+    ON_DEMAND_TABLES,
     OPENLINEAGE_EVENTS,
     PARAMS,
     RUN_CHANGES,
@@ -146,7 +147,7 @@ class TrackingState:
 
     def apply(self, table: str, rows: pa.Table | pa.RecordBatch) -> None:
         """Fold rows of ``table`` into the state, in row order."""
-        if rows.num_rows == 0:
+        if rows.num_rows == 0 or table in ON_DEMAND_TABLES:  # read from the lake when asked for
             return
         if table in REGISTRY_TABLE_NAMES:  # -- model registry --
             self.registry.apply(table, rows)
