@@ -38,11 +38,29 @@ ERROR_TABLE: dict[type[LakeopsError], tuple[int, str, int, str]] = {
 }
 
 _MLFLOW_PREFIXES = ("/api/2.0/", "/api/3.0/", "/ajax-api/")
+# MLflow's client appends its routes to the tracking URI: with a URI that has a path
+# (``http://host:5000/api/v1``) they arrive as ``/api/v1/api/2.0/mlflow/...``.
+_MLFLOW_MARKERS = ("/api/2.0/mlflow", "/api/3.0/mlflow", "/ajax-api/")
 
 
 def is_mlflow_path(path: str) -> bool:
-    """Whether a request is for the MLflow protocol."""
-    return path.startswith(_MLFLOW_PREFIXES)
+    """Whether a request is for the MLflow protocol (also under a wrong leading path)."""
+    return path.startswith(_MLFLOW_PREFIXES) or any(marker in path for marker in _MLFLOW_MARKERS)
+
+
+def _no_route_message(request: Request) -> str:
+    """What a 404 for an unknown route says: the route, and where the URL went wrong if we can tell."""
+    path = request.url.path
+    text = f"lakeops has no route {request.method} {path}"
+    for marker in (*_MLFLOW_MARKERS, "/api/v1/"):
+        at = path.find(marker, 1)
+        if at > 0:
+            prefix = path[:at]
+            return (
+                f"{text}: the URL should be the server root (e.g. {request.base_url.scheme}://"
+                f"{request.base_url.netloc}), without {prefix!r}"
+            )
+    return f"{text}; the native API is under /api/v1, MLflow's under /api/2.0/mlflow (see /docs)"
 
 
 def _lookup(exc: LakeopsError) -> tuple[int, str, int, str]:
@@ -99,7 +117,9 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         413: ("too_large", "INVALID_PARAMETER_VALUE"),
     }
     code, ml_code = codes.get(exc.status_code, ("http_error", "BAD_REQUEST"))
-    return error_response(request, exc.status_code, code, exc.status_code, ml_code, str(exc.detail))
+    # Routers never raise HTTPException for domain cases, so a 404 here is a route that does not exist.
+    message = _no_route_message(request) if exc.status_code == 404 else str(exc.detail)
+    return error_response(request, exc.status_code, code, exc.status_code, ml_code, message)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -261,6 +261,7 @@ class SqlEngine:
             when = when.replace(tzinfo=UTC)
         ms = int(when.timestamp() * 1000)
         found = []
+        first_ms: int | None = None  # the lake's first commit (of any table)
         for table_def, table in zip(TABLES, self._tables(), strict=True):
             metadata = table.metadata
             snapshots = sorted(metadata.snapshots, key=lambda s: s.timestamp_ms)
@@ -273,6 +274,8 @@ class SqlEngine:
                     details={"table": table_def.name, "oldest": oldest.isoformat()},
                 )
             chosen = before[-1] if before else None
+            if snapshots:
+                first_ms = snapshots[0].timestamp_ms if first_ms is None else min(first_ms, snapshots[0].timestamp_ms)
             found.append(
                 views.LakeTable(
                     name=table_def.name,
@@ -281,6 +284,15 @@ class SqlEngine:
                     snapshot_id=chosen.snapshot_id if chosen else None,
                     has_snapshot=chosen is not None,
                 )
+            )
+        if first_ms is not None and ms < first_ms:
+            # An empty answer would read as "there was nothing then" although nobody can know:
+            # say what happened, as for times older than the retained snapshots.
+            first = datetime.fromtimestamp(first_ms / 1000, tz=UTC)
+            raise InvalidArgumentError(
+                f"as_of {when.isoformat()} is before the lake's first commit ({first.isoformat()}); "
+                "nothing was stored then",
+                details={"first_commit": first.isoformat()},
             )
         return found
 

@@ -120,6 +120,38 @@ def test_errors_as_the_client_sees_them(client: MlflowClient) -> None:
     assert client.get_run(run_id).data.params == {"p": "1"}
 
 
+def test_a_wrong_tracking_uri_is_reported_as_endpoint_not_found(server) -> None:  # type: ignore[no-untyped-def]
+    wrong = MlflowClient(f"{server.url}/api/v1")
+    with pytest.raises(MlflowException, match="the URL should be the server root") as err:
+        wrong.search_experiments()
+    assert err.value.error_code == "ENDPOINT_NOT_FOUND"
+    assert err.value.get_http_status_code() == 404
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param("/api/2.0/mlflow/no-such-thing/get", id="api-prefix"),
+        pytest.param("/ajax-api/2.0/mlflow/no-such-thing/get", id="ajax-prefix"),
+        pytest.param("/api/v1/api/2.0/mlflow/experiments/get", id="under-a-wrong-path"),
+    ],
+)
+def test_unknown_mlflow_routes_answer_in_mlflows_shape(server, path: str) -> None:  # type: ignore[no-untyped-def]
+    answer = httpx.get(f"{server.url}{path}")
+    assert answer.status_code == 404
+    body = answer.json()
+    assert body["error_code"] == "ENDPOINT_NOT_FOUND"
+    assert f"lakeops has no route GET {path}" in body["message"]
+
+
+def test_unknown_native_routes_say_where_the_api_is(server) -> None:  # type: ignore[no-untyped-def]
+    answer = httpx.get(f"{server.url}/api/v1/api/v1/experiments")
+    assert answer.status_code == 404
+    error = answer.json()["error"]
+    assert error["code"] == "not_found"
+    assert "the URL should be the server root" in error["message"] and "'/api/v1'" in error["message"]
+
+
 def test_concurrent_clients_and_paging_through_2500_runs(client: MlflowClient) -> None:
     exp_id = client.create_experiment(f"many-{uuid.uuid4().hex[:8]}")
 

@@ -64,6 +64,10 @@ def test_psql_lists_the_views_and_queries_them(sql_server) -> None:  # type: ign
     described = _psql(sql_server, "\\dv")  # psql's own catalog query, as BI tools send them
     assert described.returncode == 0, described.stderr
     assert "main|latest_metrics|view|lakeops" in described.stdout.splitlines()
+    assert not [line for line in described.stdout.splitlines() if "|activity_" in line]  # no helper views listed
+    columns = _psql(sql_server, "\\d runs")  # psql's describe, with its PostgreSQL catalog functions
+    assert columns.returncode == 0, columns.stderr
+    assert "run_id|varchar" in columns.stdout.replace(" ", "")
 
 
 def test_psql_refuses_escapes_with_a_clear_error(sql_server) -> None:  # type: ignore[no-untyped-def]

@@ -74,9 +74,11 @@ def test_sql_answers_arrow_ipc_and_marks_truncation(http: httpx.Client) -> None:
     assert body["truncated"] is True and len(body["rows"]) == 3
 
 
-def test_as_of_reads_the_past(http: httpx.Client) -> None:
-    body = http.post("/api/v1/sql", json={"sql": "SELECT count(*) FROM runs", "as_of": "2001-01-01T00:00:00Z"}).json()
-    assert body["rows"] == [[0]]
+def test_as_of_before_the_lake_existed_is_a_clear_400(http: httpx.Client) -> None:
+    http.post("/api/v1/experiments", json={"name": f"as-of-{uuid.uuid4().hex[:6]}"})
+    old = http.post("/api/v1/sql", json={"sql": "SELECT count(*) FROM runs", "as_of": "2001-01-01T00:00:00Z"})
+    assert old.status_code == 400
+    assert "is before the lake's first commit" in old.json()["error"]["message"]
     bad = http.post("/api/v1/sql", json={"sql": "SELECT 1", "as_of": "last tuesday"})
     assert bad.status_code == 400
     assert "as_of must be an ISO-8601 time" in bad.json()["error"]["message"]

@@ -47,6 +47,8 @@ def test_views_register_in_dependency_order_whatever_their_names(
     assert created.index("z_base") < created.index("m_middle") < created.index("a_top")
     assert con.execute("SELECT n FROM a_top").fetchall() == [(41,)]
     assert con.execute("SELECT detail FROM activity").fetchall() == [("two",), ("one",)]
+    listed = {name for (name,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    assert "activity" in listed and not {"activity_one", "activity_two"} & listed  # parts are no views of their own
 
 
 def test_a_view_that_never_resolves_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -82,7 +82,8 @@ def test_duckdb_init_script_brings_the_views_to_any_duckdb(
         script = engine.external_script()
     finally:
         engine.close()
-    con = plain_duckdb(tmp_path / "ext")
+    # A fresh DuckDB: no extension installed in its (empty) extension directory, nothing set up.
+    con = duckdb.connect(config={"extension_directory": str(tmp_path / "fresh-ext")})
     con.execute(script)
     assert con.execute("SELECT count(*) FROM runs WHERE experiment_id = ?", [exp]).fetchone() == (3,)
     assert con.execute("""SELECT max("metrics.m") FROM runs_wide(?)""", [exp]).fetchone() == (2.0,)
