@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from lakeops.health import HealthMonitor
 from lakeops.quality.gate import QualityGate
 from lakeops.quality.suites import QualityService
 from lakeops.services.artifacts import ArtifactService
@@ -42,3 +43,4 @@ QualityDep = Annotated[QualityService, Depends(_from_state("quality"))]
 GateDep = Annotated[QualityGate, Depends(_from_state("quality_gate"))]
 SqlDep = Annotated[SqlEngine, Depends(_from_state("sql"))]
 SavedQueriesDep = Annotated[SavedQueryService, Depends(_from_state("saved_queries"))]
+HealthDep = Annotated[HealthMonitor, Depends(_from_state("health"))]

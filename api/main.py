@@ -17,6 +17,8 @@ from starlette.concurrency import run_in_threadpool
 
 from api.encoding import JSONBody
 from api.errors import BodyLimitMiddleware, install_error_handlers
+from api.observability import RequestMetricsMiddleware, ServiceMetrics
+from api.observability import router as operations_router
 from api.routers import (
     artifacts,
     checkpoints,
@@ -29,6 +31,7 @@ from api.routers import (
     sql,
 )
 from lakeops.errors import InvalidArgumentError
+from lakeops.health import HealthMonitor
 from lakeops.quality.gate import QualityGate
 from lakeops.quality.suites import QualityService
 from lakeops.services.artifacts import ArtifactService
@@ -69,12 +72,16 @@ def create_app(
             f"{settings.sql.pg_user}, LAKEOPS_SQL__PG_USER)"
         )
 
+    metrics = ServiceMetrics()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = await run_in_threadpool(open_store, settings)
         app.state.settings = settings
         app.state.store = store
         app.state.tracking = TrackingService(store)
+        app.state.health = HealthMonitor(store)
+        metrics.watch(app.state.health)
         objects = await run_in_threadpool(settings.storage.open_objects, settings.home)
         app.state.artifacts = ArtifactService(store, objects, actor=app.state.tracking.actor)
         app.state.checkpoints = CheckpointService(store, app.state.artifacts, actor=app.state.tracking.actor)
@@ -106,6 +113,7 @@ def create_app(
             if pg is not None:
                 await run_in_threadpool(pg.stop)
             engine.close()
+            metrics.unwatch()
             await run_in_threadpool(store.close)
 
     app = FastAPI(
@@ -117,6 +125,9 @@ def create_app(
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_JSON_BODY_BYTES, exempt=STREAMING_PREFIXES)
+    app.state.metrics = metrics
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)  # outermost: times 413s too
+    app.include_router(operations_router)
     app.include_router(native.router, prefix="/api/v1", tags=["native"])
     app.include_router(artifacts.native_router, prefix="/api/v1", tags=["artifacts"])
     app.include_router(checkpoints.router, prefix="/api/v1", tags=["checkpoints"])
@@ -133,10 +144,6 @@ def create_app(
         )
 
     app.include_router(portal.router)
-
-    @app.get("/health", tags=["service"])
-    def health() -> dict[str, Any]:
-        return {"status": "ok", "queued_rows": app.state.store.queued_rows()}
 
     @app.get("/version", tags=["service"])
     def service_version() -> dict[str, Any]:

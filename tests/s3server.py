@@ -355,11 +355,13 @@ class SeaweedServer:
             f"-tableBucket={self.table_bucket}",
         ]
 
-    def start(self, attempts: int = 3) -> Self:
+    def start(self, attempts: int = 3, *, same_ports: bool = False) -> Self:
         """Start the server and wait until it answers an authenticated S3 call.
 
         If the process exits early (typically: a picked port was taken in the
-        meantime) it is retried on new ports, up to ``attempts`` times.
+        meantime) it is retried on new ports, up to ``attempts`` times. With
+        ``same_ports`` (after :meth:`kill`), it comes back on the ports it had,
+        as a real store returning from an outage would; no retry on new ports.
 
         Raises:
             S3ServerError: the server exited or did not become ready in time.
@@ -367,13 +369,14 @@ class SeaweedServer:
         if self.running:
             return self
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        keep = dict(self.ports) if same_ports and self.ports else None
         for attempt in range(1, attempts + 1):
             try:
-                self._launch()
+                self._launch(keep)
                 return self
             except _EarlyExit as exc:
                 self._cleanup()
-                if attempt == attempts:
+                if attempt == attempts or keep is not None:
                     raise S3ServerError(
                         f"weed mini exited with code {exc.returncode} during start-up "
                         f"(attempt {attempt} of {attempts})\n{self.log_tail()}"
@@ -383,9 +386,8 @@ class SeaweedServer:
                 raise
         raise AssertionError("unreachable")
 
-    def _launch(self) -> None:
-        ports = free_ports(len(SINGLE_PORTS), len(PORT_PAIRS))
-        self.ports = dict(zip(PORT_FLAGS, ports, strict=True))
+    def _launch(self, ports: dict[str, int] | None = None) -> None:
+        self.ports = ports or dict(zip(PORT_FLAGS, free_ports(len(SINGLE_PORTS), len(PORT_PAIRS)), strict=True))
         env = {
             **os.environ,
             "AWS_ACCESS_KEY_ID": self.access_key,
@@ -443,6 +445,15 @@ class SeaweedServer:
             except subprocess.TimeoutExpired:
                 _kill_group(process)
         self._cleanup()
+
+    def kill(self) -> None:
+        """SIGKILL the server at once, as an outage would; ``start(same_ports=True)`` brings it back."""
+        if self._process is not None:
+            _kill_group(self._process)
+        self._process = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def _cleanup(self) -> None:
         if self._process is not None:
