@@ -21,6 +21,7 @@ from api.observability import RequestMetricsMiddleware, ServiceMetrics
 from api.observability import router as operations_router
 from api.routers import (
     artifacts,
+    charts,
     checkpoints,
     lineage,
     mlflow_registry,
@@ -134,6 +135,7 @@ def create_app(
     app.include_router(registry.router, prefix="/api/v1", tags=["registry"])
     app.include_router(lineage.router, prefix="/api/v1", tags=["lineage"])
     app.include_router(sql.router, prefix="/api/v1", tags=["sql"])
+    app.include_router(charts.router, prefix="/api/v1", tags=["native"])
     app.include_router(artifacts.mlflow_router, prefix="/api/2.0/mlflow-artifacts", tags=["mlflow"])
     for prefix in MLFLOW_PREFIXES:
         app.include_router(

@@ -252,17 +252,40 @@ class Client:
         found = self.transport.search_runs(ids, filter=filter, order_by=orders, view_type=VIEW_TYPES[view])
         return runs_frame(found)
 
-    def metric_history(self, run_ids: str | Iterable[str] | pl.DataFrame, keys: str | Iterable[str]) -> pl.DataFrame:
+    def metric_history(
+        self,
+        run_ids: str | Iterable[str] | pl.DataFrame,
+        keys: str | Iterable[str],
+        *,
+        points: int | None = None,
+        min_step: int | None = None,
+        max_step: int | None = None,
+    ) -> pl.DataFrame:
         """Every point of the given metrics of the given runs: run_id, key, step, timestamp, value.
 
         ``run_ids`` may be a frame from ``runs()`` (its ``run_id`` column is used). A run that
-        never logged a key contributes no rows.
+        never logged a key contributes no rows. With ``points``, each history is downsampled on the
+        server to at most that many real points between ``min_step`` and ``max_step`` (each step
+        bucket's min and max value kept, NaN and inf left out: ``lakeops.downsample``), for charts
+        of long histories.
+
+        Raises:
+            NotFoundError: an unknown run.
+            InvalidArgumentError: ``points`` outside [4, 100000], or ``min_step`` > ``max_step``.
         """
         from lakeops.client.frames import history_frame
 
         ids = _run_ids(run_ids)
         key_list = [keys] if isinstance(keys, str) else list(keys)
-        parts = [(run_id, key, self.transport.metric_history(run_id, key)) for run_id in ids for key in key_list]
+        parts = [
+            (
+                run_id,
+                key,
+                self.transport.metric_history(run_id, key, points=points, min_step=min_step, max_step=max_step),
+            )
+            for run_id in ids
+            for key in key_list
+        ]
         return history_frame(parts)
 
     def sql(

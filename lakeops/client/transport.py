@@ -112,8 +112,17 @@ class Transport(Protocol):
         """Every matching run, in order (all pages). Raises: InvalidArgumentError."""
         ...
 
-    def metric_history(self, run_id: str, key: str) -> pa.Table:
-        """``step``, ``timestamp`` (ms), ``value`` of one metric. Raises: NotFoundError."""
+    def metric_history(
+        self,
+        run_id: str,
+        key: str,
+        *,
+        points: int | None = None,
+        min_step: int | None = None,
+        max_step: int | None = None,
+    ) -> pa.Table:
+        """``step``, ``timestamp`` (ms), ``value`` of one metric; with ``points``, downsampled
+        (``lakeops.downsample``) between ``min_step`` and ``max_step``. Raises: NotFoundError, InvalidArgumentError."""
         ...
 
     def sql(self, query: str, *, params: Sequence[Any] | None, as_of: str | None, max_rows: int | None) -> pa.Table:
@@ -356,13 +365,25 @@ class HttpTransport:
             if not token:
                 return runs
 
-    def metric_history(self, run_id: str, key: str) -> pa.Table:
-        """One metric's history through the Arrow history endpoint."""
+    def metric_history(
+        self,
+        run_id: str,
+        key: str,
+        *,
+        points: int | None = None,
+        min_step: int | None = None,
+        max_step: int | None = None,
+    ) -> pa.Table:
+        """One metric's history through the Arrow history endpoint (the downsampled one with ``points``)."""
         import pyarrow as pa
 
-        response = self._request(
-            "GET", f"/runs/{run_id}/metrics/{quote(key)}/history", headers={"accept": ARROW_STREAM}
-        )
+        if points is None:
+            path, query = f"/runs/{run_id}/metrics/{quote(key)}/history", {}
+        else:
+            path = f"/runs/{run_id}/metrics/{quote(key)}/downsampled"
+            bounds = {"min_step": min_step, "max_step": max_step}
+            query = {"points": points, **{k: v for k, v in bounds.items() if v is not None}}
+        response = self._request("GET", path, params=query, headers={"accept": ARROW_STREAM})
         return pa.ipc.open_stream(pa.py_buffer(response.content)).read_all()
 
     def sql(self, query: str, *, params: Sequence[Any] | None, as_of: str | None, max_rows: int | None) -> pa.Table:
@@ -667,9 +688,22 @@ class EmbeddedTransport:
             if not token:
                 return runs
 
-    def metric_history(self, run_id: str, key: str) -> pa.Table:
-        """One metric's history."""
-        return self.tracking.metric_history_table(run_id, key)
+    def metric_history(
+        self,
+        run_id: str,
+        key: str,
+        *,
+        points: int | None = None,
+        min_step: int | None = None,
+        max_step: int | None = None,
+    ) -> pa.Table:
+        """One metric's history (downsampled with ``points``)."""
+        history = self.tracking.metric_history_table(run_id, key)
+        if points is None:
+            return history
+        from lakeops.downsample import downsample
+
+        return downsample(history, points, min_step=min_step, max_step=max_step).table
 
     def sql(self, query: str, *, params: Sequence[Any] | None, as_of: str | None, max_rows: int | None) -> pa.Table:
         """The SQL engine of ``lakeops.sql`` (DuckDB over the lake) on this store."""

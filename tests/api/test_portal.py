@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import numpy as np
+import pyarrow as pa
 import pytest
 from conftest import Server
 from lakes import make_settings
@@ -34,7 +36,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 RUNS = 40
-HISTORY_POINTS = 5_000
+LONG_POINTS = 200_000
+SPIKE_STEP = 123_457
+ARROW = "application/vnd.apache.arrow.stream"
 
 
 @dataclass
@@ -45,6 +49,8 @@ class Lake:
     experiment_id: str
     experiment_name: str
     run_ids: list[str] = field(default_factory=list)
+    long_run_id: str = ""
+    long_experiment_id: str = ""
 
     @property
     def url(self) -> str:
@@ -76,6 +82,28 @@ def _seed(server: Server) -> Lake:
                 },
             )
             assert r.status_code == 200, r.text
+        # One run with a long history (a spike at SPIKE_STEP) for the downsampled charts.
+        long_exp = http.post("/api/v1/experiments", json={"name": f"{name}-long"}).json()
+        lake.long_experiment_id = long_exp["experiment_id"]
+        r = http.post(f"/api/v1/experiments/{long_exp['experiment_id']}/runs", json={"run_name": "long-run"})
+        lake.long_run_id = r.json()["info"]["run_id"]
+        steps = np.arange(LONG_POINTS)
+        values = np.sin(steps / 2000.0)
+        values[SPIKE_STEP] = 25.0
+        points = pa.table(
+            {
+                "run_id": [lake.long_run_id] * LONG_POINTS,
+                "key": ["wave"] * LONG_POINTS,
+                "value": values,
+                "timestamp": 1_700_000_000_000 + steps,
+                "step": steps,
+            }
+        )
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, points.schema) as writer:
+            writer.write_table(points)
+        r = http.post("/api/v1/metrics/ingest", content=sink.getvalue().to_pybytes(), headers={"content-type": ARROW})
+        assert r.json() == {"ingested": LONG_POINTS}
     return lake
 
 
@@ -176,8 +204,8 @@ def test_experiments_list_shows_run_counts(lake: Lake, page: tuple[Page, Problem
     expect(row.locator(".runs-count")).to_have_text(str(RUNS))
     tab.get_by_label("Search").fill(lake.experiment_name[-6:])
     tab.get_by_role("button", name="Search").click()
-    expect(tab.locator("#experiments tbody tr")).to_have_count(1)
-    tab.get_by_role("link", name=lake.experiment_name).click()
+    expect(tab.locator("#experiments tbody tr")).to_have_count(2)  # the experiment and its "-long" sibling
+    tab.get_by_role("link", name=lake.experiment_name, exact=True).click()
     expect(tab.get_by_role("heading", level=1)).to_contain_text(lake.experiment_name)
 
 
@@ -258,3 +286,82 @@ def test_unknown_run_says_not_found(lake: Lake, page: tuple[Page, Problems]) -> 
     problems.allow(r"console: Failed to load resource: the server responded with a status of 404")
     tab.goto(f"{lake.url}/#/experiments/{lake.experiment_id}/runs/{'0' * 32}")
     expect(tab.get_by_role("alert")).to_contain_text("0" * 32)
+
+
+# -- downsampled histories: the route, the client, the chart ---------------------------------------------------
+
+
+def test_downsampled_route_keeps_spikes_and_zooms_to_full_resolution(lake: Lake) -> None:
+    base = f"{lake.url}/api/v1/runs/{lake.long_run_id}/metrics/wave/downsampled"
+    body = httpx.get(base, params={"points": 500}, timeout=60).json()
+    assert len(body["steps"]) <= 500
+    assert body["points_in_range"] == LONG_POINTS and body["downsampled"] is True
+    assert SPIKE_STEP in body["steps"]
+    assert max(body["values"]) == 25.0
+    assert body["steps"] == sorted(body["steps"])
+    zoom = httpx.get(base, params={"points": 500, "min_step": 1000, "max_step": 1399}, timeout=60).json()
+    assert zoom["steps"] == list(range(1000, 1400)) and zoom["downsampled"] is False
+    arrow = httpx.get(base, params={"points": 100}, headers={"accept": ARROW}, timeout=60)
+    table = pa.ipc.open_stream(arrow.content).read_all()
+    assert table.column_names == ["step", "timestamp", "value"] and table.num_rows <= 100
+    assert arrow.headers["x-lakeops-points-in-range"] == str(LONG_POINTS)
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "message"),
+    [
+        pytest.param({"points": 2}, 400, "points must be between", id="too-few-points"),
+        pytest.param({"points": "many"}, 422, "points", id="not-a-number"),
+        pytest.param({"min_step": 9, "max_step": 1}, 400, "greater than max_step", id="inverted-range"),
+    ],
+)
+def test_downsampled_route_refuses_bad_input(lake: Lake, query: dict[str, object], status: int, message: str) -> None:
+    r = httpx.get(f"{lake.url}/api/v1/runs/{lake.long_run_id}/metrics/wave/downsampled", params=query, timeout=60)
+    assert r.status_code == status
+    assert message in r.text
+
+
+def test_downsampled_route_unknown_run_is_404(lake: Lake) -> None:
+    r = httpx.get(f"{lake.url}/api/v1/runs/{'0' * 32}/metrics/wave/downsampled", timeout=60)
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == "not_found"
+
+
+def test_client_metric_history_with_points(lake: Lake) -> None:
+    import lakeops
+
+    client = lakeops.connect(lake.url)
+    try:
+        frame = client.metric_history(lake.long_run_id, "wave", points=300)
+        assert 0 < frame.height <= 300
+        assert SPIKE_STEP in frame["step"].to_list()
+        zoom = client.metric_history(lake.long_run_id, "wave", points=300, min_step=10, max_step=19)
+        assert zoom["step"].to_list() == list(range(10, 20))
+        full = client.metric_history(lake.run_ids[0], "loss")
+        assert full.height == 50
+    finally:
+        client.close()
+
+
+def test_run_page_draws_downsampled_chart_and_zooms(lake: Lake, page: tuple[Page, Problems]) -> None:
+    tab, _ = page
+    tab.goto(f"{lake.url}/#/experiments/{lake.long_experiment_id}/runs/{lake.long_run_id}")
+    figure = tab.locator('figure[data-key="wave"]')
+    chart = figure.locator(".chart")
+    expect(chart).to_have_attribute("data-total", str(LONG_POINTS))
+    drawn = int(chart.get_attribute("data-points") or 0)
+    assert 0 < drawn <= 2000
+    expect(figure.locator(".chart-info")).to_contain_text(f"of {LONG_POINTS:,} points")
+    expect(chart.locator("canvas")).to_have_count(1)
+    # Drag across a narrow strip near the left edge: the server sends that range at full resolution.
+    over = chart.locator(".u-over")
+    box = over.bounding_box()
+    assert box is not None
+    tab.mouse.move(box["x"] + 5, box["y"] + box["height"] / 2)
+    tab.mouse.down()
+    tab.mouse.move(box["x"] + 9, box["y"] + box["height"] / 2, steps=4)
+    tab.mouse.up()
+    expect(figure.locator(".chart-info")).not_to_contain_text(f"of {LONG_POINTS:,}")
+    zoomed_total = int(chart.get_attribute("data-total") or 0)
+    assert 0 < zoomed_total < LONG_POINTS
+    assert chart.get_attribute("data-points") == str(zoomed_total)  # all of the range, nothing left out

@@ -1,5 +1,8 @@
 // One run: its attributes, params, tags and metrics (latest values and charts of their histories).
+import { MetricChart } from "../charts.js";
 import { api, fmtNum, fmtTime, html, showError } from "../lib.js";
+
+const EAGER_CHARTS = 6; // charts drawn at once; the others when scrolled into view
 
 export async function renderRun(view, experimentId, runId) {
   const [run, experiment] = await Promise.all([
@@ -36,8 +39,37 @@ export async function renderRun(view, experimentId, runId) {
         ${kvTable("tags", run.tags)}
       </section>
     </div>
-    <section aria-labelledby="h-charts"><h2 id="h-charts">Charts</h2><div class="grid2" id="charts"></div></section>`.text;
+    <section aria-labelledby="h-charts"><h2 id="h-charts">Charts</h2>
+      <p class="muted">Drag across a chart to zoom (the server sends the range at full resolution); double-click to zoom out.</p>
+      <div class="grid2" id="charts">${metricKeys.map(
+        (k, i) => html`<figure class="panel chart-panel" data-key="${k}" data-index="${i}">
+          <figcaption class="chart-title"><strong>${k}</strong><span class="muted chart-info" aria-live="polite"></span></figcaption>
+          <div class="chart" role="img" aria-label="Chart of ${k} by step"></div></figure>`,
+      )}</div>
+    </section>`.text;
+  drawCharts(view, info.run_id, info.run_name || info.run_id);
   return { run, metricKeys };
+}
+
+function drawCharts(view, runId, label) {
+  const start = (figure) => {
+    if (figure.dataset.started) return;
+    figure.dataset.started = "1";
+    const info = figure.querySelector(".chart-info");
+    const chart = new MetricChart(figure.querySelector(".chart"), {
+      key: figure.dataset.key,
+      series: [{ runId, label }],
+      onInfo: (text) => (info.textContent = text),
+    });
+    chart.load().catch((error) => (info.textContent = error.message));
+  };
+  const observer = new IntersectionObserver((entries) => {
+    for (const entry of entries) if (entry.isIntersecting) start(entry.target);
+  });
+  view.querySelectorAll(".chart-panel").forEach((figure) => {
+    if (Number(figure.dataset.index) < EAGER_CHARTS) start(figure);
+    else observer.observe(figure);
+  });
 }
 
 function kvTable(id, mapping) {

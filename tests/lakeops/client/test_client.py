@@ -251,3 +251,18 @@ def test_a_closed_client_refuses_more_work(client: Client, experiment: str) -> N
 def test_buffer_bounds_must_be_positive() -> None:
     with pytest.raises(InvalidArgumentError, match="must be positive"):
         lakeops.connect("http://127.0.0.1:1", max_buffered_points=0)
+
+
+def test_metric_history_downsampled_for_charts(client: Client, experiment: str) -> None:
+    with client.start_run(experiment, "long") as run:
+        for step in range(5000):
+            run.log_metric("wave", 100.0 if step == 2345 else float(step % 10), step=step)
+        run.log_metric("wave", float("nan"), step=5000)
+    drawn = client.metric_history(run.run_id, "wave", points=100)
+    assert 0 < drawn.height <= 100
+    assert 2345 in drawn["step"].to_list() and drawn["value"].max() == 100.0
+    assert drawn["value"].is_nan().sum() == 0  # NaN cannot be drawn: left out
+    zoom = client.metric_history(run.run_id, "wave", points=100, min_step=10, max_step=19)
+    assert zoom["step"].to_list() == list(range(10, 20))
+    with pytest.raises(InvalidArgumentError, match="points must be between 4 and 100000"):
+        client.metric_history(run.run_id, "wave", points=1)
