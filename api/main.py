@@ -153,12 +153,13 @@ def create_app(
 
     @app.get("/api/3.0/mlflow/server-info", tags=["mlflow"])
     def server_info() -> dict[str, Any]:
+        direct = app.state.artifacts.direct is not None  # S3 stores: bytes go straight to the store
         return {
             "store_type": "IcebergStore",
             "artifact_serving_enabled": True,
             "workspaces_enabled": False,
-            "multipart_uploads_enabled": False,
-            "multipart_downloads_enabled": False,
+            "multipart_uploads_enabled": direct,
+            "multipart_downloads_enabled": direct,
             "presigned_upload_run_id_supported": False,
             "presigned_upload_model_id_supported": False,
             "features_enabled": {},

@@ -70,6 +70,8 @@ def cmd_maintain(args: argparse.Namespace) -> int:
     settings = LakeopsSettings()
     if args.checkpoints:
         return _maintain_checkpoints(args, settings)
+    if args.gc:
+        return _collect_garbage(args, settings)
     from catalog.tables import TABLES
     from lakeops.progress import progress_bar
     from lakeops.stores import open_store
@@ -118,6 +120,24 @@ def _maintain_checkpoints(args: argparse.Namespace, settings: LakeopsSettings) -
         except LakeopsError as exc:
             print(f"lakeops: {exc.message}", file=sys.stderr)
             return 2
+    finally:
+        store.close()
+    print(json.dumps(report.model_dump(), indent=2))
+    return 0
+
+
+def _collect_garbage(args: argparse.Namespace, settings: LakeopsSettings) -> int:
+    """Free artifact bytes nothing references (a dry run unless --apply); print the report."""
+    from lakeops.services.gc import GarbageCollector
+    from lakeops.stores import open_store
+
+    if args.grace < 0:
+        print("lakeops: --grace must be >= 0 seconds", file=sys.stderr)
+        return 2
+    store = open_store(settings, start_committer=False)
+    try:
+        collector = GarbageCollector(store, settings.storage.open_objects(settings.home))
+        report = collector.collect(grace_s=args.grace, dry_run=args.dry_run)
     finally:
         store.close()
     print(json.dumps(report.model_dump(), indent=2))
@@ -329,16 +349,35 @@ def build_parser() -> argparse.ArgumentParser:
     maintain = sub.add_parser("maintain", help="compact small files and expire old snapshots")
     maintain.add_argument("--no-compact", action="store_true")
     maintain.add_argument("--no-expire", action="store_true")
+    task = maintain.add_mutually_exclusive_group()
+    task.add_argument(
+        "--checkpoints",
+        action="store_true",
+        help="apply checkpoint retention policies instead of table maintenance (see below)",
+    )
+    task.add_argument(
+        "--gc",
+        action="store_true",
+        help="free artifact bytes that no artifact version, checkpoint, time-travel snapshot or "
+        "upload in progress references, instead of table maintenance",
+    )
+    mode = maintain.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--dry-run", dest="dry_run", action="store_true", default=True, help="--checkpoints/--gc: report only (default)"
+    )
+    mode.add_argument("--apply", dest="dry_run", action="store_false", help="--checkpoints/--gc: do it")
+    maintain.add_argument(
+        "--grace",
+        type=float,
+        default=86400.0,
+        metavar="SECONDS",
+        help="--gc: keep bytes unreferenced for less than this (default one day; at least the snapshot retention)",
+    )
     retention = maintain.add_argument_group(
         "checkpoint retention",
         "With --checkpoints, apply each run's retention policy (tags lakeops.checkpoints.* on the run or "
-        "its experiment; the options below are the default for runs without one) instead of table maintenance. "
-        "A dry run unless --apply is given.",
+        "its experiment; the options below are the default for runs without one).",
     )
-    retention.add_argument("--checkpoints", action="store_true", help="apply checkpoint retention policies")
-    mode = retention.add_mutually_exclusive_group()
-    mode.add_argument("--dry-run", dest="dry_run", action="store_true", default=True, help="report only (default)")
-    mode.add_argument("--apply", dest="dry_run", action="store_false", help="remove what the policies do not keep")
     retention.add_argument("--keep-last", type=int, metavar="N", help="keep the N highest steps")
     retention.add_argument("--keep-best", type=int, metavar="K", help="keep the K best by --metric")
     retention.add_argument("--metric", help="the checkpoint metric --keep-best ranks by")

@@ -65,13 +65,20 @@ class S3StorageConfig(_Frozen):
     region: str = "us-east-1"
     path_style: bool = True
     artifacts_bucket: str | None = Field(default=None, description="Bucket for artifacts; default the warehouse's.")
+    direct_transfers: bool = Field(
+        default=True,
+        description="Let clients move artifact bytes straight to and from the store (presigned multipart URLs); "
+        "the store's endpoint must then be reachable from them.",
+    )
 
     def open_objects(self, home: Path) -> ObjectStore:  # noqa: ARG002 - same signature as LocalStorageConfig
-        """The artifact object store: versioned objects under <prefix>/artifacts."""
+        """The artifact object store: blobs under <prefix>/blobs, pre-blob objects under <prefix>/artifacts."""
         return S3ObjectStore(
             endpoint=self.endpoint or f"https://s3.{self.region}.amazonaws.com",
             bucket=self.artifacts_bucket or self.bucket,
             prefix=f"{self.prefix.strip('/')}/artifacts".lstrip("/"),
+            blob_prefix=f"{self.prefix.strip('/')}/blobs".lstrip("/"),
+            direct_transfers=self.direct_transfers,
             access_key=self.access_key_id,
             secret_key=self.secret_access_key.get_secret_value() if self.secret_access_key else None,
             region=self.region,

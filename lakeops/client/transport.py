@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 ARTIFACT_SCHEME = re.compile(r"^mlflow-artifacts:/*")
 CHUNK_BYTES = 1024 * 1024
+# Files this large go straight to the object store where it allows (smaller ones: one request).
+DIRECT_MIN_BYTES = 8 * 1024 * 1024
 
 _ERRORS: dict[str, type[LakeopsError]] = {
     "not_found": NotFoundError,
@@ -400,9 +402,48 @@ class HttpTransport:
         response = self._request("POST", "/sql", json=body, headers={"accept": ARROW_STREAM})
         return pa.ipc.open_stream(pa.py_buffer(response.content)).read_all()
 
+    @functools.cached_property
+    def _store_http(self) -> httpx.Client:
+        """A pool for the object store's presigned URLs (no lakeops base URL, longer reads)."""
+        import httpx
+
+        return httpx.Client(timeout=httpx.Timeout(120.0, connect=10.0), limits=httpx.Limits(max_connections=32))
+
     def upload_artifact(self, path: str, source: Path, *, progress: Progress | None) -> dict[str, Any]:
-        """Stream a file to ``PUT /artifacts/{path}`` in 1 MiB chunks."""
+        """Store a file: small ones through lakeops, large ones straight to the object store.
+
+        A file of ``DIRECT_MIN_BYTES`` or more is hashed first; lakeops then records it at once if
+        the store holds those bytes already, or signs part URLs the parts go to in parallel (a
+        store without direct transfers answers ``proxy`` and the bytes go through lakeops).
+        """
+        from lakeops.client.transfers import file_sha256, upload_parts
+
         size = source.stat().st_size
+        if size >= DIRECT_MIN_BYTES:
+            sha256 = file_sha256(source)
+            plan = self._json("POST", "/artifact-uploads", json={"path": path, "size_bytes": size, "sha256": sha256})
+            if plan["status"] == "stored":
+                if progress is not None:
+                    progress(size)
+                return dict(plan["version"])
+            if plan["status"] == "upload":
+                if progress is not None:
+                    progress(sum(int(p["size_bytes"]) for p in plan["done_parts"]))
+                sent = upload_parts(
+                    self._store_http, source, part_size=int(plan["part_size"]), parts=plan["parts"], progress=progress
+                )
+                parts = sorted([*sent, *((int(p["part_number"]), p["etag"]) for p in plan["done_parts"])])
+                body = {
+                    "path": path,
+                    "size_bytes": size,
+                    "sha256": sha256,
+                    "parts": [{"part_number": n, "etag": e} for n, e in parts],
+                }
+                return self._json("POST", f"/artifact-uploads/{quote(plan['upload_id'], safe='')}/complete", json=body)
+        return self._proxied_upload(path, source, size=size, progress=progress)
+
+    def _proxied_upload(self, path: str, source: Path, *, size: int, progress: Progress | None) -> dict[str, Any]:
+        """Stream a file to ``PUT /artifacts/{path}`` in 1 MiB chunks."""
         with source.open("rb") as handle:
             response = self._request(
                 "PUT",
@@ -419,6 +460,21 @@ class HttpTransport:
         return self._request("GET", f"/artifacts/{quote(path)}", params=params).content
 
     def download_artifact(self, path: str, dest: Path, *, version_id: str | None) -> dict[str, Any]:
+        """Write a version to ``dest``: straight from the object store in parallel ranges when lakeops
+        signs a URL for it, else streamed through lakeops."""
+        from lakeops.client.transfers import download_ranges
+
+        params = {"version_id": version_id} if version_id else {}
+        found = self._json("GET", f"/artifact-urls/{quote(path)}", params=params)
+        version: dict[str, Any] = found["version"]
+        if found["url"] is not None:
+            download_ranges(
+                self._store_http, found["url"], dest, size=int(version["size_bytes"]), headers=found["headers"]
+            )
+            return version
+        return self._proxied_download(path, dest, version_id=version["version_id"])
+
+    def _proxied_download(self, path: str, dest: Path, *, version_id: str | None) -> dict[str, Any]:
         """``GET /artifacts/{path}``, streamed to ``dest`` in 1 MiB chunks."""
         import httpx
 
@@ -578,8 +634,10 @@ class HttpTransport:
         return self._json("POST", "/deployments", json=body)
 
     def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pools."""
         self._http.close()
+        if "_store_http" in self.__dict__:
+            self._store_http.close()
 
 
 def _error_from(response: httpx.Response) -> LakeopsError:

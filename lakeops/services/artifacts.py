@@ -1,29 +1,50 @@
-"""Artifacts as versioned objects: bytes in the object store, every version in Iceberg.
+"""Artifacts as versioned references to content-addressed blobs: bytes in the object store, every
+version in Iceberg.
 
-Each upload records path, size, sha256 and the object store's version id in the
-``artifact_versions`` table, so an overwritten checkpoint stays retrievable by version.
-Uploads arrive as a file already spooled to local disk (hashing on the way), so a large
-artifact never has to fit in memory; downloads stream in chunks.
+Each upload records path, size, sha256 and a version id in the ``artifact_versions`` table, so an
+overwritten checkpoint stays retrievable by version. The bytes are a blob keyed by their sha256
+(``catalog/objects.py``): the same bytes logged twice are stored once, and the second version is
+only a reference. Versions recorded before blobs existed point at path-keyed objects and read as
+before.
+
+Two ways in and out:
+- proxied: the body streams through lakeops to a spool file on local disk (hashed on the way) and
+  from there into the store; downloads stream from the store. Every store supports it.
+- direct (S3 stores): lakeops hands out presigned multipart-upload part URLs and presigned GET
+  URLs; the bytes never pass through it. Our client sends the sha256 first, so bytes already
+  stored are not sent at all and the parts go straight to the blob's key; the digest of such an
+  upload is the client's claim (lakeops checks the size, not the bytes). MLflow's client does not
+  know the digest: its parts go to a staging key, and on completion lakeops reads the object back
+  once to hash it, then copies it inside the store to its blob key (or drops it if the blob
+  exists). ``transfers()`` counts the bytes of each path, so a test can see which one was taken.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import tempfile
+import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from catalog.objects import ObjectStore
+from catalog.objects import DirectTransfers, ObjectStore, blob_digest, blob_key, is_digest
 from catalog.tables import ARTIFACT_VERSIONS
 from lakeops.errors import InvalidArgumentError, NotFoundError
 from lakeops.stores.iceberg import IcebergStore, Rows
 from lakeops.stores.state import ArtifactVersionState, TrackingState
 
 MAX_PATH_LENGTH = 1024
+# Direct uploads: parts of at least 8 MiB (S3 wants >= 5 MiB but the last), at most 10,000 parts.
+MIN_PART_BYTES = 8 * 1024 * 1024
+MAX_PARTS = 10_000
+PRESIGN_EXPIRES_S = 3600
 
 
 class ArtifactVersion(BaseModel):
@@ -47,6 +68,39 @@ class ArtifactEntry(BaseModel):
     path: str
     is_dir: bool
     file_size: int | None = None
+
+
+class PartUrl(BaseModel):
+    """Where to PUT one part of a direct upload."""
+
+    model_config = ConfigDict(frozen=True)
+
+    part_number: int
+    url: str
+    headers: dict[str, str] = {}
+
+
+class UploadPlan(BaseModel):
+    """The answer to "I want to store these bytes here": already stored, send parts, or proxy."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: str  # "stored" (the bytes were there: a reference was recorded), "upload" or "proxy"
+    version: ArtifactVersion | None = None
+    upload_id: str | None = None
+    part_size: int | None = None
+    parts: list[PartUrl] = []
+    done_parts: list[dict[str, Any]] = []
+
+
+class DownloadUrl(BaseModel):
+    """Where to GET a version's bytes directly."""
+
+    model_config = ConfigDict(frozen=True)
+
+    url: str | None = Field(description="None where the bytes go through lakeops (no direct transfers)")
+    headers: dict[str, str] = {}
+    version: ArtifactVersion
 
 
 def validate_artifact_path(path: str, *, allow_empty: bool = False) -> str:
@@ -97,13 +151,43 @@ class ArtifactService:
         self.objects = objects
         self.actor = actor
         self.spool_dir = store.settings.home / "spool"
+        self._counts_lock = threading.Lock()
+        self._counts = {
+            "proxied_upload_bytes": 0,
+            "proxied_download_bytes": 0,
+            "direct_uploads": 0,
+            "direct_upload_bytes": 0,
+            "direct_downloads": 0,
+            "deduplicated_uploads": 0,
+            "deduplicated_bytes": 0,
+            "verified_bytes": 0,
+        }
 
-    def _row(self, path: str, version_id: str, size: int, sha256: str, *, deleted: bool) -> Rows:
+    # -- counters --------------------------------------------------------------------------------
+
+    def _count(self, **deltas: int) -> None:
+        with self._counts_lock:
+            for name, delta in deltas.items():
+                self._counts[name] += delta
+
+    def transfers(self) -> dict[str, int]:
+        """Bytes and uploads by path since the service started (proxied, direct, deduplicated)."""
+        with self._counts_lock:
+            return dict(self._counts)
+
+    @property
+    def direct(self) -> DirectTransfers | None:
+        """The store's direct transfers, or None when bytes must go through lakeops."""
+        return self.objects.direct
+
+    # -- recording -------------------------------------------------------------------------------
+
+    def _row(self, path: str, version_id: str, object_key: str, size: int, sha256: str, *, deleted: bool) -> Rows:
         now_us = int(time.time() * 1_000_000)
         columns = {
             "path": [path],
             "version_id": [version_id],
-            "object_key": [path],
+            "object_key": [object_key],
             "size_bytes": [size],
             "sha256": [sha256],
             "is_deleted": [deleted],
@@ -115,15 +199,27 @@ class ArtifactService:
         }
         return {ARTIFACT_VERSIONS.name: pa.RecordBatch.from_pydict(columns, schema=ARTIFACT_VERSIONS.arrow_schema)}
 
-    def upload_file(self, path: str, source: Path, *, size: int, sha256: str) -> ArtifactVersion:
-        """Store a spooled file as the newest version of ``path`` (the file is consumed)."""
+    def record_blob(self, path: str, *, sha256: str, size: int) -> ArtifactVersion:
+        """Record a stored blob as the newest version of ``path`` (a reference, no bytes move)."""
         path = validate_artifact_path(path)
+        version_id = uuid.uuid4().hex
+        self.store.write(lambda _state: self._row(path, version_id, blob_key(sha256), size, sha256, deleted=False))
+        return self.current(path)
+
+    def upload_file(self, path: str, source: Path, *, size: int, sha256: str) -> ArtifactVersion:
+        """Store a spooled file as the newest version of ``path`` (the file is consumed).
+
+        Bytes already stored (the same sha256) are not stored again: the version references them.
+        """
+        path = validate_artifact_path(path)
+        self._count(proxied_upload_bytes=size)
         try:
-            version_id = self.objects.put_file(path, source)
+            if self.objects.has_blob(sha256):
+                self._count(deduplicated_uploads=1, deduplicated_bytes=size)
+            self.objects.put_blob(sha256, source)
         finally:
             source.unlink(missing_ok=True)
-        self.store.write(lambda _state: self._row(path, version_id, size, sha256, deleted=False))
-        return self.current(path)
+        return self.record_blob(path, sha256=sha256, size=size)
 
     def upload_bytes(self, path: str, data: bytes) -> ArtifactVersion:
         """Store small in-memory content (tests, the embedded client)."""
@@ -132,16 +228,198 @@ class ArtifactService:
             f.write(data)
         return self.upload_file(path, Path(f.name), size=len(data), sha256=hashlib.sha256(data).hexdigest())
 
+    # -- direct uploads (our client: the digest first) ---------------------------------------------
+
+    def begin_upload(self, path: str, *, size: int, sha256: str) -> UploadPlan:
+        """Plan storing ``size`` bytes whose sha256 is ``sha256`` at ``path``.
+
+        Bytes already stored are recorded at once (``stored``). Otherwise, on a store with direct
+        transfers, a multipart upload to the blob's key is started — or the one already in progress
+        is resumed, listing the parts it holds — and part URLs are signed (``upload``); elsewhere
+        the client sends the bytes through lakeops (``proxy``).
+
+        Raises:
+            InvalidArgumentError: a bad path, size or digest.
+        """
+        path = validate_artifact_path(path)
+        sha256 = _check_digest(sha256)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise InvalidArgumentError(f"Invalid size {size!r}: must be an integer >= 0")
+        if self.objects.has_blob(sha256):
+            self._count(deduplicated_uploads=1, deduplicated_bytes=size)
+            return UploadPlan(status="stored", version=self.record_blob(path, sha256=sha256, size=size))
+        direct = self.direct
+        if direct is None or size == 0:
+            return UploadPlan(status="proxy")
+        part_size = max(MIN_PART_BYTES, math.ceil(size / MAX_PARTS / (1024 * 1024)) * 1024 * 1024)
+        count = max(1, math.ceil(size / part_size))
+        name = direct.blob_name(sha256)
+        upload_id = direct.find_upload(name)
+        done: list[dict[str, Any]] = []
+        if upload_id is not None:
+            held = direct.uploaded_parts(name, upload_id)
+            # A part counts as done only if it has the size this plan gives it.
+            done = [
+                {"part_number": p.part_number, "etag": p.etag, "size_bytes": p.size_bytes}
+                for p in held
+                if 1 <= p.part_number <= count and p.size_bytes == _part_bytes(p.part_number, size, part_size)
+            ]
+        else:
+            upload_id = direct.start_upload(name)
+        have = {p["part_number"] for p in done}
+        parts = [
+            PartUrl(part_number=n, url=direct.presign_part(name, upload_id, n, expires_s=PRESIGN_EXPIRES_S))
+            for n in range(1, count + 1)
+            if n not in have
+        ]
+        return UploadPlan(status="upload", upload_id=upload_id, part_size=part_size, parts=parts, done_parts=done)
+
+    def complete_upload(
+        self, path: str, *, sha256: str, size: int, upload_id: str, parts: list[tuple[int, str]]
+    ) -> ArtifactVersion:
+        """Assemble a direct upload's parts into the blob and record it as the newest version of ``path``.
+
+        Raises:
+            InvalidArgumentError: a bad path or digest, parts the store refused, or a size that is
+                not the announced one (the object is then removed).
+            NotFoundError: no such upload.
+        """
+        path = validate_artifact_path(path)
+        sha256 = _check_digest(sha256)
+        direct = self._require_direct()
+        name = direct.blob_name(sha256)
+        try:
+            direct.complete_upload(name, upload_id, parts)
+        except FileNotFoundError as exc:
+            if self.objects.has_blob(sha256):  # completed already (a retried request)
+                return self.record_blob(path, sha256=sha256, size=size)
+            if direct.find_upload(name) == upload_id:  # some stores say "no such upload" for unknown parts
+                raise InvalidArgumentError(f"Cannot complete the upload of {path!r}: parts not in the store") from exc
+            raise NotFoundError(f"No upload {upload_id!r} in progress for {path!r}") from exc
+        except ValueError as exc:
+            raise InvalidArgumentError(f"Cannot complete the upload of {path!r}: {exc}") from exc
+        stored = direct.size(name)
+        if stored != size:
+            direct.remove(name)
+            raise InvalidArgumentError(f"Upload of {path!r} holds {stored} bytes, not the {size} announced")
+        self._count(direct_uploads=1, direct_upload_bytes=size)
+        return self.record_blob(path, sha256=sha256, size=size)
+
+    def abort_upload(self, *, sha256: str, upload_id: str) -> None:
+        """Drop a direct upload and the parts it holds."""
+        direct = self._require_direct()
+        direct.abort_upload(direct.blob_name(_check_digest(sha256)), upload_id)
+
+    def _require_direct(self) -> DirectTransfers:
+        direct = self.direct
+        if direct is None:
+            raise InvalidArgumentError("This artifact store takes uploads through lakeops only (no direct transfers)")
+        return direct
+
+    # -- direct uploads (MLflow's multipart protocol: no digest up front) -----------------------------
+
+    def start_staged_upload(self, path: str, *, num_parts: int) -> tuple[str, list[PartUrl]]:
+        """Start a multipart upload of unknown content for ``path``; returns (upload id, part URLs).
+
+        The upload id carries the staging key's token, so completing or aborting needs nothing else.
+        """
+        validate_artifact_path(path)
+        if isinstance(num_parts, bool) or not isinstance(num_parts, int) or not 1 <= num_parts <= MAX_PARTS:
+            raise InvalidArgumentError(f"num_parts must be between 1 and {MAX_PARTS}, got {num_parts!r}")
+        direct = self._require_direct()
+        token = uuid.uuid4().hex
+        name = direct.staging_name(token)
+        s3_upload_id = direct.start_upload(name)
+        urls = [
+            PartUrl(part_number=n, url=direct.presign_part(name, s3_upload_id, n, expires_s=PRESIGN_EXPIRES_S))
+            for n in range(1, num_parts + 1)
+        ]
+        return f"{token}.{s3_upload_id}", urls
+
+    def _staged(self, upload_id: str) -> tuple[DirectTransfers, str, str]:
+        token, dot, s3_upload_id = upload_id.partition(".")
+        if not dot or not is_digest(token.ljust(64, "0")) or len(token) != 32 or not s3_upload_id:
+            raise InvalidArgumentError(f"Invalid upload id {upload_id!r}")
+        direct = self._require_direct()
+        return direct, direct.staging_name(token), s3_upload_id
+
+    def complete_staged_upload(self, path: str, *, upload_id: str, parts: list[tuple[int, str]]) -> ArtifactVersion:
+        """Assemble a staged upload, hash it (one read inside the store), move it to its blob key, record it.
+
+        Raises:
+            InvalidArgumentError: a bad path or upload id, or parts the store refused.
+            NotFoundError: no such upload.
+        """
+        path = validate_artifact_path(path)
+        direct, name, s3_upload_id = self._staged(upload_id)
+        try:
+            direct.complete_upload(name, s3_upload_id, parts)
+        except FileNotFoundError as exc:
+            raise NotFoundError(f"No upload {upload_id!r} in progress for {path!r}") from exc
+        except ValueError as exc:
+            raise InvalidArgumentError(f"Cannot complete the upload of {path!r}: {exc}") from exc
+        try:
+            digest = hashlib.sha256()
+            size = 0
+            for chunk in direct.read(name):
+                digest.update(chunk)
+                size += len(chunk)
+            sha256 = digest.hexdigest()
+            if self.objects.has_blob(sha256):
+                self._count(deduplicated_uploads=1, deduplicated_bytes=size)
+            else:
+                direct.copy(name, direct.blob_name(sha256))
+        finally:
+            direct.remove(name)
+        self._count(direct_uploads=1, direct_upload_bytes=size, verified_bytes=size)
+        return self.record_blob(path, sha256=sha256, size=size)
+
+    def abort_staged_upload(self, upload_id: str) -> None:
+        """Drop a staged upload and its parts."""
+        direct, name, s3_upload_id = self._staged(upload_id)
+        direct.abort_upload(name, s3_upload_id)
+
+    # -- direct downloads ------------------------------------------------------------------------
+
+    def download_url(self, path: str, version_id: str | None = None) -> DownloadUrl:
+        """A presigned GET URL for a version (ranges allowed); ``url`` is None without direct transfers.
+
+        Raises:
+            NotFoundError: no such artifact or version.
+        """
+        state_version = self._find(path, version_id)
+        current = self._versions(self.store.state, state_version.path)[-1] is state_version
+        direct = self.direct
+        if direct is None:
+            return DownloadUrl(url=None, version=_entity(state_version, current=current))
+        object_key = state_version.object_key
+        name = direct.object_name(object_key)
+        url = direct.presign_get(
+            name, None if blob_digest(object_key) else state_version.version_id, expires_s=PRESIGN_EXPIRES_S
+        )
+        self._count(direct_downloads=1)
+        return DownloadUrl(url=url, version=_entity(state_version, current=current))
+
+    # -- reading ---------------------------------------------------------------------------------
+
     def _versions(self, state: TrackingState, path: str) -> list[ArtifactVersionState]:
         return state.artifact_versions.get(path, [])
 
-    def current(self, path: str) -> ArtifactVersion:
-        """The newest version of ``path``."""
+    def _find(self, path: str, version_id: str | None) -> ArtifactVersionState:
         path = validate_artifact_path(path)
         versions = self._versions(self.store.state, path)
-        if not versions or versions[-1].is_deleted:
-            raise NotFoundError(f"No artifact at {path!r}", details={"path": path})
-        return _entity(versions[-1], current=True)
+        if version_id is None:
+            if not versions or versions[-1].is_deleted:
+                raise NotFoundError(f"No artifact at {path!r}", details={"path": path})
+            return versions[-1]
+        found = [v for v in versions if v.version_id == version_id and not v.is_deleted]
+        if not found:
+            raise NotFoundError(f"No version {version_id!r} of artifact {path!r}")
+        return found[-1]
+
+    def current(self, path: str) -> ArtifactVersion:
+        """The newest version of ``path``."""
+        return _entity(self._find(path, None), current=True)
 
     def versions(self, path: str) -> list[ArtifactVersion]:
         """Every stored version of ``path``, oldest first."""
@@ -154,17 +432,19 @@ class ArtifactService:
 
     def open(self, path: str, version_id: str | None = None) -> tuple[ArtifactVersion, Iterator[bytes]]:
         """A version's metadata and a chunk iterator over its bytes (the newest by default)."""
-        path = validate_artifact_path(path)
-        if version_id is None:
-            version = self.current(path)
-        else:
-            found = [
-                v for v in self._versions(self.store.state, path) if v.version_id == version_id and not v.is_deleted
-            ]
-            if not found:
-                raise NotFoundError(f"No version {version_id!r} of artifact {path!r}")
-            version = _entity(found[-1])
-        return version, self.objects.iter_bytes(path, version.version_id)
+        found = self._find(path, version_id)
+        digest = blob_digest(found.object_key)
+        chunks = (
+            self.objects.iter_blob(digest)
+            if digest is not None
+            else self.objects.iter_bytes(found.object_key, found.version_id)
+        )
+        return _entity(found, current=version_id is None), self._counted(chunks)
+
+    def _counted(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            self._count(proxied_download_bytes=len(chunk))
+            yield chunk
 
     def list(self, prefix: str = "") -> list[ArtifactEntry]:
         """Immediate children of ``prefix``: files with sizes, and directories."""
@@ -186,7 +466,10 @@ class ArtifactService:
         return sorted(entries, key=lambda e: e.path)
 
     def delete(self, path: str) -> None:
-        """Delete an artifact, or every artifact under a directory. Older versions stay retrievable."""
+        """Delete an artifact, or every artifact under a directory.
+
+        Older versions stay retrievable by version id until ``lakeops maintain --gc`` frees them.
+        """
         path = validate_artifact_path(path)
         state = self.store.state
         targets = [p for p in list(state.artifact_versions) if p == path or p.startswith(path + "/")]
@@ -195,8 +478,21 @@ class ArtifactService:
             raise NotFoundError(f"No artifact at {path!r}", details={"path": path})
         for target in targets:
             head = state.artifact_versions[target][-1]
-            self.objects.delete(target)
-            self.store.write(_constant(self._row(target, head.version_id, head.size_bytes, head.sha256, deleted=True)))
+            if blob_digest(head.object_key) is None:  # a pre-blob object: hide it in the store too
+                self.objects.delete(target)
+            rows = self._row(target, head.version_id, head.object_key, head.size_bytes, head.sha256, deleted=True)
+            self.store.write(_constant(rows))
+
+
+def _check_digest(sha256: object) -> str:
+    if not isinstance(sha256, str) or not is_digest(sha256.lower()):
+        raise InvalidArgumentError(f"Invalid sha256 {sha256!r}: 64 hex digits")
+    return sha256.lower()
+
+
+def _part_bytes(part_number: int, size: int, part_size: int) -> int:
+    """The size part ``part_number`` has when ``size`` bytes are cut into ``part_size`` parts."""
+    return max(0, min(part_size, size - (part_number - 1) * part_size))
 
 
 def _constant(rows: Rows) -> Callable[[TrackingState], Rows]:
