@@ -13,8 +13,12 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 install: ## install uv (if missing), the locked environment into .venv and the portal's npm packages
-	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
-	@$(UV) sync --frozen --quiet
+	@$(PYTHON) -m uv --version >/dev/null 2>&1 || { echo "make install: installing uv with pip (a few seconds)"; \
+		$(PYTHON) -m pip install --quiet uv; }
+	@# Progress on the first install (about a minute: ~1 GB of wheels); one quiet line when nothing changed.
+	@if [ -x .venv/bin/python ] && $(UV) sync --frozen --check --quiet >/dev/null 2>&1; then :; else \
+		echo "make install: installing the locked environment into .venv (first time: about a minute)"; \
+		$(UV) sync --frozen; fi
 	@# The web portal's front-end packages (uPlot), from api/portal/package-lock.json; reinstalled when the lock changes.
 	@[ api/portal/node_modules/.package-lock.json -nt api/portal/package-lock.json ] || \
 		npm ci --prefix api/portal --no-audit --no-fund --loglevel=error

@@ -1,4 +1,4 @@
-"""The ``lakeops`` command line: demo, maintain, info (and serve, once the API lands)."""
+"""The ``lakeops`` command line: serve, demo, sql, queries, duckdb-init, maintain, info."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import random
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -167,6 +168,38 @@ def cmd_info(_args: argparse.Namespace) -> int:
     return 0
 
 
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+# Longer than any client's idle keep-alive (httpx: 5 s, the same as uvicorn's default), so a
+# client never sends on a connection the server is closing at that very moment.
+KEEP_ALIVE_S = 65
+
+
+def _log_config(level: str) -> dict[str, object]:
+    """uvicorn's logging, with times: the server's own lines and one access line per request."""
+    stamp = "%(asctime)s %(levelname)s"
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "default": {"()": "uvicorn.logging.DefaultFormatter", "fmt": f"{stamp} %(name)s: %(message)s"},
+            "access": {
+                "()": "uvicorn.logging.AccessFormatter",
+                "fmt": f'{stamp} %(client_addr)s "%(request_line)s" %(status_code)s',
+            },
+        },
+        "handlers": {
+            "default": {"formatter": "default", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"},
+            "access": {"formatter": "access", "class": "logging.StreamHandler", "stream": "ext://sys.stdout"},
+        },
+        "loggers": {
+            "": {"handlers": ["default"], "level": level.upper() if level != "trace" else "DEBUG"},
+            "uvicorn": {"level": level.upper() if level != "trace" else "DEBUG", "propagate": True},
+            "uvicorn.error": {"level": level.upper() if level != "trace" else "DEBUG"},
+            "uvicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+        },
+    }
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the HTTP service (native API, MLflow protocol) on the configured lake."""
     import uvicorn
@@ -180,10 +213,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except LakeopsError as exc:
         print(f"lakeops: {exc.message}", file=sys.stderr)
         return 2
-    print(f"lakeops serving {settings.warehouse()} on http://{args.host}:{args.port} (docs at /docs)", flush=True)
-    if args.pg_port is not None:
-        print(f"PostgreSQL wire protocol on {args.pg_host or args.host}:{args.pg_port}", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if not args.verbose else "info")
+    level = args.log_level or "info"
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, saying where it serves once the lake is open and the port accepts connections."""
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if not self.started:
+                return
+            host, port = self.servers[0].sockets[0].getsockname()[:2]
+            print(f"lakeops serving {settings.warehouse()} on http://{host}:{port} (docs at /docs)", flush=True)
+            if args.pg_port is not None:
+                print(f"PostgreSQL wire protocol on {args.pg_host or args.host}:{args.pg_port}", flush=True)
+
+    print(f"lakeops: opening the lake at {settings.warehouse()} ...", flush=True)
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=level,
+        log_config=_log_config(level),
+        access_log=args.access_log and level in ("info", "debug", "trace"),
+        timeout_keep_alive=KEEP_ALIVE_S,
+    )
+    Server(config).run()
     return 0
 
 
@@ -398,6 +452,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--pg-port", type=int, default=None, help="also serve the SQL views over the PostgreSQL wire protocol"
     )
     serve.add_argument("--pg-host", default=None, help="address of the PostgreSQL endpoint (default: --host)")
+    serve.add_argument(
+        "--log-level", choices=LOG_LEVELS, default=None, help="server log level (default: info, with an access log)"
+    )
+    serve.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="one line per request on stdout (default: on at level info)",
+    )
     serve.set_defaults(func=cmd_serve)
     sql = sub.add_parser("sql", help="run one read-only SELECT over the lakeops views and print the answer")
     sql.add_argument("query", nargs="?", help="the SELECT; '-' reads it from stdin")
