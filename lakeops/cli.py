@@ -226,6 +226,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"lakeops serving {settings.warehouse()} on http://{host}:{port} (docs at /docs)", flush=True)
             if args.pg_port is not None:
                 print(f"PostgreSQL wire protocol on {args.pg_host or args.host}:{args.pg_port}", flush=True)
+            if args.preload:
+                from lakeops.quality.suites import preload_in_background
+
+                preload_in_background()
 
     print(f"lakeops: opening the lake at {settings.warehouse()} ...", flush=True)
     config = uvicorn.Config(
@@ -454,6 +458,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--pg-host", default=None, help="address of the PostgreSQL endpoint (default: --host)")
     serve.add_argument(
         "--log-level", choices=LOG_LEVELS, default=None, help="server log level (default: info, with an access log)"
+    )
+    serve.add_argument(
+        "--preload",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="import great-expectations in the background once serving, not in the first suite request",
     )
     serve.add_argument(
         "--access-log",

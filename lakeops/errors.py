@@ -7,6 +7,8 @@ LakeopsError
  ├── InvalidArgumentError     bad input: empty or over-long key, bad filter, wrong type, ...
  ├── DataQualityError         data failed an expectation suite
  └── BackendUnavailableError  the configured catalog or object store cannot be reached or used
+      ├── ServerUnreachableError  (client) nothing accepts connections at the server's address
+      └── ServerTimeoutError      (client) the server took longer than the client's timeout to answer
 """
 
 from __future__ import annotations
@@ -45,3 +47,11 @@ class DataQualityError(LakeopsError):
 
 class BackendUnavailableError(LakeopsError):
     """The storage backend is missing, misconfigured or unreachable."""
+
+
+class ServerUnreachableError(BackendUnavailableError):
+    """The client could not connect to ``lakeops serve`` (connection refused, unknown host)."""
+
+
+class ServerTimeoutError(BackendUnavailableError):
+    """``lakeops serve`` accepted the request but did not answer within the client's timeout."""

@@ -54,9 +54,10 @@ class ServeProcess:
 
     def start(self) -> None:
         """Start the server and wait until /health answers."""
+        # --no-preload: great-expectations costs ~8 s of CPU to import; only suite tests need it.
         with self.log.open("a") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "lakeops.cli", "serve", "--port", str(self.port)],
+                [sys.executable, "-m", "lakeops.cli", "serve", "--port", str(self.port), "--no-preload"],
                 env=child_env(self.settings),
                 stdout=out,
                 stderr=subprocess.STDOUT,

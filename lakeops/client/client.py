@@ -16,7 +16,14 @@ from lakeops.client.display import DatasetVersionView, ExperimentView, LineageVi
 from lakeops.client.runs import ActiveRun, check_key
 from lakeops.client.sender import RETRYABLE, Sender
 from lakeops.client.transport import EmbeddedTransport, HttpTransport, Transport, now_ms
-from lakeops.errors import AlreadyExistsError, InvalidArgumentError, LakeopsError, NotFoundError
+from lakeops.errors import (
+    AlreadyExistsError,
+    InvalidArgumentError,
+    LakeopsError,
+    NotFoundError,
+    ServerTimeoutError,
+    ServerUnreachableError,
+)
 
 if TYPE_CHECKING:
     import polars as pl
@@ -123,12 +130,27 @@ class Client:
         return isinstance(self.transport, EmbeddedTransport)
 
     def _call(self, fn: Callable[[], T], *, timeout_s: float | None = None) -> T:
-        """A synchronous call, retried with backoff while the server is unreachable."""
+        """A synchronous call, retried with backoff while a server that answered before is away.
+
+        Fails at once where waiting cannot help: nothing ever answered at the URL (a wrong
+        port or host, or no server started), or the server did not answer within the HTTP
+        timeout (trying again would wait as long again).
+        """
         deadline = time.monotonic() + (self.flush_timeout_s if timeout_s is None else timeout_s)
         delay = 0.05
         while True:
             try:
                 return fn()
+            except ServerTimeoutError:
+                raise
+            except ServerUnreachableError as exc:
+                if not getattr(self.transport, "answered", True):
+                    raise
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("lakeops: %s; retrying until it is back (for %.0f s)", exc.message, self.flush_timeout_s)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
             except RETRYABLE:
                 if time.monotonic() + delay > deadline:
                     raise

@@ -5,8 +5,17 @@ points as Arrow, search, read history, run SQL, upload an artifact) and return t
 API's JSON shapes as plain dicts, so everything above them is written once.
 
 Errors are the domain's: a native error body ``{"error": {"code": "not_found", ...}}`` becomes
-``NotFoundError`` again on this side; a server that cannot be reached (connection refused,
-timeout, 502/503/504) is a ``BackendUnavailableError``, which the sender retries.
+``NotFoundError`` again on this side. A server that cannot be used is a ``BackendUnavailableError``
+whose subclass and message say what happened, because each calls for something else:
+
+- connection refused / unknown host: ``ServerUnreachableError`` naming the URL (wrong port, or
+  the server is not running);
+- no answer within ``timeout_s``: ``ServerTimeoutError`` ("timed out after 30 s; raise timeout_s");
+- the connection dropped before an answer (typically a keep-alive connection the server closed
+  while the request was sent): an idempotent request (GET, PUT, DELETE, and the read-only POSTs
+  search and SQL) is sent again once on a fresh connection, transparently; any other is a
+  ``BackendUnavailableError`` saying the connection was dropped;
+- 502/503/504: ``BackendUnavailableError`` with the status.
 
 The HTTP transport never imports pyiceberg (the import costs ~0.5 s); the embedded one opens
 the store when it is built.
@@ -33,6 +42,8 @@ from lakeops.errors import (
     InvalidArgumentError,
     LakeopsError,
     NotFoundError,
+    ServerTimeoutError,
+    ServerUnreachableError,
 )
 
 if TYPE_CHECKING:
@@ -258,22 +269,59 @@ def _read_chunks(handle: BinaryIO, progress: Progress | None) -> Iterator[bytes]
 class HttpTransport:
     """The native API of a running ``lakeops serve`` (``/api/v1``)."""
 
+    # Requests that may be sent twice without harm (no write, or a write of the same final state).
+    IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+    IDEMPOTENT_POSTS = frozenset({"/runs/search", "/sql"})
+    # Calls that may wait for great-expectations on the server (seconds to import, then validation).
+    SLOW_TIMEOUT_S = 300.0
+
     def __init__(self, url: str, *, timeout_s: float = 30.0) -> None:
         import httpx
 
         self.location = url.rstrip("/")
         self._api = f"{self.location}/api/v1"
-        # One pool per thread that uses it: the sender thread and the caller's.
+        self.timeout_s = timeout_s
+        self.answered = False  # whether the server ever answered this client
+        # One pool per thread that uses it: the sender thread and the caller's. Idle connections
+        # are dropped after 2 s, well before the server closes them (uvicorn: 5 s; lakeops serve: 65 s).
         self._timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0))
-        self._http = httpx.Client(timeout=self._timeout)
+        self._http = httpx.Client(timeout=self._timeout, limits=httpx.Limits(keepalive_expiry=2.0))
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _request(self, method: str, path: str, *, timeout_s: float | None = None, **kwargs: Any) -> httpx.Response:
         import httpx
 
-        try:
-            response = self._http.request(method, f"{self._api}{path}", **kwargs)
-        except httpx.TransportError as exc:
-            raise BackendUnavailableError(f"lakeops at {self.location} is unreachable: {exc}") from exc
+        url = f"{self._api}{path}"
+        if timeout_s is not None:
+            kwargs["timeout"] = httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0))
+        waited = timeout_s if timeout_s is not None else self.timeout_s
+        replayable = method in self.IDEMPOTENT_METHODS or (method == "POST" and path in self.IDEMPOTENT_POSTS)
+        replayable = replayable and not _is_stream(kwargs.get("content"))
+        for attempt in (1, 2):
+            try:
+                response = self._http.request(method, url, **kwargs)
+                break
+            except httpx.ConnectError as exc:
+                raise ServerUnreachableError(
+                    f"cannot connect to lakeops at {self.location}: {_reason(exc)}. Is `lakeops serve` running "
+                    "there (host and port)?",
+                    details={"url": self.location},
+                ) from exc
+            except httpx.TimeoutException as exc:
+                what = "connect" if isinstance(exc, httpx.ConnectTimeout) else "answer"
+                raise ServerTimeoutError(
+                    f"lakeops at {self.location} did not {what} {method} {path} in time: timed out after "
+                    f"{waited:g} s; raise timeout_s (lakeops.connect(url, timeout_s=...)) if the server is busy",
+                    details={"url": self.location, "timeout_s": waited},
+                ) from exc
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+                if replayable and attempt == 1:
+                    continue  # a dropped keep-alive connection: send it again on a fresh one
+                raise BackendUnavailableError(
+                    f"lakeops at {self.location} dropped the connection before answering {method} {path} "
+                    f"({_reason(exc)}); see the server's log",
+                    details={"url": self.location},
+                ) from exc
+        self.answered = True
         if response.status_code >= 400:
             raise _error_from(response)
         return response
@@ -548,6 +596,7 @@ class HttpTransport:
             params=query,
             content=sink.getvalue().to_pybytes(),
             headers={"content-type": ARROW_STREAM},
+            timeout_s=max(self.timeout_s, self.SLOW_TIMEOUT_S) if validate else None,
         )
 
     def log_dataset_artifact(self, name: str, path: str, *, run_id: str | None, direction: str) -> dict[str, Any]:
@@ -567,13 +616,19 @@ class HttpTransport:
     def attach_suite(self, name: str, suite_name: str, expectations: list[dict[str, Any]]) -> dict[str, Any]:
         """``PUT /datasets/{name}/suites/{suite}``."""
         return self._json(
-            "PUT", f"/datasets/{quote(name)}/suites/{quote(suite_name, safe='')}", json={"expectations": expectations}
+            "PUT",
+            f"/datasets/{quote(name)}/suites/{quote(suite_name, safe='')}",
+            json={"expectations": expectations},
+            timeout_s=max(self.timeout_s, self.SLOW_TIMEOUT_S),
         )
 
     def validate(self, version_id: str, suite_name: str | None) -> list[dict[str, Any]]:
         """``POST /dataset-versions/{id}/validations``."""
         path = f"/dataset-versions/{quote(version_id, safe='')}/validations"
-        found: list[dict[str, Any]] = self._json("POST", path, json={"suite_name": suite_name})["validations"]
+        timeout_s = max(self.timeout_s, self.SLOW_TIMEOUT_S)
+        found: list[dict[str, Any]] = self._json("POST", path, json={"suite_name": suite_name}, timeout_s=timeout_s)[
+            "validations"
+        ]
         return found
 
     def validations(self, version_id: str) -> list[dict[str, Any]]:
@@ -638,6 +693,17 @@ class HttpTransport:
         self._http.close()
         if "_store_http" in self.__dict__:
             self._store_http.close()
+
+
+def _is_stream(content: object) -> bool:
+    """Whether a request body is an iterator (cannot be sent twice)."""
+    return content is not None and not isinstance(content, bytes | bytearray | str)
+
+
+def _reason(exc: Exception) -> str:
+    """The innermost cause of a transport error, in words ("[Errno 111] Connection refused")."""
+    text = str(exc) or type(exc).__name__
+    return text.split("] ", 1)[-1] if text.startswith("[Errno") else text
 
 
 def _error_from(response: httpx.Response) -> LakeopsError:

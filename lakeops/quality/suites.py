@@ -10,9 +10,11 @@ results) are rows of ``validation_results``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import threading
+import time
 import uuid
 from dataclasses import asdict
 from typing import Any
@@ -27,6 +29,8 @@ from lakeops.stores.iceberg import IcebergStore, Rows
 from lakeops.stores.lineage_state import SuiteState, ValidationState
 from lakeops.stores.state import TrackingState
 
+log = logging.getLogger(__name__)
+
 _SUITE_NAME = re.compile(r"^[\w.\-]{1,200}$")
 MAX_EXPECTATIONS = 500
 _GX_LOCK = threading.Lock()
@@ -38,6 +42,27 @@ def _gx() -> Any:
     import great_expectations
 
     return great_expectations
+
+
+def preload_in_background() -> threading.Thread:
+    """Import great-expectations in a daemon thread, so the first suite or validation need not wait.
+
+    ``lakeops serve`` calls this once it serves: the import takes seconds (~8 s on 2 cores), and
+    done inside the first request it made that request look like a hung server.
+    """
+
+    def load() -> None:
+        started = time.perf_counter()
+        try:
+            _gx()
+        except Exception:  # the first suite call reports it properly
+            log.warning("great-expectations could not be imported", exc_info=True)
+            return
+        log.info("great-expectations imported in %.1f s: expectation suites are ready", time.perf_counter() - started)
+
+    thread = threading.Thread(target=load, name="lakeops-preload-gx", daemon=True)
+    thread.start()
+    return thread
 
 
 def check_expectations(expectations: object) -> list[dict[str, Any]]:

@@ -34,7 +34,7 @@ class Server:
         env = {**child_env(settings), **(extra_env or {})}
         self._log = log.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lakeops.cli", "serve", "--port", str(self.port), *extra_args],
+            [sys.executable, "-m", "lakeops.cli", "serve", "--port", str(self.port), "--no-preload", *extra_args],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -89,6 +89,8 @@ def test_serving_is_printed_once_the_port_accepts_connections_then_one_access_li
     out.wait_for(r'127\.0\.0\.1:\d+ "GET /health HTTP/1\.1" 200')
     assert httpx.get(f"{url}/api/v1/experiments/404404", timeout=10).status_code == 404
     out.wait_for(r'"GET /api/v1/experiments/404404 HTTP/1\.1" 404')
+    # great-expectations is imported in the background, not inside the first suite request.
+    out.wait_for(r"great-expectations imported in [\d.]+ s: expectation suites are ready", timeout=120)
 
 
 def test_log_level_warning_has_no_access_log(tmp_path: Path, stop: list[subprocess.Popen[str]]) -> None:
