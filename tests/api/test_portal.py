@@ -18,9 +18,9 @@ import httpx
 import numpy as np
 import pyarrow as pa
 import pytest
-from conftest import Server
 from lakes import make_settings
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Response, expect, sync_playwright
+from serve_process import ServeProcess
 
 pytestmark = [pytest.mark.api, pytest.mark.browser]
 
@@ -45,7 +45,7 @@ ARROW = "application/vnd.apache.arrow.stream"
 class Lake:
     """A seeded server: one experiment of ``RUNS`` runs, each with params, tags and a loss history."""
 
-    server: Server
+    server: ServeProcess
     experiment_id: str
     experiment_name: str
     run_ids: list[str] = field(default_factory=list)
@@ -57,7 +57,7 @@ class Lake:
         return self.server.url
 
 
-def _seed(server: Server) -> Lake:
+def _seed(server: ServeProcess) -> Lake:
     with httpx.Client(base_url=server.url, timeout=60) as http:
         name = f"portal-{uuid.uuid4().hex[:6]}"
         exp = http.post("/api/v1/experiments", json={"name": name}).json()
@@ -113,7 +113,7 @@ def lake(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     kind: str = request.param
     s3 = request.getfixturevalue("s3_server") if kind == "s3" else None
     home = tmp_path_factory.mktemp(f"portal-{kind}")
-    server = Server(make_settings(kind, home, s3), home / "serve.log")
+    server = ServeProcess(make_settings(kind, home, s3), home / "serve.log")
     try:
         yield _seed(server)
     finally:
