@@ -334,8 +334,20 @@ class Client:
         assert isinstance(frame, pl.DataFrame)
         return frame
 
-    def plot_metric(self, runs: str | Iterable[str] | pl.DataFrame, key: str, *, title: str | None = None) -> Chart:
-        """Curves of metric ``key`` by step, one line per run (labelled by run name when known)."""
+    def plot_metric(
+        self,
+        runs: str | Iterable[str] | pl.DataFrame,
+        key: str,
+        *,
+        title: str | None = None,
+        log_y: bool | None = None,
+        smoothing: float = 0.0,
+    ) -> Chart:
+        """Curves of metric ``key`` by step, one line and colour per run (labelled by run name when known).
+
+        ``log_y``: log value axis (default: when the values span two decades or more).
+        ``smoothing``: 0 (none) to below 1, an exponential moving average as in TensorBoard.
+        """
         import polars as pl
 
         from lakeops.client.plots import metric_curves
@@ -345,7 +357,9 @@ class Client:
             labels = dict(zip(runs["run_id"].to_list(), runs["run_name"].to_list(), strict=True))
         else:
             labels = {run_id: str(self.get_run(run_id).name) for run_id in ids}
-        return metric_curves(self.metric_history(ids, key), key, labels=labels, title=title)
+        return metric_curves(
+            self.metric_history(ids, key), key, labels=labels, title=title, log_y=log_y, smoothing=smoothing
+        )
 
     def plot_params(
         self,
