@@ -159,7 +159,7 @@ LEADERBOARD_LAKE = (
 )
 LEADERBOARD_PARQUET = """
 WITH latest AS (
-    SELECT run_id, key, arg_max(value, (recorded_at, NOT isnan(value), value)) AS value
+    SELECT run_id, key, arg_max(value, (recorded_at, NOT isnan(value), value, step)) AS value
     FROM read_parquet('{path}') GROUP BY run_id, key
 )
 SELECT run_id, {columns}

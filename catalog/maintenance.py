@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import datetime
 
 import pyarrow as pa
@@ -35,8 +36,12 @@ def compact_table(
     *,
     snapshot_properties: dict[str, str],
     min_files: int = MIN_FILES_TO_COMPACT,
+    reduce: Callable[[pa.Table], pa.Table] | None = None,
 ) -> tuple[int, int]:
-    """Rewrite partitions holding many small files. Returns (files removed, files written)."""
+    """Rewrite partitions holding many small files. Returns (files removed, files written).
+
+    ``reduce`` rewrites the rows as well (a summary table folds its partial rows into one per key).
+    """
     snapshot = table.metadata.current_snapshot()
     if snapshot is None:
         return 0, 0
@@ -51,6 +56,8 @@ def compact_table(
         if len(tasks) < min_files:
             continue
         rows = ArrowScan(table.metadata, table.io, table.schema(), AlwaysTrue()).to_table(tasks)
+        if reduce is not None:
+            rows = reduce(rows)
         if table_def.sort_columns:
             rows = rows.sort_by([(c, "ascending") for c in table_def.sort_columns])
         rows = rows.cast(_writable_schema(table, rows))

@@ -169,6 +169,29 @@ METRICS = TableDef(
     sort_columns=("run_id", "key", "step", "recorded_at"),
 )
 
+METRIC_LATEST = TableDef(
+    name="metric_latest",
+    code=8,
+    # Derived, never logged: each group commit of ``metrics`` appends one row per (run, key) it
+    # touched, summarising that commit's points (catalog/summaries.py). The rows of one key fold
+    # associatively (latest by MLflow's rank, min of mins, max of maxes, sum of counts), so start-up
+    # reads this O(runs x keys) table instead of every metric point, and maintenance reduces it.
+    schema=Schema(
+        _f(1, "run_id", StringType(), required=True),
+        _f(2, "key", StringType(), required=True),
+        _f(3, "value", DoubleType(), required=True, doc="the latest point's value (MLflow's rank)"),
+        _f(4, "recorded_at", TimestamptzType(), required=True, doc="the latest point's timestamp"),
+        _f(5, "step", LongType(), required=True, doc="the latest point's step"),
+        _f(6, "min_value", DoubleType(), doc="smallest value, NaN ignored (null if every value is NaN)"),
+        _f(7, "max_value", DoubleType(), doc="largest value, NaN ignored"),
+        _f(8, "points", LongType(), required=True, doc="number of points summarised"),
+    ),
+    sort_columns=("run_id", "key"),
+    # Our committer retries a conflicting append itself (reload, append again); pyiceberg's own
+    # retry would re-apply a backfill another replica already made.
+    properties={"commit.retry.num-retries": "0"},
+)
+
 LOGGED_MODEL_CHANGES = TableDef(
     name="logged_model_changes",
     code=5,
@@ -448,6 +471,7 @@ TABLES: tuple[TableDef, ...] = (
     TAG_CHANGES,
     PARAMS,
     METRICS,
+    METRIC_LATEST,
     RUN_IO,
     ARTIFACT_VERSIONS,
     # -- model registry --

@@ -290,7 +290,7 @@ param_keys AS (
 ),
 metric_keys AS (
     SELECT r.experiment_id, list(DISTINCT m.key ORDER BY m.key) AS keys
-    FROM (SELECT DISTINCT run_id, key FROM lake.metrics) AS m JOIN run_experiment AS r USING (run_id)
+    FROM (SELECT DISTINCT run_id, key FROM lake.metric_latest) AS m JOIN run_experiment AS r USING (run_id)
     GROUP BY r.experiment_id
 )
 SELECT e.experiment_id, e.name, coalesce(pk.keys, []) AS param_keys, coalesce(mk.keys, []) AS metric_keys

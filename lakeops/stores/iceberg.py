@@ -10,6 +10,9 @@ Write path (ARCHITECTURE.md, "Write path"):
    property ``lakeops.wal.<writer_id>``, set in the same transaction as the append).
 3. On start, rows beyond each table's recorded position are replayed from the log: nothing
    lost, nothing duplicated. Commit conflicts with other replicas are retried by pyiceberg.
+   Start-up folds every table into the state except metric points: their summary table
+   (``metric_latest``, appended in the same commit round, catalog/summaries.py) gives the
+   latest value of each metric, so start-up time and memory do not grow with metric points.
 4. Reads see committed data plus queued rows (read-your-writes); other replicas' commits are
    picked up incrementally from the snapshots they add.
 """
@@ -39,7 +42,8 @@ from pyiceberg.transforms import BucketTransform
 from pyiceberg.types import StringType
 
 from catalog.connection import ensure_tables, open_catalog
-from catalog.maintenance import compact_table, expire_snapshots
+from catalog.maintenance import MIN_FILES_TO_COMPACT, compact_table, expire_snapshots
+from catalog.summaries import SUMMARIES, SUMMARY_BY_NAME, SUMMARY_OF_SOURCE
 from catalog.tables import METRIC_BUCKETS, METRICS, ON_DEMAND_TABLES, TABLES, TABLES_BY_CODE, TABLES_BY_NAME
 from lakeops.errors import BackendUnavailableError, ConflictError, LakeopsError
 from lakeops.settings import LakeopsSettings
@@ -199,7 +203,11 @@ class IcebergStore:
     # -- start-up ----------------------------------------------------------------------------
 
     def _load(self) -> None:
-        """Fold every table into the state, then replay the log beyond each table's mark."""
+        """Fold every table into the state, then replay the log beyond each table's mark.
+
+        Metric points are not read: their summary (``metric_latest``) holds what the state keeps.
+        """
+        self._backfill_summaries()
         # Capture snapshots children-first: a child table's commit always follows its parent's,
         # so every row seen has its run or experiment in the (later captured) parent snapshot.
         for table_def in reversed(TABLES):
@@ -209,29 +217,61 @@ class IcebergStore:
             self._visible[table_def.name] = table.metadata
         for table_def in TABLES:
             table = self._tables[table_def.name]
-            if self._seen_snapshot[table_def.name] is None or table_def.name in ON_DEMAND_TABLES:
+            if self._seen_snapshot[table_def.name] is None or table_def.name in _NOT_FOLDED:
                 continue
             rows = table.scan(snapshot_id=self._seen_snapshot[table_def.name]).to_arrow()
-            if table_def.name != METRICS.name:
-                rows = (
-                    rows.sort_by([("changed_at", "ascending"), ("writer_id", "ascending"), ("wal_seq", "ascending")])
-                    if "changed_at" in rows.column_names
-                    else rows
-                )
+            summary = SUMMARY_BY_NAME.get(table_def.name)
+            if summary is not None:
+                rows = summary.reduce(rows)
+            elif "changed_at" in rows.column_names:
+                rows = rows.sort_by([("changed_at", "ascending"), ("writer_id", "ascending"), ("wal_seq", "ascending")])
             self.state.apply(table_def.name, rows)
         self.state.retry_orphans()
         marks = {name: self._mark(table) for name, table in self._tables.items()}
         replayed = 0
         for seq, payload in self.wal.replay(after_seq=min(marks.values())):
             for name, batch in decode_record(payload).items():
-                if seq > marks[name]:
-                    self.state.apply(name, batch)
-                    self._enqueue(name, seq, batch)
+                targets = _replay_targets(name, seq, marks)
+                if targets:
+                    self.state.apply(name, batch)  # folding is idempotent: a row may feed two targets
                     replayed += batch.num_rows
+                for target in targets:
+                    self._enqueue(target, seq, batch)
         if replayed:
             log.info("replayed %d rows from write-ahead log %s", replayed, self.writer_id)
         self._drain_orphans()
         self.state.retry_orphans()
+
+    def _backfill_summaries(self) -> None:
+        """Build a summary table once from its source, on a lake written before the summary existed.
+
+        The summary takes the source's write-ahead-log marks, so replay feeds it exactly the rows
+        the source has not committed yet. Replicas starting together race: the first commit wins
+        and the others, finding the summary no longer empty, keep it.
+        """
+        for summary in SUMMARIES:
+            target = self._tables[summary.table.name]
+            source = self._tables[summary.source.name]
+            snapshot = source.metadata.current_snapshot()
+            if target.metadata.current_snapshot() is not None or snapshot is None:
+                continue
+            marks = {k: v for k, v in source.properties.items() if k.startswith(WAL_MARK_PREFIX)}
+            rows = summary.summarize(source.scan(snapshot_id=snapshot.snapshot_id).to_arrow())
+            log.info("building %s from %s (%d rows)", summary.table.name, summary.source.name, rows.num_rows)
+            for attempt in range(_OWN_RETRIES):
+                try:
+                    with target.transaction() as tx:
+                        tx.append(
+                            rows, snapshot_properties={SUMMARY_OPERATION: "backfill", SUMMARY_WRITER: self.writer_id}
+                        )
+                        tx.set_properties(marks)
+                    break
+                except CommitFailedException:
+                    target = self._reload(summary.table.name)
+                    if target.metadata.current_snapshot() is not None:
+                        break
+                    time.sleep(_backoff(attempt))
+            self._tables[summary.table.name] = self._reload(summary.table.name)
 
     def _mark(self, table: Table, writer_id: str | None = None) -> int:
         return int(table.properties.get(WAL_MARK_PREFIX + (writer_id or self.writer_id), "0"))
@@ -248,9 +288,11 @@ class IcebergStore:
             batches: dict[str, list[tuple[int, pa.RecordBatch]]] = {}
             for seq, payload in orphan.replay(after_seq=min(marks.values())):
                 for name, batch in decode_record(payload).items():
-                    if seq > marks[name]:
+                    targets = _replay_targets(name, seq, marks)
+                    if targets:
                         self.state.apply(name, batch)
-                        batches.setdefault(name, []).append((seq, batch))
+                    for target in targets:
+                        batches.setdefault(target, []).append((seq, batch))
             for table_def in TABLES:
                 if batches.get(table_def.name):
                     self._commit_table(table_def.name, batches[table_def.name], writer_id=orphan.writer_id)
@@ -276,10 +318,25 @@ class IcebergStore:
             for name, batch in rows.items():
                 self.state.apply(name, batch)
                 self._enqueue(name, seq, batch)
-            queued = sum(q.rows for q in self._queues.values())
+                summary = SUMMARY_OF_SOURCE.get(name)
+                if summary is not None:  # summarised when committed, in the same round
+                    self._enqueue(summary.table.name, seq, batch)
+            queued = sum(q.rows for name, q in self._queues.items() if name not in SUMMARY_BY_NAME)
         self.wal.sync(ticket)
         if queued >= self.settings.write.commit_max_rows:
             self._wake.set()
+
+    def _absorb(self, name: str, table: Table) -> int:
+        # Other writers' metric points reach the state through their summary rows.
+        rows = None if name in _NOT_FOLDED else self._foreign_rows(name, table)
+        with self._lock:
+            if rows is not None:
+                self.state.apply(name, rows)
+            self._tables[name] = table
+            self._visible[name] = table.metadata
+            snapshot = table.metadata.current_snapshot()
+            self._seen_snapshot[name] = snapshot.snapshot_id if snapshot else None
+        return rows.num_rows if rows is not None else 0
 
     def _enqueue(self, name: str, seq: int, batch: pa.RecordBatch) -> None:
         queue = self._queues[name]
@@ -354,12 +411,20 @@ class IcebergStore:
         """One Iceberg append of ``batches`` that also records how far into ``writer_id``'s log it reaches."""
         writer_id = writer_id or self.writer_id
         table_def = TABLES_BY_NAME[name]
-        data = pa.Table.from_batches([b for _s, b in batches], schema=table_def.arrow_schema)
+        summary = SUMMARY_BY_NAME.get(name)
+        if summary is not None:  # the queue holds the source's rows; commit their summary
+            data = summary.summarize(
+                pa.Table.from_batches([b for _s, b in batches], schema=summary.source.arrow_schema)
+            )
+        else:
+            data = pa.Table.from_batches([b for _s, b in batches], schema=table_def.arrow_schema)
         if table_def.sort_columns:
             data = data.sort_by([(c, "ascending") for c in table_def.sort_columns])
         seq = max(s for s, _b in batches)
         table = self._tables[name]
-        for attempt in range(5):
+        # Where pyiceberg does not retry (summary tables), this loop is the only retry.
+        attempts = 5 if int(table.properties.get("commit.retry.num-retries", "4")) else _OWN_RETRIES
+        for attempt in range(attempts):
             try:
                 with table.transaction() as tx:
                     tx.append(
@@ -378,6 +443,7 @@ class IcebergStore:
                 table = self._reload(name)
                 if self._mark(table, writer_id) >= seq:  # the commit landed even though it was reported lost
                     break
+                time.sleep(_backoff(attempt))
         else:
             raise ConflictError(f"could not commit to {name} after repeated conflicts")
         with self._lock:
@@ -420,18 +486,7 @@ class IcebergStore:
                     fresh[table_def.name] = self._reload(table_def.name)
                 except NoSuchTableError as exc:
                     raise BackendUnavailableError(f"table {table_def.name} disappeared") from exc
-            applied = 0
-            for table_def in TABLES:
-                table = fresh[table_def.name]
-                rows = None if table_def.name in ON_DEMAND_TABLES else self._foreign_rows(table_def.name, table)
-                with self._lock:
-                    if rows is not None:
-                        self.state.apply(table_def.name, rows)
-                        applied += rows.num_rows
-                    self._tables[table_def.name] = table
-                    self._visible[table_def.name] = table.metadata
-                    snapshot = table.metadata.current_snapshot()
-                    self._seen_snapshot[table_def.name] = snapshot.snapshot_id if snapshot else None
+            applied = sum(self._absorb(table_def.name, fresh[table_def.name]) for table_def in TABLES)
             if applied:
                 with self._lock:
                     self.state.retry_orphans()
@@ -560,7 +615,12 @@ class IcebergStore:
     def queued_rows(self) -> int:
         """Rows acknowledged but not yet in an Iceberg commit."""
         with self._lock:
-            return sum(b.num_rows for q in self._queues.values() for _s, b in [*q.pending, *q.inflight])
+            return sum(
+                b.num_rows
+                for name, q in self._queues.items()
+                if name not in SUMMARY_BY_NAME  # the same rows as their source's queue
+                for _s, b in [*q.pending, *q.inflight]
+            )
 
     # -- maintenance -------------------------------------------------------------------------
 
@@ -575,10 +635,14 @@ class IcebergStore:
                 table = self._reload(table_def.name)
                 entry: dict[str, int] = {}
                 if compact:
+                    summary = SUMMARY_BY_NAME.get(table_def.name)
                     entry["files_rewritten"], entry["files_written"] = compact_table(
                         table,
                         table_def,
                         snapshot_properties={SUMMARY_OPERATION: "compact", SUMMARY_WRITER: self.writer_id},
+                        # a summary's partial rows fold into one per key: worth it from two files on
+                        reduce=summary.reduce if summary is not None else None,
+                        min_files=2 if summary is not None else MIN_FILES_TO_COMPACT,
                     )
                     table = self._reload(table_def.name)
                 if expire:
@@ -616,6 +680,25 @@ class IcebergStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_OWN_RETRIES = 30
+# Tables never folded into the state: read on demand, or through their summary (metric points).
+_NOT_FOLDED = frozenset(ON_DEMAND_TABLES) | frozenset(SUMMARY_OF_SOURCE)
+
+
+def _backoff(attempt: int) -> float:
+    return float(min(2.0, 0.02 * 2**attempt))
+
+
+def _replay_targets(name: str, seq: int, marks: dict[str, int]) -> list[str]:
+    """The queues a logged row of ``name`` at ``seq`` still has to reach: its table, and its
+    summary table, each unless that table's mark shows the row already committed there."""
+    targets = [name] if seq > marks[name] else []
+    summary = SUMMARY_OF_SOURCE.get(name)
+    if summary is not None and seq > marks[summary.table.name]:
+        targets.append(summary.table.name)
+    return targets
 
 
 # pyiceberg's pydantic-generated signature for EqualTo confuses mypy; this is its documented call form.

@@ -22,6 +22,7 @@ from catalog.tables import (
     EXPERIMENT_CHANGES,
     LINEAGE_EDGES,
     LOGGED_MODEL_CHANGES,
+    METRIC_LATEST,
     METRICS,
     ON_DEMAND_TABLES,
     OPENLINEAGE_EVENTS,
@@ -41,9 +42,10 @@ log = logging.getLogger(__name__)
 LatestMetric = tuple[int, float, int]  # (timestamp ms, value, step)
 
 
-def metric_rank(timestamp: int, value: float) -> tuple[int, int, float]:
-    """MLflow's "latest" order: max timestamp, then max value. NaN ranks below every number."""
-    return (timestamp, 0, 0.0) if math.isnan(value) else (timestamp, 1, value)
+def metric_rank(timestamp: int, value: float, step: int) -> tuple[int, int, float, int]:
+    """MLflow's "latest" order: max timestamp, then max value (NaN ranks below every number); a full
+    tie goes to the greater step, so the state, the summary and the SQL views agree on one point."""
+    return (timestamp, 0, 0.0, step) if math.isnan(value) else (timestamp, 1, value, step)
 
 
 @dataclass(slots=True)
@@ -267,7 +269,7 @@ class TrackingState:
                     continue
             key, ts, value = keys[i], stamps[i], values[i]
             current = run.metrics.get(key)
-            if current is None or metric_rank(ts, value) > metric_rank(current[0], current[1]):  # type: ignore[arg-type]
+            if current is None or metric_rank(ts, value, steps[i]) > metric_rank(current[0], current[1], current[2]):  # type: ignore[arg-type]
                 run.metrics[key] = (ts, value, steps[i])  # type: ignore[assignment]
         return _take(rows, missing)
 
@@ -349,6 +351,8 @@ _HANDLERS: dict[str, Any] = {
     TAG_CHANGES.name: TrackingState._apply_tags,
     PARAMS.name: TrackingState._apply_params,
     METRICS.name: TrackingState._apply_metrics,
+    # Summary rows carry the latest point of each (run, key): the same fold (catalog/summaries.py).
+    METRIC_LATEST.name: TrackingState._apply_metrics,
     LOGGED_MODEL_CHANGES.name: TrackingState._apply_logged_models,
     RUN_IO.name: TrackingState._apply_run_io,
     ARTIFACT_VERSIONS.name: TrackingState._apply_artifacts,
