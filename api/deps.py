@@ -12,6 +12,7 @@ from lakeops.quality.gate import QualityGate
 from lakeops.quality.suites import QualityService
 from lakeops.services.artifacts import ArtifactService
 from lakeops.services.checkpoints import CheckpointService
+from lakeops.services.comments import CommentService
 from lakeops.services.datasets import DatasetService
 from lakeops.services.lineage import LineageService
 from lakeops.services.openlineage import OpenLineageService
@@ -44,3 +45,4 @@ GateDep = Annotated[QualityGate, Depends(_from_state("quality_gate"))]
 SqlDep = Annotated[SqlEngine, Depends(_from_state("sql"))]
 SavedQueriesDep = Annotated[SavedQueryService, Depends(_from_state("saved_queries"))]
 HealthDep = Annotated[HealthMonitor, Depends(_from_state("health"))]
+CommentsDep = Annotated[CommentService, Depends(_from_state("comments"))]

@@ -23,6 +23,7 @@ from api.routers import (
     artifacts,
     charts,
     checkpoints,
+    comments,
     lineage,
     mlflow_registry,
     mlflow_tracking,
@@ -37,6 +38,7 @@ from lakeops.quality.gate import QualityGate
 from lakeops.quality.suites import QualityService
 from lakeops.services.artifacts import ArtifactService
 from lakeops.services.checkpoints import CheckpointService
+from lakeops.services.comments import CommentService
 from lakeops.services.datasets import DatasetService
 from lakeops.services.lineage import LineageService
 from lakeops.services.openlineage import OpenLineageService
@@ -100,6 +102,7 @@ def create_app(
         )
         engine = SqlEngine(settings, store=store)
         app.state.sql = engine
+        app.state.comments = CommentService(store, actor=app.state.tracking.actor)
         app.state.saved_queries = SavedQueryService(store, engine, actor=app.state.tracking.actor)
         pg = None
         if pg_port is not None:
@@ -136,6 +139,7 @@ def create_app(
     app.include_router(lineage.router, prefix="/api/v1", tags=["lineage"])
     app.include_router(sql.router, prefix="/api/v1", tags=["sql"])
     app.include_router(charts.router, prefix="/api/v1", tags=["native"])
+    app.include_router(comments.router, prefix="/api/v1", tags=["comments"])
     app.include_router(artifacts.mlflow_router, prefix="/api/2.0/mlflow-artifacts", tags=["mlflow"])
     for prefix in MLFLOW_PREFIXES:
         app.include_router(

@@ -463,6 +463,33 @@ CHECKPOINT_CHANGES = TableDef(
     sort_columns=("run_id", "step", "changed_at"),
 )
 
+# -- collaboration (codes 60-69) ---------------------------------------------------------------------
+
+COMMENT_CHANGES = TableDef(
+    name="comment_changes",
+    code=60,
+    # One row per comment posted ("create") and one more when it is deleted ("delete", is_deleted);
+    # the current comments are the latest row per comment_id that is not deleted (the `comments`
+    # view). Read on demand for one target at a time, sorted by target so reads prune by statistics.
+    schema=Schema(
+        _f(1, "comment_id", StringType(), required=True),
+        _f(2, "target_kind", StringType(), required=True, doc="run, model or version"),
+        _f(3, "target_id", StringType(), required=True, doc="run_id; registered_model_id; registered_model_id/version"),
+        _f(4, "target_name", StringType(), doc="the target as people name it when the comment was posted"),
+        _f(5, "author", StringType(), required=True),
+        _f(6, "body", StringType(), required=True),
+        _f(7, "mentions_json", StringType(), required=True, doc="the @mentioned user names as a JSON list"),
+        _f(8, "is_deleted", BooleanType(), required=True),
+        _f(9, "created_at", TimestamptzType(), required=True),
+        *_change_columns(20),
+    ),
+    sort_order=SortOrder(
+        SortField(source_id=3, transform=IdentityTransform()),
+        SortField(source_id=9, transform=IdentityTransform()),
+    ),
+    sort_columns=("target_id", "created_at"),
+)
+
 # Parents before children: commits and loads follow this order (see lakeops/stores/iceberg.py).
 TABLES: tuple[TableDef, ...] = (
     EXPERIMENT_CHANGES,
@@ -490,9 +517,11 @@ TABLES: tuple[TableDef, ...] = (
     SAVED_QUERY_CHANGES,
     # -- checkpoints and artifact storage --
     CHECKPOINT_CHANGES,
+    # -- collaboration --
+    COMMENT_CHANGES,
 )
 TABLES_BY_CODE: dict[int, TableDef] = {t.code: t for t in TABLES}
 TABLES_BY_NAME: dict[str, TableDef] = {t.name: t for t in TABLES}
 # Tables read from the lake on demand, with pruning, and never folded into the in-memory state:
 # their rows grow with the data (one per checkpoint, per stored object), not with the entities.
-ON_DEMAND_TABLES: frozenset[str] = frozenset({CHECKPOINT_CHANGES.name})
+ON_DEMAND_TABLES: frozenset[str] = frozenset({CHECKPOINT_CHANGES.name, COMMENT_CHANGES.name})

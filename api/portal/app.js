@@ -7,12 +7,9 @@ const ROUTES = [
   [/^\/experiments\/?$/, "experiments", () => import("./pages/experiments.js").then((m) => m.renderExperiments)],
   [/^\/experiments\/([^/]+)\/?$/, "experiments", () => import("./pages/runs.js").then((m) => m.renderRuns)],
   [/^\/experiments\/([^/]+)\/runs\/([^/]+)\/?$/, "experiments", () => import("./pages/run.js").then((m) => m.renderRun)],
+  [/^\/runs\/([^/]+)\/?$/, "experiments", () => import("./pages/run.js").then((m) => m.renderRunById)],
+  [/^\/activity\/?$/, "activity", () => import("./pages/activity.js").then((m) => m.renderActivity)],
 ];
-
-/** Register more pages (each module adds its own routes at load). */
-export function addRoutes(...routes) {
-  ROUTES.push(...routes);
-}
 
 let renderToken = 0;
 

@@ -80,7 +80,8 @@ export class MetricChart {
     this.draw();
     const drawn = histories.reduce((n, h) => n + (h ? h.steps.length : 0), 0);
     const total = histories.reduce((n, h) => n + (h ? h.points_in_range : 0), 0);
-    this.onInfo(drawn < total ? `${drawn.toLocaleString("en-US")} of ${total.toLocaleString("en-US")} points` : `${total.toLocaleString("en-US")} points`);
+    const count = (n) => n.toLocaleString("en-US");
+    this.onInfo(drawn < total ? `${count(drawn)} of ${count(total)} points` : `${count(total)} point${total === 1 ? "" : "s"}`);
     this.el.dataset.points = String(drawn);
     this.el.dataset.total = String(total);
   }
@@ -136,7 +137,8 @@ export class MetricChart {
             { scale: "y", auto: true },
           ],
           paths: uPlot.paths.linear(),
-          points: { show: false },
+          // A lone point draws no line: show it as a dot.
+          points: { show: (u, si) => (u.data[si]?.[0]?.length ?? 0) === 1, size: 7 },
         })),
       ],
       hooks: {

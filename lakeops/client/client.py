@@ -500,6 +500,30 @@ class Client:
         self.transport.run(run_id)
         return self.transport.quality_gate(run_id)
 
+    # -- comments ----------------------------------------------------------------------------------
+
+    def comment(self, target: str, body: str, *, author: str | None = None) -> dict[str, Any]:
+        """Post a comment on ``run:<run_id>``, ``model:<name>`` or ``version:<name>/<version>``.
+
+        ``@name`` in the body mentions a user (the answer lists them under ``mentions``). Comments
+        are rows of an append-only Iceberg table (``comments`` in SQL; posts and deletions appear
+        in the ``activity`` view).
+
+        Raises:
+            NotFoundError: no such run, model or version.
+            InvalidArgumentError: a malformed target or an empty body.
+        """
+        return self.transport.post_comment(target, body, author=author)
+
+    def comments(self, target: str) -> list[dict[str, Any]]:
+        """The comments on a target, oldest first: comment_id, target, author, body, mentions, created_at.
+
+        Raises:
+            NotFoundError: no such run, model or version.
+            InvalidArgumentError: a malformed target.
+        """
+        return self.transport.comments(target)
+
     def lineage(
         self, kind: str, node_id: str, *, direction: str = "upstream", depth: int = 5, as_of: str | None = None
     ) -> LineageView:

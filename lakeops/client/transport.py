@@ -210,6 +210,14 @@ class Transport(Protocol):
         """What the alias gate says about a model trained by this run: allowed, reasons, training_datasets."""
         ...
 
+    def post_comment(self, target: str, body: str, *, author: str | None) -> dict[str, Any]:
+        """A comment on ``run:<id>``, ``model:<name>`` or ``version:<name>/<n>``. Raises: NotFoundError."""
+        ...
+
+    def comments(self, target: str) -> list[dict[str, Any]]:
+        """The comments on a target, oldest first. Raises: NotFoundError, InvalidArgumentError."""
+        ...
+
     def lineage(self, kind: str, node_id: str, *, direction: str, depth: int, as_of: str | None) -> dict[str, Any]:
         """Nodes and edges around one node. Raises: InvalidArgumentError, NotFoundError."""
         ...
@@ -641,6 +649,18 @@ class HttpTransport:
         """``GET /quality/gate?run_id=``."""
         return self._json("GET", "/quality/gate", params={"run_id": run_id})
 
+    def post_comment(self, target: str, body: str, *, author: str | None) -> dict[str, Any]:
+        """``POST /comments``."""
+        payload: dict[str, Any] = {"target": target, "body": body}
+        if author is not None:
+            payload["author"] = author
+        return self._json("POST", "/comments", json=payload)
+
+    def comments(self, target: str) -> list[dict[str, Any]]:
+        """``GET /comments?target=``."""
+        found: list[dict[str, Any]] = self._json("GET", "/comments", params={"target": target})["comments"]
+        return found
+
     def lineage(self, kind: str, node_id: str, *, direction: str, depth: int, as_of: str | None) -> dict[str, Any]:
         """``GET /lineage/{kind}/{id}``."""
         query: dict[str, Any] = {"direction": direction, "depth": depth}
@@ -969,6 +989,21 @@ class EmbeddedTransport:
     def validations(self, version_id: str) -> list[dict[str, Any]]:
         """``QualityService.validations``."""
         return self._quality.validations(version_id)
+
+    @functools.cached_property
+    def _comments(self) -> Any:
+        from lakeops.services.comments import CommentService
+
+        return CommentService(self.store, actor=self.tracking.actor)
+
+    def post_comment(self, target: str, body: str, *, author: str | None) -> dict[str, Any]:
+        """A comment through ``CommentService``."""
+        result: dict[str, Any] = self._comments.post(target, body, author=author).to_dict()
+        return result
+
+    def comments(self, target: str) -> list[dict[str, Any]]:
+        """The comments on a target."""
+        return [c.to_dict() for c in self._comments.comments_on(target)]
 
     def quality_gate(self, run_id: str) -> dict[str, Any]:
         """What ``QualityGate`` says about a model version trained by this run."""

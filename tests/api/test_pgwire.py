@@ -25,7 +25,22 @@ def _dsn(server, password: str = PG_PASSWORD, user: str = "lakeops") -> str:  # 
 def _psql(server, sql: str, password: str = PG_PASSWORD) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
     env = {**os.environ, "PGPASSWORD": password, "PGSSLMODE": "disable", "PGCONNECT_TIMEOUT": "10"}
     return subprocess.run(
-        [PSQL, "-h", "127.0.0.1", "-p", str(server.pg_port), "-U", "lakeops", "-d", "lakeops", "-X", "-A", "-t", "-c", sql],
+        [
+            PSQL,
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(server.pg_port),
+            "-U",
+            "lakeops",
+            "-d",
+            "lakeops",
+            "-X",
+            "-A",
+            "-t",
+            "-c",
+            sql,
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -41,7 +56,10 @@ def _make_runs(server, n: int = 4) -> tuple[str, list[str]]:  # type: ignore[no-
             rid = http.post(f"/api/v1/experiments/{exp}/runs", json={"run_name": f"run-{i}"}).json()["info"]["run_id"]
             http.post(
                 f"/api/v1/runs/{rid}/batch",
-                json={"params": {"depth": str(i)}, "metrics": [{"key": "acc", "value": i / 10, "timestamp": 1, "step": 0}]},
+                json={
+                    "params": {"depth": str(i)},
+                    "metrics": [{"key": "acc", "value": i / 10, "timestamp": 1, "step": 0}],
+                },
             )
             ids.append(rid)
     return exp, ids
@@ -55,7 +73,9 @@ def test_psql_lists_the_views_and_queries_them(sql_server) -> None:  # type: ign
     )
     assert listed.returncode == 0, listed.stderr
     names = listed.stdout.split()
-    assert {"experiments", "runs", "params", "metrics", "latest_metrics", "metric_history", "tags", "activity"} <= set(names)
+    assert {"experiments", "runs", "params", "metrics", "latest_metrics", "metric_history", "tags", "activity"} <= set(
+        names
+    )
     runs = _psql(sql_server, f"SELECT run_name FROM runs WHERE experiment_id = '{exp}' ORDER BY run_name")
     assert runs.returncode == 0, runs.stderr
     assert runs.stdout.split() == ["run-0", "run-1", "run-2", "run-3"]

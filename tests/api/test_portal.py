@@ -365,3 +365,69 @@ def test_run_page_draws_downsampled_chart_and_zooms(lake: Lake, page: tuple[Page
     zoomed_total = int(chart.get_attribute("data-total") or 0)
     assert 0 < zoomed_total < LONG_POINTS
     assert chart.get_attribute("data-points") == str(zoomed_total)  # all of the range, nothing left out
+
+
+# -- comments and the activity feed --------------------------------------------------------------------------
+
+
+def test_comments_routes(lake: Lake) -> None:
+    run_id = lake.run_ids[1]
+    with httpx.Client(base_url=lake.url, timeout=60) as http:
+        r = http.post("/api/v1/comments", json={"target": f"run:{run_id}", "body": "ping @ana", "author": "bo"})
+        assert r.status_code == 201, r.text
+        posted = r.json()
+        assert posted["mentions"] == ["ana"] and posted["target"] == f"run:{run_id}"
+        listed = http.get("/api/v1/comments", params={"target": f"run:{run_id}"}).json()["comments"]
+        assert [c["comment_id"] for c in listed] == [posted["comment_id"]]
+        r = http.delete(f"/api/v1/comments/{posted['comment_id']}", params={"target": f"run:{run_id}"})
+        assert r.status_code == 204
+        assert http.get("/api/v1/comments", params={"target": f"run:{run_id}"}).json()["comments"] == []
+        # Bad input: 4xx with the reason, nothing stored.
+        r = http.post("/api/v1/comments", json={"target": "run:nope", "body": "x"})
+        assert r.status_code == 404 and "nope" in r.json()["error"]["message"]
+        r = http.post("/api/v1/comments", json={"target": "table:x", "body": "x"})
+        assert r.status_code == 400 and "must be one of run, model, version" in r.json()["error"]["message"]
+        r = http.post("/api/v1/comments", json={"target": f"run:{run_id}", "body": ""})
+        assert r.status_code == 400
+        r = http.get("/api/v1/comments")
+        assert r.status_code == 422
+        r = http.delete(f"/api/v1/comments/{posted['comment_id']}", params={"target": f"run:{run_id}"})
+        assert r.status_code == 404
+        assert http.get("/api/v1/comments", params={"target": f"run:{run_id}"}).json()["comments"] == []
+
+
+def test_client_comments(lake: Lake) -> None:
+    import lakeops
+
+    client = lakeops.connect(lake.url)
+    try:
+        posted = client.comment(f"run:{lake.run_ids[2]}", "from the client, cc @carl", author="dana")
+        assert posted["mentions"] == ["carl"]
+        assert [c["body"] for c in client.comments(f"run:{lake.run_ids[2]}")] == ["from the client, cc @carl"]
+    finally:
+        client.close()
+
+
+def test_run_page_comments_with_mentions_and_activity_feed(lake: Lake, page: tuple[Page, Problems]) -> None:
+    tab, _ = page
+    run_id = lake.run_ids[3]
+    tab.goto(f"{lake.url}/#/experiments/{lake.experiment_id}/runs/{run_id}")
+    expect(tab.locator("#comment-list")).to_contain_text("No comments yet.")
+    tab.get_by_label("Your name").fill("erin")
+    tab.get_by_role("textbox", name="Comment").fill("loss plateaus at 0.03 <b>not bold</b> @frank please check")
+    tab.get_by_role("button", name="Post comment").click()
+    comment = tab.locator("#comment-list li").first
+    expect(comment).to_contain_text("erin")
+    expect(comment.locator(".mention")).to_have_text("@frank")
+    expect(comment).to_contain_text("<b>not bold</b>")  # shown as text, never as markup
+
+    tab.goto(f"{lake.url}/#/activity?kind=comment")
+    feed = tab.locator("#activity")
+    expect(feed).to_contain_text("erin")
+    expect(feed).to_contain_text("loss plateaus")
+    tab.get_by_label("Comments mentioning @").fill("frank")
+    tab.get_by_role("button", name="Find").click()
+    expect(tab.locator("#mentions li").first).to_contain_text("erin")
+    tab.locator("#mentions li a").first.click()
+    expect(tab.get_by_role("heading", level=1)).to_contain_text("run-03")
+    assert f"#/experiments/{lake.experiment_id}/runs/{run_id}" in tab.url

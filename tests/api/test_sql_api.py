@@ -40,7 +40,10 @@ def test_sql_answers_json_right_after_the_writes(http: httpx.Client) -> None:
     exp, ids = _experiment_with_runs(http)
     r = http.post(
         "/api/v1/sql",
-        json={"sql": "SELECT run_id, run_name, started_at FROM runs WHERE experiment_id = ? ORDER BY run_name", "params": [exp]},
+        json={
+            "sql": "SELECT run_id, run_name, started_at FROM runs WHERE experiment_id = ? ORDER BY run_name",
+            "params": [exp],
+        },
     )
     assert r.status_code == 200, r.text
     body = r.json()
@@ -52,7 +55,10 @@ def test_sql_answers_json_right_after_the_writes(http: httpx.Client) -> None:
 
     wide = http.post(
         "/api/v1/sql",
-        json={"sql": 'SELECT run_name, "params.lr", "metrics.loss" FROM runs_wide(?) ORDER BY "metrics.loss"', "params": [exp]},
+        json={
+            "sql": 'SELECT run_name, "params.lr", "metrics.loss" FROM runs_wide(?) ORDER BY "metrics.loss"',
+            "params": [exp],
+        },
     ).json()
     assert wide["rows"] == [["r2", "0.30000000000000004", 1 / 3], ["r1", "0.2", 0.5], ["r0", "0.1", 1.0]]
 
@@ -132,14 +138,19 @@ def test_saved_queries_round_trip(http: httpx.Client) -> None:
     assert name in [q["name"] for q in listed]
     ran = http.post(f"/api/v1/saved-queries/{name}/run", json={"params": [exp]}).json()
     assert ran["rows"] == [["r2", 1 / 3], ["r1", 0.5]]
-    in_sql = http.post("/api/v1/sql", json={"sql": "SELECT description, author FROM saved_queries WHERE name = ?", "params": [name]})
+    in_sql = http.post(
+        "/api/v1/sql", json={"sql": "SELECT description, author FROM saved_queries WHERE name = ?", "params": [name]}
+    )
     assert in_sql.json()["rows"] == [["best two runs", "ana"]]
     updated = http.put(f"/api/v1/saved-queries/{name}", json={"sql": "SELECT 42 AS answer", "description": "v2"})
     assert updated.status_code == 200 and updated.json()["author"] == "ana"
     assert http.post(f"/api/v1/saved-queries/{name}/run", json={}).json()["rows"] == [[42]]
     activity = http.post(
         "/api/v1/sql",
-        json={"sql": "SELECT operation FROM activity WHERE entity_type = 'saved_query' AND entity_id = ? ORDER BY changed_at", "params": [name]},
+        json={
+            "sql": "SELECT operation FROM activity WHERE entity_type = 'saved_query' AND entity_id = ? ORDER BY changed_at",
+            "params": [name],
+        },
     ).json()
     assert [r[0] for r in activity["rows"]] == ["create", "update"]
     assert http.delete(f"/api/v1/saved-queries/{name}").status_code == 204

@@ -60,7 +60,9 @@ def test_duckdb_reads_the_tables_straight_from_the_warehouse(
             f"""CREATE SECRET lake_catalog (TYPE iceberg, CLIENT_ID '{client_id}', CLIENT_SECRET '{client_secret}',
                 OAUTH2_SERVER_URI '{catalog.uri.rstrip("/")}/v1/oauth/tokens')"""
         )
-        con.execute(f"ATTACH '{catalog.warehouse}' AS lakehouse (TYPE iceberg, ENDPOINT '{catalog.uri}', SECRET lake_catalog)")
+        con.execute(
+            f"ATTACH '{catalog.warehouse}' AS lakehouse (TYPE iceberg, ENDPOINT '{catalog.uri}', SECRET lake_catalog)"
+        )
         count = con.execute(f"SELECT count(*) FROM lakehouse.{lake_settings.namespace}.run_changes").fetchone()
         points = con.execute(f"SELECT sum(value) FROM lakehouse.{lake_settings.namespace}.metrics").fetchone()
     else:

@@ -86,7 +86,11 @@ def test_views_match_the_domain_api(tracking: TrackingService, engine: SqlEngine
         run = tracking.get_run(rid)
         row = runs[rid]
         assert row["experiment_id"] == run.info.experiment_id
-        assert (row["run_name"], row["user_id"], row["status"]) == (run.info.run_name, run.info.user_id, run.info.status)
+        assert (row["run_name"], row["user_id"], row["status"]) == (
+            run.info.run_name,
+            run.info.user_id,
+            run.info.status,
+        )
         assert row["lifecycle_stage"] == run.info.lifecycle_stage
         assert (_ms(row["started_at"]), _ms(row["ended_at"])) == (run.info.start_time, run.info.end_time)
         assert {p["key"]: p["value"] for p in params if p["run_id"] == rid} == run.params
@@ -100,7 +104,11 @@ def test_views_match_the_domain_api(tracking: TrackingService, engine: SqlEngine
             assert mine[key]["points"] == len(history)
         assert {t["key"]: t["value"] for t in tags if t["entity_type"] == "run" and t["entity_id"] == rid} == run.tags
     for exp in api_experiments:
-        mine_tags = {t["key"]: t["value"] for t in tags if t["entity_type"] == "experiment" and t["entity_id"] == exp.experiment_id}
+        mine_tags = {
+            t["key"]: t["value"]
+            for t in tags
+            if t["entity_type"] == "experiment" and t["entity_id"] == exp.experiment_id
+        }
         assert mine_tags == exp.tags
 
     rid = run_ids[0]
@@ -109,12 +117,16 @@ def test_views_match_the_domain_api(tracking: TrackingService, engine: SqlEngine
         params=[rid],
     ).to_pylist()
     api_history = tracking.get_metric_history(rid, "loss").metrics
-    assert [(h["step"], h["timestamp_ms"], h["value"]) for h in history] == [(m.step, m.timestamp, m.value) for m in api_history]
+    assert [(h["step"], h["timestamp_ms"], h["value"]) for h in history] == [
+        (m.step, m.timestamp, m.value) for m in api_history
+    ]
     total = engine.query("SELECT count(*) AS n FROM metrics").column("n")[0].as_py()
     assert total == len(run_ids) * 24
 
 
-def test_wide_form_has_one_row_per_run_with_params_and_latest_metrics(tracking: TrackingService, engine: SqlEngine) -> None:
+def test_wide_form_has_one_row_per_run_with_params_and_latest_metrics(
+    tracking: TrackingService, engine: SqlEngine
+) -> None:
     made = _sweep(tracking)
     exp = next(iter(made))
     wide = engine.query("SELECT * FROM runs_wide(?)", params=[exp])
@@ -173,7 +185,9 @@ def test_sql_without_a_store_reads_what_was_committed(lake_settings: LakeopsSett
         engine.close()
 
 
-def test_time_travel_reads_the_lake_as_it_was(tracking: TrackingService, engine: SqlEngine, store: IcebergStore) -> None:
+def test_time_travel_reads_the_lake_as_it_was(
+    tracking: TrackingService, engine: SqlEngine, store: IcebergStore
+) -> None:
     exp = tracking.create_experiment("travel")
     first = tracking.create_run(exp, run_name="first")
     store.commit()
@@ -189,7 +203,9 @@ def test_time_travel_reads_the_lake_as_it_was(tracking: TrackingService, engine:
         "SELECT run_name, status FROM runs WHERE experiment_id = ? ORDER BY run_name", params=[exp], as_of=between
     )
     assert then.to_pylist() == [{"run_name": "first", "status": "RUNNING"}]
-    with pytest.raises(InvalidArgumentError, match=r"as_of 2000-01-01T00:00:00\+00:00 is before the lake's first commit"):
+    with pytest.raises(
+        InvalidArgumentError, match=r"as_of 2000-01-01T00:00:00\+00:00 is before the lake's first commit"
+    ):
         engine.query("SELECT count(*) AS n FROM runs", as_of=datetime(2000, 1, 1, tzinfo=UTC))
 
 
@@ -293,7 +309,10 @@ def _escapes(settings: LakeopsSettings, home: Path) -> list[tuple[str, str]]:
             ("SELECT * FROM read_parquet('s3://another-bucket/x.parquet')", "SQL refused"),
             (f"SELECT * FROM read_blob('s3://{bucket}/other-prefix/x')", "SQL refused"),
             # path traversal out of a table's prefix to another prefix of the same bucket
-            (f"SELECT * FROM read_blob('{settings.warehouse()}/{settings.namespace}/metrics/../../../other/x')", "SQL refused"),
+            (
+                f"SELECT * FROM read_blob('{settings.warehouse()}/{settings.namespace}/metrics/../../../other/x')",
+                "SQL refused",
+            ),
         ]
     return cases
 

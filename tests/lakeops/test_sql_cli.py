@@ -64,7 +64,7 @@ def lake(lake_settings: LakeopsSettings) -> tuple[LakeopsSettings, str]:
 
 def test_sql_prints_a_table_csv_json_and_parquet(lake: tuple[LakeopsSettings, str], tmp_path: Path) -> None:
     settings, exp = lake
-    query = "SELECT run_name, \"metrics.acc\" AS acc FROM runs_wide(?) ORDER BY acc DESC"
+    query = 'SELECT run_name, "metrics.acc" AS acc FROM runs_wide(?) ORDER BY acc DESC'
     shown = _lakeops(settings, "sql", query, "-p", exp)
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.index("r2") < shown.stdout.index("r1") < shown.stdout.index("r0")
@@ -82,7 +82,9 @@ def test_sql_prints_a_table_csv_json_and_parquet(lake: tuple[LakeopsSettings, st
     assert pq.read_table(out).num_rows == 3
     piped = _lakeops(settings, "sql", "-", "--format", "json", stdin="SELECT 1 AS one")
     assert json.loads(piped.stdout) == [{"one": 1}]
-    old = _lakeops(settings, "sql", "SELECT count(*) AS n FROM runs", "--as-of", "2001-01-01T00:00:00Z", "--format", "json")
+    old = _lakeops(
+        settings, "sql", "SELECT count(*) AS n FROM runs", "--as-of", "2001-01-01T00:00:00Z", "--format", "json"
+    )
     assert old.returncode == 2 and "is before the lake's first commit" in old.stderr
     cut = _lakeops(settings, "sql", "SELECT * FROM runs", "--max-rows", "1", "--format", "json")
     assert len(json.loads(cut.stdout)) == 1 and "cut at 1 rows" in cut.stderr
@@ -106,8 +108,15 @@ def test_sql_refusals_exit_2_with_the_reason(lake: tuple[LakeopsSettings, str]) 
 def test_saved_queries_from_the_command_line(lake: tuple[LakeopsSettings, str]) -> None:
     settings, exp = lake
     saved = _lakeops(
-        settings, "queries", "save", "best", 'SELECT run_name FROM runs_wide(?) ORDER BY "metrics.acc" DESC LIMIT 1',
-        "--description", "the best run", "--author", "ana",
+        settings,
+        "queries",
+        "save",
+        "best",
+        'SELECT run_name FROM runs_wide(?) ORDER BY "metrics.acc" DESC LIMIT 1',
+        "--description",
+        "the best run",
+        "--author",
+        "ana",
     )
     assert saved.returncode == 0, saved.stderr
     assert json.loads(saved.stdout)["author"] == "ana"

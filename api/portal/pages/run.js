@@ -1,6 +1,7 @@
 // One run: its attributes, params, tags and metrics (latest values and charts of their histories).
 import { MetricChart } from "../charts.js";
-import { api, fmtNum, fmtTime, html, showError } from "../lib.js";
+import { api, fmtNum, fmtTime, html } from "../lib.js";
+import { renderComments } from "./comments.js";
 
 const EAGER_CHARTS = 6; // charts drawn at once; the others when scrolled into view
 
@@ -46,8 +47,10 @@ export async function renderRun(view, experimentId, runId) {
           <figcaption class="chart-title"><strong>${k}</strong><span class="muted chart-info" aria-live="polite"></span></figcaption>
           <div class="chart" role="img" aria-label="Chart of ${k} by step"></div></figure>`,
       )}</div>
-    </section>`.text;
+    </section>
+    <section id="comments" class="comments-section"></section>`.text;
   drawCharts(view, info.run_id, info.run_name || info.run_id);
+  await renderComments(view.querySelector("#comments"), `run:${info.run_id}`);
   return { run, metricKeys };
 }
 
@@ -78,4 +81,9 @@ function kvTable(id, mapping) {
   return html`<table class="plain kv" id="${id}"><tbody>${keys.map((k) => html`<tr><td>${k}</td><td>${mapping[k]}</td></tr>`)}</tbody></table>`;
 }
 
-export { showError };
+/** A run addressed by its id alone (links from the activity feed): the run page under its experiment. */
+export async function renderRunById(view, runId, ctx) {
+  const run = await api(`/api/v1/runs/${encodeURIComponent(runId)}`);
+  history.replaceState(null, "", `#/experiments/${encodeURIComponent(run.info.experiment_id)}/runs/${encodeURIComponent(runId)}`);
+  return renderRun(view, run.info.experiment_id, runId, ctx);
+}

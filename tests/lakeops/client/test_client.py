@@ -266,3 +266,13 @@ def test_metric_history_downsampled_for_charts(client: Client, experiment: str) 
     assert zoom["step"].to_list() == list(range(10, 20))
     with pytest.raises(InvalidArgumentError, match="points must be between 4 and 100000"):
         client.metric_history(run.run_id, "wave", points=1)
+
+
+def test_comments_on_a_run(client: Client, experiment: str) -> None:
+    with client.start_run(experiment, "discussed") as run:
+        run.log_metric("loss", 1.0)
+    posted = client.comment(f"run:{run.run_id}", "odd spike, @ana?", author="bo")
+    assert posted["mentions"] == ["ana"] and posted["author"] == "bo"
+    assert [c["body"] for c in client.comments(f"run:{run.run_id}")] == ["odd spike, @ana?"]
+    with pytest.raises(NotFoundError, match="nope"):
+        client.comment("run:nope", "x")

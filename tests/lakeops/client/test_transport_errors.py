@@ -82,7 +82,9 @@ def test_connection_refused_fails_at_once_naming_the_url() -> None:
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     client = lakeops.connect(url, flush_timeout_s=3600)  # a retry loop would outlive the test's timeout
     try:
-        with pytest.raises(ServerUnreachableError, match=r"cannot connect to lakeops at http://127\.0\.0\.1:\d+: .*refused"):
+        with pytest.raises(
+            ServerUnreachableError, match=r"cannot connect to lakeops at http://127\.0\.0\.1:\d+: .*refused"
+        ):
             client.start_run("nowhere", "r")
     finally:
         client.close()
