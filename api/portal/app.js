@@ -9,6 +9,7 @@ const ROUTES = [
   [/^\/experiments\/([^/]+)\/runs\/([^/]+)\/?$/, "experiments", () => import("./pages/run.js").then((m) => m.renderRun)],
   [/^\/runs\/([^/]+)\/?$/, "experiments", () => import("./pages/run.js").then((m) => m.renderRunById)],
   [/^\/activity\/?$/, "activity", () => import("./pages/activity.js").then((m) => m.renderActivity)],
+  [/^\/compare\/?$/, "experiments", () => import("./pages/compare.js").then((m) => m.renderCompare)],
 ];
 
 let renderToken = 0;

@@ -30,6 +30,20 @@ function logRange(min, max) {
   return uPlot.rangeLog(min, max, 10, true);
 }
 
+/** One metric of several runs, downsampled, in one call (POST /api/v1/metrics/downsampled); by run id. */
+export async function fetchHistories(runIds, key, { points = 1000, minStep, maxStep } = {}) {
+  if (runIds.length === 1) {
+    const one = await fetchHistory(runIds[0], key, { points, minStep, maxStep });
+    return [one];
+  }
+  const answer = await api("/api/v1/metrics/downsampled", {
+    method: "POST",
+    body: { run_ids: runIds, key, points, min_step: minStep ?? null, max_step: maxStep ?? null },
+  });
+  const byRun = new Map(answer.series.map((s) => [s.run_id, s]));
+  return runIds.map((id) => byRun.get(id) || null);
+}
+
 /** Exponential moving average (0 = none, 0.99 = heavy), as TensorBoard's smoothing slider does. */
 export function smooth(values, weight) {
   if (!weight) return values;
@@ -55,7 +69,8 @@ export class MetricChart {
     this.log = log;
     this.smoothing = smoothing;
     this.xAxis = xAxis;
-    this.points = points ?? Math.max(200, Math.round(el.clientWidth || 800));
+    // About two points per pixel column for one run; fewer per run when hundreds are overlaid.
+    this.points = points ?? Math.max(100, Math.min(2 * Math.round(el.clientWidth || 800), Math.round(40000 / series.length)));
     this.height = height;
     this.onInfo = onInfo || (() => {});
     this.histories = [];
@@ -68,12 +83,10 @@ export class MetricChart {
   async load() {
     const request = ++this.request;
     const { minStep, maxStep } = this.range;
-    const histories = await Promise.all(
-      this.series.map((s) =>
-        fetchHistory(s.runId, this.key, { points: this.points, minStep, maxStep }).catch((error) =>
-          error.status === 404 ? null : Promise.reject(error),
-        ),
-      ),
+    const histories = await fetchHistories(
+      this.series.map((s) => s.runId),
+      this.key,
+      { points: this.points, minStep, maxStep },
     );
     if (request !== this.request) return;
     this.histories = histories;
@@ -89,7 +102,7 @@ export class MetricChart {
   data() {
     const out = [null];
     this.histories.forEach((h) => {
-      if (!h) {
+      if (!h || !h.steps.length) {
         out.push([[], []]);
         return;
       }

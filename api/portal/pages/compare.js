@@ -1,0 +1,207 @@
+// Compare runs: overlaid curves of one metric (x by step or time, log axis, smoothing) for up to hundreds of runs,
+// a diff of their params, and a scatter of a param against a metric's latest value.
+import uPlot from "/portal/vendor/uplot.js";
+import { MetricChart, PALETTE } from "../charts.js";
+import { api, fmtNum, hashQuery, html, setHashQuery, showError } from "../lib.js";
+
+const CONCURRENCY = 8;
+
+async function fetchRuns(ids) {
+  const out = new Array(ids.length);
+  let next = 0;
+  async function worker() {
+    while (next < ids.length) {
+      const i = next++;
+      out[i] = await api(`/api/v1/runs/${encodeURIComponent(ids[i])}`);
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(CONCURRENCY, ids.length) }, worker));
+  return out;
+}
+
+const colour = (i) => PALETTE[i % PALETTE.length];
+const asNumber = (v) => (v === null || v === undefined || v === "" || Number.isNaN(Number(v)) ? null : Number(v));
+
+export async function renderCompare(view) {
+  const query = hashQuery();
+  const ids = [...new Set((query.get("runs") || "").split(",").filter(Boolean))];
+  if (!ids.length) {
+    view.innerHTML = html`<h1>Compare runs</h1><p>Pick runs in an experiment's table and press <em>Compare</em>.
+      <a href="#/">Experiments</a></p>`.text;
+    return;
+  }
+  const runs = await fetchRuns(ids);
+  const label = (r) => r.info.run_name || r.info.run_id.slice(0, 8);
+  const metricKeys = [...new Set(runs.flatMap((r) => Object.keys(r.metrics)))].sort();
+  const paramKeys = [...new Set(runs.flatMap((r) => Object.keys(r.params)))].sort();
+  const differing = paramKeys.filter((k) => new Set(runs.map((r) => r.params[k] ?? "\u0000")).size > 1);
+  const same = paramKeys.filter((k) => !differing.includes(k));
+  const state = {
+    key: query.get("metric") && metricKeys.includes(query.get("metric")) ? query.get("metric") : metricKeys[0],
+    xAxis: query.get("x") === "time" ? "time" : "step",
+    log: query.get("log") === "1",
+    smoothing: Number(query.get("smooth") || 0),
+  };
+  const firstExperiment = runs[0].info.experiment_id;
+
+  view.innerHTML = html`
+    <p class="crumbs"><a href="#/">Experiments</a> / <a href="#/experiments/${encodeURIComponent(firstExperiment)}">experiment ${firstExperiment}</a> / compare</p>
+    <h1>Compare ${runs.length} runs</h1>
+    <section class="panel" aria-labelledby="h-curves"><h2 id="h-curves">Curves</h2>
+      <form class="toolbar" id="curve-controls">
+        <label for="metric">Metric</label>
+        <select id="metric">${metricKeys.map((k) => html`<option value="${k}" ${k === state.key ? "selected" : ""}>${k}</option>`)}</select>
+        <label for="xaxis">X axis</label>
+        <select id="xaxis"><option value="step">step</option><option value="time" ${state.xAxis === "time" ? "selected" : ""}>time</option></select>
+        <label><input type="checkbox" id="log" ${state.log ? "checked" : ""}> Log scale</label>
+        <label for="smooth">Smoothing</label>
+        <input id="smooth" type="range" min="0" max="0.99" step="0.01" value="${state.smoothing}">
+        <output id="smooth-value" for="smooth">${state.smoothing}</output>
+        <span class="muted chart-info" id="curve-info" aria-live="polite"></span>
+      </form>
+      <div class="chart" id="curves" role="img" aria-label="Curves of the chosen metric, one line per run"></div>
+    </section>
+    <div class="grid2">
+      <section class="panel" aria-labelledby="h-scatter"><h2 id="h-scatter">Param vs metric</h2>
+        <form class="toolbar" id="scatter-controls">
+          <label for="scatter-param">Param</label>
+          <select id="scatter-param">${[...differing, ...same].map((k) => html`<option value="${k}">${k}</option>`)}</select>
+          <label for="scatter-metric">Metric (latest)</label>
+          <select id="scatter-metric">${metricKeys.map((k) => html`<option value="${k}" ${k === state.key ? "selected" : ""}>${k}</option>`)}</select>
+        </form>
+        <div class="chart" id="scatter" role="img" aria-label="Scatter of the chosen param against the chosen metric"></div>
+        <p class="muted" id="scatter-note"></p>
+      </section>
+      <section class="panel" aria-labelledby="h-runs"><h2 id="h-runs">Runs</h2>
+        <table class="plain" id="compare-runs"><thead><tr><th scope="col"><span class="sr-only">Colour</span></th><th scope="col">Run</th>
+          <th scope="col">Status</th>${metricKeys.slice(0, 6).map((k) => html`<th scope="col">${k}</th>`)}</tr></thead>
+        <tbody>${runs.map(
+          (r, i) => html`<tr><td><span class="swatch" style="background:${colour(i)}"></span></td>
+            <td><a href="#/experiments/${encodeURIComponent(r.info.experiment_id)}/runs/${r.info.run_id}">${label(r)}</a></td>
+            <td>${r.info.status}</td>${metricKeys.slice(0, 6).map((k) => html`<td class="num">${fmtNum(r.metrics[k]?.value)}</td>`)}</tr>`,
+        )}</tbody></table>
+      </section>
+    </div>
+    <section class="panel" aria-labelledby="h-diff"><h2 id="h-diff">Params that differ (${differing.length} of ${paramKeys.length})</h2>
+      ${differing.length
+        ? html`<div class="result"><table class="plain" id="param-diff"><thead><tr><th scope="col">Run</th>${differing.map((k) => html`<th scope="col">${k}</th>`)}</tr></thead>
+          <tbody>${runs.map((r) => html`<tr><td>${label(r)}</td>${differing.map((k) => html`<td>${r.params[k] ?? "—"}</td>`)}</tr>`)}</tbody></table></div>`
+        : html`<p class="muted">Every run has the same params.</p>`}
+      ${same.length ? html`<p class="muted" id="param-same">Same in every run: ${same.map((k) => `${k}=${runs[0].params[k]}`).join(", ")}</p>` : ""}
+    </section>`.text;
+
+  const info = view.querySelector("#curve-info");
+  const curvesEl = view.querySelector("#curves");
+  let chart = null;
+  function saveState() {
+    const params = new URLSearchParams({ runs: ids.join(",") });
+    if (state.key) params.set("metric", state.key);
+    if (state.xAxis !== "step") params.set("x", state.xAxis);
+    if (state.log) params.set("log", "1");
+    if (state.smoothing) params.set("smooth", String(state.smoothing));
+    setHashQuery(params);
+  }
+  async function drawCurves() {
+    chart?.destroy();
+    curvesEl.innerHTML = "";
+    if (!state.key) {
+      info.textContent = "These runs logged no metric.";
+      return;
+    }
+    chart = new MetricChart(curvesEl, {
+      key: state.key,
+      series: runs.map((r) => ({ runId: r.info.run_id, label: label(r) })),
+      log: state.log,
+      smoothing: state.smoothing,
+      xAxis: state.xAxis,
+      height: 360,
+      onInfo: (text) => (info.textContent = `${text} from ${runs.length} runs`),
+    });
+    try {
+      await chart.load();
+    } catch (error) {
+      showError(info, error);
+    }
+  }
+  view.querySelector("#metric").addEventListener("change", (e) => {
+    state.key = e.target.value;
+    saveState();
+    drawCurves();
+  });
+  view.querySelector("#xaxis").addEventListener("change", (e) => {
+    state.xAxis = e.target.value;
+    saveState();
+    chart?.restyle({ xAxis: state.xAxis });
+  });
+  view.querySelector("#log").addEventListener("change", (e) => {
+    state.log = e.target.checked;
+    saveState();
+    chart?.restyle({ log: state.log });
+  });
+  view.querySelector("#smooth").addEventListener("input", (e) => {
+    state.smoothing = Number(e.target.value);
+    view.querySelector("#smooth-value").textContent = String(state.smoothing);
+    saveState();
+    chart?.restyle({ smoothing: state.smoothing });
+  });
+
+  // -- param vs metric: one dot per run (uPlot scatter: mode 2 with points and no line) --------------------------
+  const scatterEl = view.querySelector("#scatter");
+  let scatter = null;
+  function drawScatter() {
+    scatter?.destroy();
+    const param = view.querySelector("#scatter-param").value;
+    const metric = view.querySelector("#scatter-metric").value;
+    const xs = [];
+    const ys = [];
+    let skipped = 0;
+    for (const r of runs) {
+      const x = asNumber(r.params[param]);
+      const y = asNumber(r.metrics[metric]?.value);
+      if (x === null || y === null) skipped++;
+      else {
+        xs.push(x);
+        ys.push(y);
+      }
+    }
+    scatterEl.dataset.points = String(xs.length);
+    view.querySelector("#scatter-note").textContent = skipped
+      ? `${skipped} run(s) left out: no numeric value of ${param} or ${metric}.`
+      : "";
+    const pad = (min, max) => (min === max ? [min - (Math.abs(min) || 1) * 0.1, max + (Math.abs(max) || 1) * 0.1] : uPlot.rangeNum(min, max, 0.1, true));
+    scatter = new uPlot(
+      {
+        mode: 2,
+        width: Math.max(300, scatterEl.clientWidth || 400),
+        height: 260,
+        legend: { show: false },
+        cursor: { drag: { x: false, y: false } },
+        scales: { x: { time: false, range: (u, a, b) => pad(a ?? 0, b ?? 1) }, y: { range: (u, a, b) => pad(a ?? 0, b ?? 1) } },
+        axes: [
+          { label: `params.${param}`, values: (u, t) => t.map(fmtNum) },
+          { label: metric, size: 60, values: (u, t) => t.map(fmtNum) },
+        ],
+        series: [
+          {},
+          {
+            label: metric,
+            stroke: PALETTE[0],
+            fill: PALETTE[0],
+            paths: uPlot.paths.points(),
+            points: { show: true, size: 8 },
+            facets: [
+              { scale: "x", auto: true },
+              { scale: "y", auto: true },
+            ],
+          },
+        ],
+      },
+      [null, [xs, ys]],
+      scatterEl,
+    );
+  }
+  view.querySelector("#scatter-controls").addEventListener("change", drawScatter);
+  if (metricKeys.length && paramKeys.length) drawScatter();
+  else view.querySelector("#scatter-note").textContent = "Needs runs with params and metrics.";
+  await drawCurves();
+}
