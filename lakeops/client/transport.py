@@ -49,6 +49,7 @@ from lakeops.errors import (
 if TYPE_CHECKING:
     import httpx
     import pyarrow as pa
+    import urllib3
 
     from lakeops.quality.gate import QualityGate
     from lakeops.quality.suites import QualityService
@@ -459,11 +460,11 @@ class HttpTransport:
         return pa.ipc.open_stream(pa.py_buffer(response.content)).read_all()
 
     @functools.cached_property
-    def _store_http(self) -> httpx.Client:
-        """A pool for the object store's presigned URLs (no lakeops base URL, longer reads)."""
-        import httpx
+    def _store_http(self) -> urllib3.PoolManager:
+        """A pool for the object store's presigned URLs."""
+        from lakeops.client.transfers import store_pool
 
-        return httpx.Client(timeout=httpx.Timeout(120.0, connect=10.0), limits=httpx.Limits(max_connections=32))
+        return store_pool()
 
     def upload_artifact(self, path: str, source: Path, *, progress: Progress | None) -> dict[str, Any]:
         """Store a file: small ones through lakeops, large ones straight to the object store.
@@ -712,7 +713,7 @@ class HttpTransport:
         """Close the connection pools."""
         self._http.close()
         if "_store_http" in self.__dict__:
-            self._store_http.close()
+            self._store_http.clear()
 
 
 def _is_stream(content: object) -> bool:
