@@ -15,10 +15,12 @@ help: ## list the targets
 install: ## install uv (if missing), the locked environment into .venv and the portal's npm packages
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || { echo "make install: installing uv with pip (a few seconds)"; \
 		$(PYTHON) -m pip install --quiet uv; }
-	@# Progress on the first install (about a minute: ~1 GB of wheels); one quiet line when nothing changed.
+	@# Bytecode is compiled once here: where PYTHONDONTWRITEBYTECODE is set, every process would otherwise
+	@# compile pyiceberg, pandas & co. again (~3 CPU-s per `lakeops` command or test server).
+	@# Progress on the first install (a minute or two: ~1 GB of wheels, then bytecode); one quiet line when nothing changed.
 	@if [ -x .venv/bin/python ] && $(UV) sync --frozen --check --quiet >/dev/null 2>&1; then :; else \
-		echo "make install: installing the locked environment into .venv (first time: about a minute)"; \
-		$(UV) sync --frozen; fi
+		echo "make install: installing the locked environment into .venv (first time: a minute or two)"; \
+		$(UV) sync --frozen --compile-bytecode; fi
 	@# The web portal's front-end packages (uPlot), from api/portal/package-lock.json; reinstalled when the lock changes.
 	@[ api/portal/node_modules/.package-lock.json -nt api/portal/package-lock.json ] || \
 		npm ci --prefix api/portal --no-audit --no-fund --loglevel=error
@@ -45,7 +47,7 @@ format: install ## format the code
 maintain: install ## compact small files and expire old snapshots of the embedded lake
 	@$(UV) run --frozen lakeops maintain
 
-bench: install ## run the benchmarks (not part of CI): tracking core, REST service, registry, lineage, SQL, client, scale
+bench: install ## run the benchmarks (not part of CI): tracking core, REST service, registry, lineage, SQL, client, scale, ops
 	@$(UV) run --frozen python benchmarks/bench_tracking.py --backend both
 	@$(UV) run --frozen python benchmarks/bench_mlflow_api.py
 	@$(UV) run --frozen python benchmarks/bench_registry.py
@@ -53,6 +55,7 @@ bench: install ## run the benchmarks (not part of CI): tracking core, REST servi
 	@$(UV) run --frozen python benchmarks/bench_sql.py
 	@$(UV) run --frozen python benchmarks/bench_client.py
 	@$(UV) run --frozen python benchmarks/bench_scale.py --scale small
+	@$(UV) run --frozen python benchmarks/bench_ops.py
 
 clean: ## remove the embedded lake and caches of this checkout
 	rm -rf .lakeops .pytest_cache .ruff_cache .mypy_cache

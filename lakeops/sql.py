@@ -36,19 +36,22 @@ import re
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
-from pyiceberg.catalog import Catalog
-from pyiceberg.table import Table
 
 from catalog import views
-from catalog.connection import ensure_tables, open_catalog
-from catalog.tables import TABLES
-from lakeops.errors import BackendUnavailableError, InvalidArgumentError, LakeopsError
+from catalog.pointers import TableState, read_sqlite_pointers, read_table_state, sqlite_catalog_file, state_of_table
+from lakeops.errors import BackendUnavailableError, InvalidArgumentError
 from lakeops.settings import LakeopsSettings
-from lakeops.stores.iceberg import IcebergStore
+
+if TYPE_CHECKING:  # pyiceberg costs about a CPU-second to import: ``lakeops sql`` on a SQLite catalog never does
+    from pyiceberg.catalog import Catalog
+
+    from lakeops.stores.iceberg import IcebergStore
+
+CATALOG_NAME = "lakeops"
 
 TRUNCATED_KEY = b"lakeops.truncated"
 _ALLOWED_TYPES = {duckdb.StatementType.SELECT}
@@ -153,7 +156,8 @@ def _allowed_table_functions() -> frozenset[str]:
 
 def _check_sources(parser: duckdb.DuckDBPyConnection, sql: str) -> None:
     """Refuse table functions that read files or URLs, and tables named by a path."""
-    row = parser.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
+    # A literal, not a bound parameter: binding any parameter makes DuckDB import pandas (~0.5 CPU-s).
+    row = parser.execute(f"SELECT json_serialize_sql({views.quote_literal(sql)})").fetchone()
     tree = json.loads(row[0]) if row else {"error": True}
     if tree.get("error"):
         raise InvalidArgumentError(f"SQL refused: cannot analyse the statement ({tree.get('error_message', '')})")
@@ -218,43 +222,88 @@ class SqlEngine:
         home = settings.home
         self._extension_dir = home / "duckdb" / "extensions"
         self._temp_dir = home / "duckdb" / "tmp"
-        self._catalog: Catalog | None = None
-        if store is None:
-            try:
-                self._catalog = open_catalog("lakeops", settings.catalog_properties())
-                ensure_tables(self._catalog, settings.namespace)
-            except LakeopsError:
-                raise
-            except Exception as exc:
-                raise BackendUnavailableError(f"cannot open the lake at {settings.warehouse()}: {exc}") from exc
+        self._catalog: Catalog | None = None  # opened on first use, only where the light path does not apply
 
     # -- the lake's tables as DuckDB sees them -----------------------------------------------------
+    #
+    # Reading is read-only all the way: no table is created or evolved here (the store does that
+    # when a writer opens the lake). Without a store, a SQLite catalog is read directly (see
+    # catalog/pointers.py); other catalogs through pyiceberg.
 
-    def _tables(self) -> list[Table]:
+    def _tables(self) -> list[TableState]:
         if self._store is not None:
+            from catalog.tables import TABLES
+
             if self._store.queued_rows():
                 self._store.commit()  # views see every acknowledged write of this process
-            return [self._store.table(d.name) for d in TABLES]
-        assert self._catalog is not None
+            return [state_of_table(d.name, self._store.table(d.name)) for d in TABLES]
         try:
-            return [self._catalog.load_table((self.settings.namespace, d.name)) for d in TABLES]
+            found = self._read_sqlite_catalog()
+            if found is None:
+                found = self._read_with_pyiceberg()
         except Exception as exc:
-            raise BackendUnavailableError(f"cannot read the lake's tables: {exc}") from exc
+            raise BackendUnavailableError(
+                f"cannot read the lake's tables at {self.settings.warehouse()}: {exc}"
+            ) from exc
+        if not found:
+            raise BackendUnavailableError(
+                f"there is no lake at {self.settings.warehouse()} yet: its tables are created when a lakeops "
+                "process opens it to write (e.g. `lakeops serve`, or logging a run)"
+            )
+        return [found[name] for name in sorted(found)]
+
+    def _missing_tables(self, tables: Sequence[views.LakeTable]) -> BackendUnavailableError | None:
+        """The error to give when the views do not compile because the lake lacks tables of this version."""
+        from catalog.tables import TABLES
+
+        present = {t.name for t in tables}
+        missing = [d.name for d in TABLES if d.name not in present]
+        if not missing:
+            return None
+        return BackendUnavailableError(
+            f"the lake at {self.settings.warehouse()} has no table {', '.join(missing)} yet: tables are created "
+            "(and upgraded) when a lakeops process of this version opens the lake to write, e.g. `lakeops serve`",
+            details={"missing": missing},
+        )
+
+    def _read_sqlite_catalog(self) -> dict[str, TableState] | None:
+        """Every table's state straight from a SQLite catalog file, or None for other catalogs."""
+        if self.settings.catalog.kind != "sql":
+            return None
+        path = sqlite_catalog_file(self.settings.catalog_properties()["uri"])
+        if path is None:
+            return None
+        if not path.is_file():
+            return {}
+        pointers = read_sqlite_pointers(path, catalog_name=CATALOG_NAME, namespace=self.settings.namespace)
+        s3 = self._s3_access()
+        return {name: read_table_state(name, location, s3=s3) for name, location in pointers.items()}
+
+    def _read_with_pyiceberg(self) -> dict[str, TableState]:
+        from catalog.connection import open_catalog
+        from catalog.tables import TABLES
+
+        if self._catalog is None:
+            self._catalog = open_catalog(CATALOG_NAME, self.settings.catalog_properties())
+        found: dict[str, TableState] = {}
+        existing = {identifier[-1] for identifier in self._catalog.list_tables(self.settings.namespace)}
+        for table_def in TABLES:
+            if table_def.name in existing:
+                table = self._catalog.load_table((self.settings.namespace, table_def.name))
+                found[table_def.name] = state_of_table(table_def.name, table)
+        return found
 
     def _current(self) -> list[views.LakeTable]:
-        found = []
-        for table_def, table in zip(TABLES, self._tables(), strict=True):
-            snapshot = table.metadata.current_snapshot()
-            found.append(
-                views.LakeTable(
-                    name=table_def.name,
-                    metadata_location=table.metadata_location,
-                    location=table.location(),
-                    snapshot_id=snapshot.snapshot_id if snapshot else None,
-                    has_snapshot=snapshot is not None,
-                )
+        return [
+            views.LakeTable(
+                name=table.name,
+                metadata_location=table.metadata_location,
+                location=table.location,
+                snapshot_id=table.current_snapshot_id,
+                has_snapshot=table.current_snapshot_id is not None,
             )
-        return found
+            for table in self._tables()
+        ]
 
     def _as_of(self, when: datetime) -> list[views.LakeTable]:
         if when.tzinfo is None:
@@ -262,25 +311,24 @@ class SqlEngine:
         ms = int(when.timestamp() * 1000)
         found = []
         first_ms: int | None = None  # the lake's first commit (of any table)
-        for table_def, table in zip(TABLES, self._tables(), strict=True):
-            metadata = table.metadata
-            snapshots = sorted(metadata.snapshots, key=lambda s: s.timestamp_ms)
+        for table in self._tables():
+            snapshots = sorted(table.snapshots, key=lambda s: s.timestamp_ms)
             before = [s for s in snapshots if s.timestamp_ms <= ms]
             if not before and snapshots and snapshots[0].parent_snapshot_id is not None:
                 oldest = datetime.fromtimestamp(snapshots[0].timestamp_ms / 1000, tz=UTC)
                 raise InvalidArgumentError(
-                    f"as_of {when.isoformat()} is before the oldest retained snapshot of {table_def.name} "
+                    f"as_of {when.isoformat()} is before the oldest retained snapshot of {table.name} "
                     f"({oldest.isoformat()}); snapshots are kept for write.snapshot_retention_s",
-                    details={"table": table_def.name, "oldest": oldest.isoformat()},
+                    details={"table": table.name, "oldest": oldest.isoformat()},
                 )
             chosen = before[-1] if before else None
             if snapshots:
                 first_ms = snapshots[0].timestamp_ms if first_ms is None else min(first_ms, snapshots[0].timestamp_ms)
             found.append(
                 views.LakeTable(
-                    name=table_def.name,
+                    name=table.name,
                     metadata_location=table.metadata_location,
-                    location=table.location(),
+                    location=table.location,
                     snapshot_id=chosen.snapshot_id if chosen else None,
                     has_snapshot=chosen is not None,
                 )
@@ -315,7 +363,9 @@ class SqlEngine:
             views.lock_down(con, readable=views.allowed_directories(tables))
         except Exception as exc:
             con.close()
-            raise BackendUnavailableError(f"cannot register the SQL views over the lake: {exc}") from exc
+            raise self._missing_tables(tables) or BackendUnavailableError(
+                f"cannot register the SQL views over the lake: {exc}"
+            ) from exc
         return con
 
     def _database(self) -> tuple[duckdb.DuckDBPyConnection, tuple[tuple[str, str, int | None], ...]]:
