@@ -10,12 +10,16 @@ const ROUTES = [
   [/^\/runs\/([^/]+)\/?$/, "experiments", () => import("./pages/run.js").then((m) => m.renderRunById)],
   [/^\/activity\/?$/, "activity", () => import("./pages/activity.js").then((m) => m.renderActivity)],
   [/^\/compare\/?$/, "experiments", () => import("./pages/compare.js").then((m) => m.renderCompare)],
+  [/^\/models\/?$/, "models", () => import("./pages/models.js").then((m) => m.renderModels)],
+  [/^\/models\/([^/]+)\/?$/, "models", () => import("./pages/models.js").then((m) => m.renderModel)],
+  [/^\/models\/([^/]+)\/versions\/([^/]+)\/?$/, "models", () => import("./pages/models.js").then((m) => m.renderModelVersion)],
 ];
 
 let renderToken = 0;
 
 async function route() {
-  const hash = decodeURIComponent(location.hash.replace(/^#/, "").split("?")[0]) || "/";
+  // Match the encoded path, then decode each part: a name may hold a "/" (sent as %2F).
+  const hash = location.hash.replace(/^#/, "").split("?")[0] || "/";
   const view = document.getElementById("view");
   const token = ++renderToken;
   for (const [pattern, nav, load] of ROUTES) {
@@ -29,7 +33,7 @@ async function route() {
       const render = await load();
       if (token !== renderToken) return;
       view.innerHTML = "";
-      await render(view, ...match.slice(1), { isCurrent: () => token === renderToken });
+      await render(view, ...match.slice(1).map(decodeURIComponent), { isCurrent: () => token === renderToken });
     } catch (error) {
       if (token === renderToken) showError(view, error);
     }

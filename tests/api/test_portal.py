@@ -54,6 +54,7 @@ class Lake:
     run_ids: list[str] = field(default_factory=list)
     long_run_id: str = ""
     long_experiment_id: str = ""
+    model_name: str = ""
 
     @property
     def url(self) -> str:
@@ -85,6 +86,27 @@ def _seed(server: ServeProcess) -> Lake:
                 },
             )
             assert r.status_code == 200, r.text
+        # run-00 trained on a dataset never validated: the quality gate refuses its model for protected aliases.
+        train = pa.table({"x": [1.0, 2.0, 3.0], "y": [0, 1, 0]})
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, train.schema) as writer:
+            writer.write_table(train)
+        r = http.post(
+            f"/api/v1/datasets/{name}-train/dataframe",
+            params={"run_id": lake.run_ids[0]},
+            content=sink.getvalue().to_pybytes(),
+            headers={"content-type": ARROW},
+        )
+        assert r.status_code == 201, r.text
+        # A registered model with versions from the first two runs: v1 (run-00) is refused by the gate, v2 passes.
+        lake.model_name = f"{name}-model"
+        assert http.post("/api/v1/registered-models", json={"name": lake.model_name}).status_code == 201
+        for run_id in lake.run_ids[:2]:
+            r = http.post(
+                f"/api/v1/registered-models/{lake.model_name}/versions",
+                json={"source": f"runs:/{run_id}/model", "run_id": run_id},
+            )
+            assert r.status_code == 201, r.text
         # One run with a long history (a spike at SPIKE_STEP) for the downsampled charts.
         long_exp = http.post("/api/v1/experiments", json={"name": f"{name}-long"}).json()
         lake.long_experiment_id = long_exp["experiment_id"]
@@ -268,7 +290,7 @@ def test_mlflow_client_run_link_opens_the_run_page(
     from mlflow import MlflowClient
 
     client = MlflowClient(lake.url)
-    run = client.create_run(lake.experiment_id, run_name="from-mlflow")
+    run = client.create_run(lake.long_experiment_id, run_name="from-mlflow")  # leaves the main experiment's counts alone
     client.log_param(run.info.run_id, "alpha", "0.5")
     client.log_metric(run.info.run_id, "score", 0.75, step=3)
     client.set_terminated(run.info.run_id)
@@ -486,3 +508,49 @@ def test_compare_a_hundred_runs_curves(lake: Lake, page: tuple[Page, Problems]) 
     expect(tab.get_by_role("heading", level=1)).to_have_text(f"Compare {RUNS} runs")
     expect(tab.locator("#curves")).to_have_attribute("data-total", str(RUNS * 50))
     expect(tab.locator("#curve-info")).to_contain_text(f"from {RUNS} runs")
+
+
+# -- registry ----------------------------------------------------------------------------------------------------
+
+
+def test_models_page_moves_aliases_through_the_gate(lake: Lake, page: tuple[Page, Problems]) -> None:
+    tab, problems = page
+    problems.allow(r"HTTP 422: PUT .*/aliases/production")
+    problems.allow(r"console: Failed to load resource: the server responded with a status of 422")
+    tab.goto(f"{lake.url}/#/models")
+    tab.get_by_role("link", name=lake.model_name).click()
+    expect(tab.get_by_role("heading", level=1)).to_have_text(lake.model_name)
+    versions = tab.locator("#versions tbody tr")
+    expect(versions).to_have_count(2)
+    expect(tab.locator('#versions tr[data-version="1"] .gate')).to_contain_text("was never validated")
+    expect(tab.locator('#versions tr[data-version="2"] .gate')).to_have_text("passes")
+
+    # A plain alias moves at once.
+    tab.get_by_label("Alias", exact=True).fill("staging")
+    tab.get_by_label("Version", exact=True).select_option("2")
+    tab.get_by_role("button", name="Move alias").click()
+    expect(tab.locator("#gate-answer")).to_contain_text("staging now points at v2")
+    expect(tab.locator('#aliases tr[data-alias="staging"]')).to_contain_text("v2")
+
+    # A protected alias asks the gate: its refusal is shown, and forcing needs a reason.
+    tab.get_by_label("Alias", exact=True).fill("production")
+    tab.get_by_label("Version", exact=True).select_option("1")
+    tab.get_by_role("button", name="Move alias").click()
+    expect(tab.locator("#gate-reasons")).to_contain_text("was never validated")
+    expect(tab.locator("#aliases")).not_to_contain_text("production")
+    tab.get_by_label("Override, because").fill("hotfix approved by ana")
+    tab.get_by_role("button", name="Force").click()
+    expect(tab.locator('#aliases tr[data-alias="production"]')).to_contain_text("v1")
+    tab.locator('#aliases tr[data-alias="production"]').get_by_role("button", name="Show moves").click()
+    expect(tab.locator("#alias-moves")).to_contain_text("forced")
+    expect(tab.locator("#alias-moves")).to_contain_text("hotfix approved by ana")
+
+    # Comments on the model and on a version.
+    tab.get_by_label("Your name").fill("gus")
+    tab.get_by_role("textbox", name="Comment").fill("ship it after @hana signs off")
+    tab.get_by_role("button", name="Post comment").click()
+    expect(tab.locator("#comment-list li").first.locator(".mention")).to_have_text("@hana")
+    tab.locator('#versions tr[data-version="2"] a').first.click()
+    expect(tab.get_by_role("heading", level=1)).to_contain_text("v2")
+    expect(tab.locator("#version-info")).to_contain_text(lake.run_ids[1])
+    expect(tab.locator("#comment-list")).to_contain_text("No comments yet.")
