@@ -290,7 +290,9 @@ def test_mlflow_client_run_link_opens_the_run_page(
     from mlflow import MlflowClient
 
     client = MlflowClient(lake.url)
-    run = client.create_run(lake.long_experiment_id, run_name="from-mlflow")  # leaves the main experiment's counts alone
+    run = client.create_run(
+        lake.long_experiment_id, run_name="from-mlflow"
+    )  # leaves the main experiment's counts alone
     client.log_param(run.info.run_id, "alpha", "0.5")
     client.log_metric(run.info.run_id, "score", 0.75, step=3)
     client.set_terminated(run.info.run_id)
@@ -554,3 +556,44 @@ def test_models_page_moves_aliases_through_the_gate(lake: Lake, page: tuple[Page
     expect(tab.get_by_role("heading", level=1)).to_contain_text("v2")
     expect(tab.locator("#version-info")).to_contain_text(lake.run_ids[1])
     expect(tab.locator("#comment-list")).to_contain_text("No comments yet.")
+
+
+# -- SQL console -------------------------------------------------------------------------------------------------
+
+
+def test_sql_console_runs_charts_downloads_and_saves(lake: Lake, page: tuple[Page, Problems]) -> None:
+    tab, problems = page
+    problems.allow(r"HTTP 400: POST .*/api/v1/sql")
+    problems.allow(r"console: Failed to load resource: the server responded with a status of 400")
+    tab.goto(f"{lake.url}/#/sql")
+    editor = tab.get_by_role("textbox", name="SQL")
+    query = (
+        f"SELECT run_name, CAST(p.value AS DOUBLE) AS lr FROM runs JOIN params p USING (run_id) "
+        f"WHERE experiment_id = '{lake.experiment_id}' AND p.key = 'lr' ORDER BY lr"
+    )
+    editor.fill(query)
+    editor.press("Control+Enter")
+    expect(tab.locator("#sql-status")).to_contain_text(f"{RUNS} rows")
+    expect(tab.locator("#sql-table tbody tr")).to_have_count(RUNS)
+    expect(tab.locator("#sql-table tbody tr").first).to_contain_text("run-00")
+    with tab.expect_download() as download:
+        tab.get_by_role("button", name="Download CSV").click()
+    lines = Path(download.value.path()).read_text().splitlines()
+    assert lines[0] == "run_name,lr" and lines[1] == "run-00,0.001" and len(lines) == RUNS + 1
+    tab.get_by_label("Chart").check()
+    tab.get_by_label("Y", exact=True).select_option("lr")
+    expect(tab.locator("#sql-chart")).to_have_attribute("data-points", str(RUNS))
+
+    name = f"lr-{uuid.uuid4().hex[:6]}"
+    tab.get_by_label("Name", exact=True).fill(name)
+    tab.get_by_label("Description").fill("learning rates")
+    tab.get_by_role("button", name="Save").click()
+    expect(tab.locator("#save-status")).to_contain_text(f"Saved as {name}")
+    saved = httpx.get(f"{lake.url}/api/v1/saved-queries/{name}").json()
+    assert saved["sql"] == query and saved["description"] == "learning rates"
+
+    editor.fill("DELETE FROM runs")
+    tab.get_by_role("button", name="Run").click()
+    expect(tab.locator("#sql-result [role=alert]")).to_contain_text("DELETE is not allowed")
+    tab.get_by_role("button", name=name).click()  # a saved query loads and runs
+    expect(tab.locator("#sql-table tbody tr")).to_have_count(RUNS)
