@@ -10,6 +10,7 @@ const ROUTES = [
   [/^\/runs\/([^/]+)\/?$/, "experiments", () => import("./pages/run.js").then((m) => m.renderRunById)],
   [/^\/activity\/?$/, "activity", () => import("./pages/activity.js").then((m) => m.renderActivity)],
   [/^\/compare\/?$/, "experiments", () => import("./pages/compare.js").then((m) => m.renderCompare)],
+  [/^\/lineage\/?$/, "lineage", () => import("./pages/lineage.js").then((m) => m.renderLineage)],
   [/^\/sql\/?$/, "sql", () => import("./pages/sql.js").then((m) => m.renderSql)],
   [/^\/models\/?$/, "models", () => import("./pages/models.js").then((m) => m.renderModels)],
   [/^\/models\/([^/]+)\/?$/, "models", () => import("./pages/models.js").then((m) => m.renderModel)],

@@ -597,3 +597,32 @@ def test_sql_console_runs_charts_downloads_and_saves(lake: Lake, page: tuple[Pag
     expect(tab.locator("#sql-result [role=alert]")).to_contain_text("DELETE is not allowed")
     tab.get_by_role("button", name=name).click()  # a saved query loads and runs
     expect(tab.locator("#sql-table tbody tr")).to_have_count(RUNS)
+
+
+# -- lineage -----------------------------------------------------------------------------------------------------
+
+
+def test_lineage_explorer_from_a_run_and_rerooted(lake: Lake, page: tuple[Page, Problems]) -> None:
+    tab, _ = page
+    tab.goto(f"{lake.url}/#/experiments/{lake.experiment_id}/runs/{lake.run_ids[0]}")
+    tab.get_by_role("link", name="datasets in, models out").click()
+    graph = tab.locator("#lineage-graph")
+    nodes = tab.locator("#lineage-nodes")
+    expect(nodes.locator('li[data-kind="dataset_version"]')).to_have_count(1)  # upstream: its training data
+    expect(nodes.locator('li[data-kind="model_version"]')).to_contain_text(f"{lake.model_name}/1")  # downstream
+    expect(graph.locator("g.lineage-node")).to_have_count(int(graph.get_attribute("data-nodes") or 0))
+    assert int(graph.get_attribute("data-edges") or 0) >= 2
+    # Re-root on the model version by keyboard: upstream now reaches the dataset in two hops.
+    tab.locator(f'g.lineage-node[data-kind="model_version"][data-id="{lake.model_name}/1"]').focus()
+    tab.keyboard.press("Enter")
+    expect(tab.get_by_label("ID", exact=True)).to_have_value(f"{lake.model_name}/1")
+    expect(nodes.locator('li[data-kind="dataset_version"]')).to_contain_text("2 up")
+    assert "kind=model_version" in tab.url
+
+
+def test_lineage_of_an_unknown_node_says_so(lake: Lake, page: tuple[Page, Problems]) -> None:
+    tab, problems = page
+    problems.allow(r"HTTP 404: GET .*/api/v1/lineage/")
+    problems.allow(r"console: Failed to load resource: the server responded with a status of 404")
+    tab.goto(f"{lake.url}/#/lineage?kind=run&id={'e' * 32}&direction=upstream")
+    expect(tab.get_by_role("alert")).to_contain_text("e" * 32)

@@ -189,6 +189,7 @@ export async function renderModelVersion(view, name, number) {
       <tr><td>Run</td><td>${version.run_id ? html`<a href="#/runs/${enc(version.run_id)}">${version.run_id}</a>` : ""}</td></tr>
       <tr><td>Created</td><td>${fmtTime(version.creation_timestamp)} ${version.user_id ? `by ${version.user_id}` : ""}</td></tr>
       <tr><td>Quality gate</td><td class="gate">${gateCell(gate)}</td></tr>
+      <tr><td>Lineage</td><td><a href="#/lineage?kind=model_version&id=${enc(`${name}/${version.version}`)}">explore</a></td></tr>
       ${Object.entries(version.tags).map(([k, v]) => html`<tr><td>${k}</td><td>${v}</td></tr>`)}
     </tbody></table></section>
     <section id="comments"></section>`.text;

@@ -27,6 +27,7 @@ export async function renderRun(view, experimentId, runId) {
           <tr><td>Lifecycle</td><td>${info.lifecycle_stage}</td></tr>
           ${info.parent_run_id ? html`<tr><td>Parent run</td><td><a href="#/experiments/${encodeURIComponent(info.experiment_id)}/runs/${info.parent_run_id}">${info.parent_run_id}</a></td></tr>` : ""}
           <tr><td>Artifacts</td><td><code>${info.artifact_uri || ""}</code></td></tr>
+          <tr><td>Lineage</td><td><a href="#/lineage?kind=run&id=${encodeURIComponent(info.run_id)}">datasets in, models out</a></td></tr>
         </tbody></table>
       </section>
       <section class="panel" aria-labelledby="h-params"><h2 id="h-params">Params (${Object.keys(run.params).length})</h2>
