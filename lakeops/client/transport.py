@@ -860,7 +860,19 @@ class EmbeddedTransport:
         return table
 
     def upload_artifact(self, path: str, source: Path, *, progress: Progress | None) -> dict[str, Any]:
-        """Copy the file to the spool directory (hashing it), then into the object store."""
+        """Copy the file to the spool directory (hashing it), then into the object store.
+
+        A large file is hashed in place first: bytes the store already holds are only referenced.
+        """
+        size = source.stat().st_size
+        if size >= DIRECT_MIN_BYTES:
+            from lakeops.client.transfers import file_sha256
+
+            sha256 = file_sha256(source)
+            if self._artifacts.objects.has_blob(sha256):
+                if progress is not None:
+                    progress(size)
+                return self._artifacts.record_blob(path, sha256=sha256, size=size).model_dump()
         spool_dir = self._artifacts.spool_dir
         spool_dir.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()

@@ -59,8 +59,9 @@ def test_server_info_offers_direct_transfers_on_s3_only(server: Any) -> None:
     assert info["multipart_downloads_enabled"] is direct
 
 
+@pytest.mark.parametrize("owner", ["run", "logged_model"])
 def test_the_stock_mlflow_client_sends_and_fetches_bytes_around_the_server(
-    server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: Any, owner: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # MLflow's thresholds are 500 MB and 100 MB; smaller ones make a 13 MB file go in 3 parts.
     monkeypatch.setenv("MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE", str(5 * MiB))
@@ -74,13 +75,21 @@ def test_the_stock_mlflow_client_sends_and_fetches_bytes_around_the_server(
     run = client.create_run(exp)
 
     before = _counters(server)
-    client.log_artifact(run.info.run_id, str(source), "model")
-    uploaded = _delta(before, _counters(server))
-    out = Path(client.download_artifacts(run.info.run_id, "model/weights.bin", str(tmp_path / "dl")))
+    if owner == "run":
+        client.log_artifact(run.info.run_id, str(source), "model")
+        uploaded = _delta(before, _counters(server))
+        out = Path(client.download_artifacts(run.info.run_id, "model/weights.bin", str(tmp_path / "dl")))
+        path = f"{exp}/{run.info.run_id}/artifacts/model/weights.bin"
+    else:
+        model = client.create_logged_model(exp, name="big", source_run_id=run.info.run_id)
+        client.log_model_artifact(model.model_id, str(source), "model")
+        uploaded = _delta(before, _counters(server))
+        uri = f"{model.artifact_location}/model/weights.bin"
+        out = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp_path / "dl")))
+        path = f"{exp}/models/{model.model_id}/artifacts/model/weights.bin"
     downloaded = _delta(before, _counters(server))
 
     assert out.read_bytes() == source.read_bytes()
-    path = f"{exp}/{run.info.run_id}/artifacts/model/weights.bin"
     [version] = httpx.get(f"{server.url}/api/v1/artifact-versions/{path}").json()["versions"]
     assert version["sha256"] == _sha(source) and version["size_bytes"] == 13 * MiB
     if server.settings.storage.kind == "s3":
