@@ -7,8 +7,10 @@ and fails on any console error or failed request. Screenshots of every page go t
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -626,3 +628,51 @@ def test_lineage_of_an_unknown_node_says_so(lake: Lake, page: tuple[Page, Proble
     problems.allow(r"console: Failed to load resource: the server responded with a status of 404")
     tab.goto(f"{lake.url}/#/lineage?kind=run&id={'e' * 32}&direction=upstream")
     expect(tab.get_by_role("alert")).to_contain_text("e" * 32)
+
+
+# -- time travel -------------------------------------------------------------------------------------------------
+
+
+def _whole_second_from_now() -> float:
+    """Wait for the next whole second and return it: the "As of" field has a resolution of one second."""
+    now = time.time()
+    time.sleep(math.ceil(now) - now + 0.05)
+    return float(math.ceil(now))
+
+
+def _set_as_of(tab: Page, epoch_s: float) -> None:
+    local = tab.evaluate(
+        "ms => { const d = new Date(ms); return new Date(ms - d.getTimezoneOffset() * 60000).toISOString().slice(0, 19); }",
+        epoch_s * 1000,
+    )
+    tab.get_by_label("As of").fill(local)
+    tab.get_by_label("As of").dispatch_event("change")
+
+
+def test_as_of_shows_experiments_and_aliases_as_they_stood(lake: Lake, page: tuple[Page, Problems]) -> None:
+    with httpx.Client(base_url=lake.url, timeout=60) as http:
+        assert http.post("/api/v1/sql", json={"sql": "SELECT 1"}).status_code == 200  # commits what is queued
+        before = _whole_second_from_now()
+        late = f"late-{uuid.uuid4().hex[:6]}"
+        assert http.post("/api/v1/experiments", json={"name": late}).status_code == 201
+        r = http.put(f"/api/v1/registered-models/{lake.model_name}/aliases/canary", json={"version": 2})
+        assert r.status_code == 200, r.text
+    tab, _ = page
+    tab.goto(f"{lake.url}/#/")
+    expect(tab.locator("#experiments")).to_contain_text(late)
+    _set_as_of(tab, before)
+    expect(tab.get_by_role("status")).to_contain_text("As of")
+    expect(tab.locator("#experiments")).to_contain_text(lake.experiment_name)
+    expect(tab.locator("#experiments")).not_to_contain_text(late)
+
+    tab.goto(f"{lake.url}/#/models/{lake.model_name}")  # the time stays chosen from page to page
+    expect(tab.get_by_role("heading", level=1)).to_have_text(lake.model_name)
+    expect(tab.locator("#versions")).to_be_visible()
+    expect(tab.locator('#aliases tr[data-alias="canary"]')).to_have_count(0)
+    expect(tab.locator("#move-alias")).to_have_count(0)  # no writes while looking at the past
+    tab.get_by_role("button", name="Now").click()
+    expect(tab.locator('#aliases tr[data-alias="canary"]')).to_contain_text("v2")
+
+    _set_as_of(tab, before)
+    tab.goto(f"{lake.url}/#/experiments/{lake.experiment_id}")
+    expect(tab.get_by_role("status")).to_contain_text("current state")  # the tracking API has no time travel

@@ -2,7 +2,7 @@
 // a diff of their params, and a scatter of a param against a metric's latest value.
 import uPlot from "/portal/vendor/uplot.js";
 import { MetricChart, PALETTE } from "../charts.js";
-import { api, fmtNum, hashQuery, html, setHashQuery, showError } from "../lib.js";
+import { api, asOfNote, fmtNum, hashQuery, html, setHashQuery, showError } from "../lib.js";
 
 const CONCURRENCY = 8;
 
@@ -47,6 +47,7 @@ export async function renderCompare(view) {
   view.innerHTML = html`
     <p class="crumbs"><a href="#/">Experiments</a> / <a href="#/experiments/${encodeURIComponent(firstExperiment)}">experiment ${firstExperiment}</a> / compare</p>
     <h1>Compare ${runs.length} runs</h1>
+    ${asOfNote(false)}
     <section class="panel" aria-labelledby="h-curves"><h2 id="h-curves">Curves</h2>
       <form class="toolbar" id="curve-controls">
         <label for="metric">Metric</label>

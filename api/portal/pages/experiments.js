@@ -1,5 +1,5 @@
 // Experiments: the list with search, run counts and last activity.
-import { api, asOfNote, fmtTime, hashQuery, html, records, setHashQuery, showError, sql } from "../lib.js";
+import { api, asOf, asOfNote, fmtTime, hashQuery, html, records, setHashQuery, showError, sql } from "../lib.js";
 
 // Run counts and last activity for every experiment in one GROUP BY over the `runs` view (current state).
 const COUNTS_SQL = `
@@ -27,22 +27,33 @@ export async function renderExperiments(view) {
   await load(list, query.get("q") || "");
 }
 
+// "As of" a past time the list comes from the `experiments` view read at that time (the tracking API answers now).
+const PAST_SQL = `
+SELECT experiment_id, name, created_at AS creation_time, updated_at AS last_update_time
+FROM experiments WHERE lifecycle_stage = 'active' AND (? = '' OR name ILIKE '%' || ? || '%') ORDER BY created_at DESC`;
+
+async function currentExperiments(q) {
+  const filter = q ? `name ILIKE '%${q.replace(/'/g, "''")}%'` : undefined;
+  const experiments = [];
+  let token;
+  do {
+    const page = await api("/api/v1/experiments", { query: { filter, max_results: 1000, page_token: token } });
+    experiments.push(...page.experiments);
+    token = page.next_page_token;
+  } while (token);
+  return experiments;
+}
+
 async function load(list, q) {
   try {
-    const filter = q ? `name ILIKE '%${q.replace(/'/g, "''")}%'` : undefined;
-    const experiments = [];
-    let token;
-    do {
-      const page = await api("/api/v1/experiments", { query: { filter, max_results: 1000, page_token: token } });
-      experiments.push(...page.experiments);
-      token = page.next_page_token;
-    } while (token);
-    const counts = new Map(records(await sql(COUNTS_SQL)).map((r) => [r.experiment_id, r]));
+    const when = asOf();
+    const experiments = when ? records(await sql(PAST_SQL, { params: [q, q], asOf: when })) : await currentExperiments(q);
+    const counts = new Map(records(await sql(COUNTS_SQL, { asOf: when })).map((r) => [r.experiment_id, r]));
     if (!experiments.length) {
       list.innerHTML = html`<p class="muted">No experiment${q ? " matches" : " yet"}.</p>`.text;
       return;
     }
-    list.innerHTML = html`${asOfNote(false)}
+    list.innerHTML = html`${asOfNote()}
       <table class="plain" id="experiments">
         <thead><tr><th scope="col">Name</th><th scope="col">ID</th><th scope="col">Runs</th>
           <th scope="col">Last activity</th><th scope="col">Created</th></tr></thead>

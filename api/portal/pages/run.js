@@ -1,6 +1,6 @@
 // One run: its attributes, params, tags and metrics (latest values and charts of their histories).
 import { MetricChart } from "../charts.js";
-import { api, fmtNum, fmtTime, html } from "../lib.js";
+import { api, asOfNote, fmtNum, fmtTime, html } from "../lib.js";
 import { renderComments } from "./comments.js";
 
 const EAGER_CHARTS = 6; // charts drawn at once; the others when scrolled into view
@@ -17,6 +17,7 @@ export async function renderRun(view, experimentId, runId) {
       <a href="#/experiments/${encodeURIComponent(info.experiment_id)}">${experiment?.name ?? info.experiment_id}</a> /
       ${info.run_name || info.run_id}</p>
     <h1>${info.run_name || info.run_id} <span class="badge ${info.status}">${info.status}</span></h1>
+    ${asOfNote(false)}
     <div class="grid2">
       <section class="panel" aria-labelledby="h-about"><h2 id="h-about">About</h2>
         <table class="plain kv" id="run-info"><tbody>

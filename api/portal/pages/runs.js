@@ -1,7 +1,7 @@
 // The runs of one experiment: a virtualised table (only the rows in view exist in the DOM), paged through
 // POST /api/v1/runs/search as the reader scrolls, with MLflow's filter language, sort by any column, and a
 // column picker over params, metrics (latest value) and tags.
-import { Raw, api, esc, fmtNum, fmtTime, hashQuery, html, quoteKey, setHashQuery, showError } from "../lib.js";
+import { asOfNote, Raw, api, esc, fmtNum, fmtTime, hashQuery, html, quoteKey, setHashQuery, showError } from "../lib.js";
 
 const ROW_H = 28; // px; must match --row-h in style.css
 const FIRST_PAGE = 200; // small first page: rows on screen fast
@@ -41,6 +41,7 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
   view.innerHTML = html`
     <p class="crumbs"><a href="#/">Experiments</a> / ${experiment.name}</p>
     <h1>${experiment.name} <span class="muted">runs</span></h1>
+    ${asOfNote(false)}
     <form class="toolbar" id="run-filter" role="search">
       <label for="filter">Filter</label>
       <input id="filter" type="search" value="${state.filter}" spellcheck="false"
