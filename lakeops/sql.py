@@ -203,6 +203,43 @@ def _first_line(exc: BaseException) -> str:
     return " ".join(str(exc).split("\n")[:3]).strip()
 
 
+# Statements that list or describe the catalog see every view; so does anything naming DuckDB's own tables.
+_LISTS_CATALOG = re.compile(
+    r"information_schema|pg_catalog|duckdb_|sqlite_master|\b(?:show|describe|summarize)\b", re.I
+)
+_WORD = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+@functools.cache
+def _references() -> dict[str, frozenset[str]]:
+    """Each view's, macro's and the wide form's words: every name its SQL could refer to (over-approximated)."""
+    definitions = {**views.view_definitions(), **views.macro_definitions()}
+    # runs_wide's SQL is generated at query time from these (see views.wide_form_sql and WIDE_KEYS_SQL)
+    definitions["runs_wide"] = definitions.get("runs_wide", "") + views.WIDE_KEYS_SQL + " runs params latest_metrics"
+    return {name: frozenset(_WORD.findall(body.lower())) for name, body in definitions.items()}
+
+
+def _needed_names(sql: str) -> set[str] | None:
+    """The views, macros and lake tables ``sql`` may read (a superset), or None for all of them.
+
+    Registering a view binds it, which reads its tables' metadata: for one short query, registering
+    only what the query can reach saves most of that. A name counts as used if it appears anywhere
+    in the statement as a word, and the closure follows the definitions' words the same way, so a
+    view the query reaches is never missing (extra ones are harmless).
+    """
+    if _LISTS_CATALOG.search(sql):
+        return None
+    references = _references()
+    todo = set(_WORD.findall(sql.lower()))
+    seen: set[str] = set()
+    while todo:
+        word = todo.pop()
+        if word not in seen:
+            seen.add(word)
+            todo |= references.get(word, frozenset()) - seen
+    return seen
+
+
 def _pinned_key(tables: Sequence[views.LakeTable]) -> tuple[tuple[str, str, int | None], ...]:
     return tuple((t.name, t.metadata_location, t.snapshot_id) for t in tables)
 
@@ -217,6 +254,7 @@ class SqlEngine:
         self._db: duckdb.DuckDBPyConnection | None = None
         self._readable: list[str] = []
         self._pinned: dict[str, views.LakeTable] = {}
+        self._registered: set[str] | None = None  # names registered in _db; None: everything
         self._wide: tuple[tuple[tuple[str, str, int | None], ...], str] | None = None
         self._closed = False
         home = settings.home
@@ -344,8 +382,8 @@ class SqlEngine:
             )
         return found
 
-    def _build(self, tables: Sequence[views.LakeTable]) -> duckdb.DuckDBPyConnection:
-        """A fresh in-memory DuckDB with the lake's views, locked down."""
+    def _build(self, tables: Sequence[views.LakeTable], *, only: set[str] | None = None) -> duckdb.DuckDBPyConnection:
+        """A fresh in-memory DuckDB with the lake's views (or those ``only`` names), locked down."""
         try:
             con = views.connect(
                 extension_directory=self._extension_dir,
@@ -358,8 +396,8 @@ class SqlEngine:
             s3 = self._s3_access()
             if s3 is not None:
                 con.execute(s3.secret_sql())
-            views.register_lake(con, tables)
-            views.register_views(con)
+            views.register_lake(con, [t for t in tables if only is None or t.name in only])
+            views.register_views(con, only=only)
             views.lock_down(con, readable=views.allowed_directories(tables))
         except Exception as exc:
             con.close()
@@ -368,8 +406,14 @@ class SqlEngine:
             ) from exc
         return con
 
-    def _database(self) -> tuple[duckdb.DuckDBPyConnection, tuple[tuple[str, str, int | None], ...]]:
-        """The shared database, its ``lake`` views re-pointed at the tables' current snapshots."""
+    def _database(
+        self, needed: set[str] | None = None
+    ) -> tuple[duckdb.DuckDBPyConnection, tuple[tuple[str, str, int | None], ...]]:
+        """The shared database, its ``lake`` views re-pointed at the tables' current snapshots.
+
+        With ``needed`` (see ``_needed_names``), only those views and tables are registered, and
+        more are added when a later query needs them; None registers everything.
+        """
         tables = self._current()
         key = _pinned_key(tables)
         with self._lock:
@@ -377,15 +421,25 @@ class SqlEngine:
                 raise BackendUnavailableError("the SQL engine is closed")
             readable = views.allowed_directories(tables)
             if self._db is None or readable != self._readable:
-                self._db = self._build(tables)  # a new table location: allowed_directories are locked, so rebuild
+                self._db = self._build(tables, only=needed)  # a new table location: directories are locked, rebuild
                 self._readable = readable
+                self._registered = None if needed is None else set(needed)
             else:
-                moved = [t for t in tables if self._pinned.get(t.name) != t]
-                if moved:
-                    try:
+                registered = self._registered
+                moved = [
+                    t for t in tables if self._pinned.get(t.name) != t and (registered is None or t.name in registered)
+                ]
+                try:
+                    if moved:
                         views.register_lake(self._db, moved)
-                    except duckdb.Error as exc:
-                        raise BackendUnavailableError(f"cannot read the lake's tables: {_first_line(exc)}") from exc
+                    if registered is not None and (needed is None or not needed <= registered):
+                        extra = None if needed is None else needed - registered
+                        fresh = [t for t in tables if t.name not in registered and (extra is None or t.name in extra)]
+                        views.register_lake(self._db, fresh)
+                        views.register_views(self._db, only=extra)
+                        self._registered = None if extra is None else registered | extra
+                except (duckdb.Error, ValueError) as exc:
+                    raise BackendUnavailableError(f"cannot read the lake's tables: {_first_line(exc)}") from exc
             self._pinned = {t.name: t for t in tables}
             return self._db, key
 
@@ -412,11 +466,31 @@ class SqlEngine:
         limit = min(max_rows or cap, cap)
         if params is not None and not isinstance(params, (list, tuple)):
             raise InvalidArgumentError("params must be a list of values for the query's ? or $n placeholders")
+        # A process without a store runs one query or a few: it registers only the views they use.
+        needed = _needed_names(sql) if self._store is None else None
+        try:
+            return self._query(sql, params=params, as_of=as_of, limit=limit, needed=needed)
+        except InvalidArgumentError as exc:
+            if needed is None or not isinstance(exc.__cause__, duckdb.CatalogException):
+                raise
+            # A name the query uses is not registered (or does not exist): answer as with every view,
+            # so the error (and its "did you mean") is the one a full catalog gives.
+            return self._query(sql, params=params, as_of=as_of, limit=limit, needed=None)
+
+    def _query(
+        self,
+        sql: str,
+        *,
+        params: Sequence[Any] | None,
+        as_of: datetime | None,
+        limit: int,
+        needed: set[str] | None,
+    ) -> pa.Table:
         if as_of is None:
-            db, key = self._database()
+            db, key = self._database(needed)
             owned = None
         else:
-            owned = self._build(self._as_of(as_of))
+            owned = self._build(self._as_of(as_of), only=needed)
             db, key = owned, None
         try:
             return self._run(db, key, sql, params, limit)

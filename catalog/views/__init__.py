@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -187,13 +187,13 @@ def register_lake(con: duckdb.DuckDBPyConnection, tables: Iterable[LakeTable]) -
         con.execute(f"CREATE OR REPLACE VIEW {LAKE_SCHEMA}.{quote_identifier(table.name)} AS {table.scan_sql()}")
 
 
-def register_views(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Create every named view and macro, in dependency order. Returns the view names.
+def register_views(con: duckdb.DuckDBPyConnection, *, only: Collection[str] | None = None) -> list[str]:
+    """Create every named view and macro (or those named in ``only``), in dependency order. Returns the view names.
 
     Raises:
         ValueError: a view or macro does not compile even once everything else resolved.
     """
-    pending = view_definitions()
+    pending = {n: body for n, body in view_definitions().items() if only is None or n in only}
     done: list[str] = []
     while pending:
         errors: dict[str, str] = {}
@@ -213,6 +213,8 @@ def register_views(con: duckdb.DuckDBPyConnection) -> list[str]:
             first = sorted(errors)[0]
             raise ValueError(f"views {sorted(errors)} do not resolve; {first}: {errors[first]}")
     for name, definition in macro_definitions().items():
+        if only is not None and name not in only:
+            continue
         try:
             con.execute(f"CREATE OR REPLACE MACRO {quote_identifier(name)} {_strip_comments(definition)}")
         except duckdb.Error as exc:

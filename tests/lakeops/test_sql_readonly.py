@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 import pytest
 from serve_process import child_env
 
+from catalog import views
 from catalog.connection import open_catalog
 from catalog.tables import SAVED_QUERY_CHANGES, TABLES
-from lakeops.errors import BackendUnavailableError
+from lakeops.errors import BackendUnavailableError, InvalidArgumentError
 from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings
 from lakeops.sql import SqlEngine
@@ -90,3 +91,27 @@ def test_the_command_line_imports_no_pyiceberg_on_a_sqlite_catalog(lake_settings
     assert done.returncode == 0, done.stderr
     assert "imports" in done.stdout
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("backend", ["file", "s3"], indirect=True)
+def test_one_engine_answers_queries_over_different_views(lake_settings: LakeopsSettings) -> None:
+    """Without a store, views are registered as queries need them; every view stays reachable."""
+    store = open_store(lake_settings)
+    tracking = TrackingService(store)
+    experiment_id = tracking.create_experiment("lazy")
+    run_id = tracking.create_run(experiment_id, run_name="only").info.run_id
+    tracking.log_batch(run_id, params={"depth": "3"}, metrics=[("acc", 0.5, 1, 0)])
+    store.close()
+    engine = SqlEngine(lake_settings)
+    try:
+        assert engine.query("SELECT name FROM experiments WHERE name = 'lazy'").num_rows == 1
+        wide = engine.query('SELECT run_name, "params.depth", "metrics.acc" FROM runs_wide(?)', params=["lazy"])
+        assert wide.to_pylist() == [{"run_name": "only", "params.depth": "3", "metrics.acc": 0.5}]
+        changes = engine.query("SELECT count(*) AS n FROM activity WHERE run_id = ?", params=[run_id])
+        assert changes.column("n")[0].as_py() >= 1
+        listed = engine.query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'")
+        assert set(listed.column("table_name").to_pylist()) == set(views.view_definitions())
+        with pytest.raises(InvalidArgumentError, match='Did you mean "runs"'):
+            engine.query("SELECT * FROM runz")
+    finally:
+        engine.close()
