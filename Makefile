@@ -47,13 +47,14 @@ format: install ## format the code
 maintain: install ## compact small files and expire old snapshots of the embedded lake
 	@$(UV) run --frozen lakeops maintain
 
-bench: install ## run the benchmarks (not part of CI): tracking core, REST service, registry, lineage, SQL, client, scale, ops
+bench: install ## run the benchmarks (not part of CI): tracking core, REST service, registry, lineage, SQL, client, portal, scale, ops
 	@$(UV) run --frozen python benchmarks/bench_tracking.py --backend both
 	@$(UV) run --frozen python benchmarks/bench_mlflow_api.py
 	@$(UV) run --frozen python benchmarks/bench_registry.py
 	@$(UV) run --frozen python benchmarks/bench_lineage.py
 	@$(UV) run --frozen python benchmarks/bench_sql.py
 	@$(UV) run --frozen python benchmarks/bench_client.py
+	@$(UV) run --frozen python benchmarks/bench_portal.py
 	@$(UV) run --frozen python benchmarks/bench_scale.py --scale small
 	@$(UV) run --frozen python benchmarks/bench_ops.py
 

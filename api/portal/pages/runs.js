@@ -19,13 +19,29 @@ const FIXED = [
 ];
 const KINDS = ["metrics", "params", "tags"];
 
+function searchPage(experimentId, filter, order, maxResults, token) {
+  return api("/api/v1/runs/search", {
+    method: "POST",
+    body: {
+      experiment_ids: [experimentId],
+      filter: filter || null,
+      order_by: order ? [order] : [],
+      max_results: maxResults,
+      page_token: token || null,
+    },
+  });
+}
+
 function columnsKey(experimentId) {
   return `lakeops.columns.${experimentId}`;
 }
 
 export async function renderRuns(view, experimentId, { isCurrent }) {
-  const experiment = await api(`/api/v1/experiments/${encodeURIComponent(experimentId)}`);
   const query = hashQuery();
+  // The first page is asked for at once, beside the experiment: rows on screen one round trip sooner.
+  const firstPage = searchPage(experimentId, query.get("filter") || "", query.get("order") || "", FIRST_PAGE, null);
+  firstPage.catch(() => {}); // its error is shown when the table takes the page
+  const experiment = await api(`/api/v1/experiments/${encodeURIComponent(experimentId)}`);
   const state = {
     filter: query.get("filter") || "",
     order: query.get("order") || "",
@@ -140,20 +156,15 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
     }
   }
 
+  let prefetched = firstPage;
   async function loadMore() {
     const generation = state.generation;
     state.loading = true;
     try {
-      const page = await api("/api/v1/runs/search", {
-        method: "POST",
-        body: {
-          experiment_ids: [experimentId],
-          filter: state.filter || null,
-          order_by: state.order ? [state.order] : [],
-          max_results: state.rows.length ? PAGE : FIRST_PAGE,
-          page_token: state.next || null,
-        },
-      });
+      const pending = prefetched;
+      prefetched = null;
+      const page = await (pending ||
+        searchPage(experimentId, state.filter, state.order, state.rows.length ? PAGE : FIRST_PAGE, state.next));
       if (generation !== state.generation || !isCurrent()) return;
       const firstPage = state.rows.length === 0;
       state.rows.push(...page.runs);
@@ -185,6 +196,7 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
   }
 
   function reload() {
+    prefetched = null;
     state.generation++;
     state.rows = [];
     state.next = null;

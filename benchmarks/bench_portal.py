@@ -1,0 +1,215 @@
+"""The web portal in a real browser at scale: figures for issue 12.
+
+Builds a lake of 100,000 runs (10 params, 5 metrics each, through the same bulk path as
+``bench_scale.py``) plus one run with a 1,000,000-point metric, serves it with ``lakeops serve``,
+and drives Debian's Chromium (``/usr/bin/chromium``, headless, through Playwright) over the portal:
+
+* runs table: time from navigation to the first rows on screen; scrolling through the table one
+  screen per frame and with long jumps (rows fetched page by page as they come into view): frame
+  times (median, 95th percentile, worst) and the longest main-thread task; sorting by a metric:
+  time until the re-sorted rows are on screen, and the longest task meanwhile;
+* run page: time until the 1M-point chart is drawn (downsampled by the server);
+* compare: time until 100 runs' curves are drawn.
+
+Targets (from the issue) are printed beside each figure; nothing here fails a build. MLflow's own
+UI is not measured side by side: it is a React app served by ``mlflow server`` whose run table
+pages 100 runs at a time through the same search call, so its figures depend on its own paging, not
+on the store; measuring it needs its JS bundle, which the mlflow wheel carries, and is left for later.
+
+    .venv/bin/python benchmarks/bench_portal.py [--runs 100000] [--points 1000000] [--backend file|s3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pyarrow as pa
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_scale import backend, build_lake, lakeops_server, progress  # noqa: E402
+from playwright.sync_api import Page, sync_playwright  # noqa: E402
+
+from lakeops.services.tracking import TrackingService  # noqa: E402
+from lakeops.stores import open_store  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+COMPARE_RUNS = 100
+
+# Collected in the page: when the runs table first showed rows, every animation frame, every long task.
+PROBE = """
+window.__bench = { rows: [], frames: [], longTasks: [] };
+window.addEventListener("lakeops:rows", () => window.__bench.rows.push(performance.now()));
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) window.__bench.longTasks.push([e.startTime, e.duration]);
+}).observe({ type: "longtask", buffered: true });
+"""
+
+SCROLL = """
+async ({ frames, jump }) => {
+  const el = document.getElementById("runs-table");
+  const times = [];
+  let last = performance.now();
+  for (let i = 0; i < frames; i++) {
+    el.scrollTop += i % 10 === 9 ? jump : el.clientHeight;
+    await new Promise(requestAnimationFrame);
+    const now = performance.now();
+    times.push(now - last);
+    last = now;
+  }
+  return { times, loaded: Number(el.dataset.loadedRows), top: el.scrollTop };
+}
+"""
+
+
+def add_history_run(settings: Any, experiment_id: str, points: int) -> str:
+    """A run with one ``points``-point metric (``wave``), written through the Arrow bulk path."""
+    store = open_store(settings, start_committer=False)
+    try:
+        tracking = TrackingService(store, actor="bench")
+        run_id = tracking.create_run(experiment_id, run_name="million").info.run_id
+        steps = np.arange(points, dtype=np.int64)
+        for start in range(0, points, 250_000):
+            part = steps[start : start + 250_000]
+            tracking.log_metrics_table(
+                pa.table(
+                    {
+                        "run_id": pa.array([run_id] * len(part)),
+                        "key": pa.array(["wave"] * len(part)),
+                        "value": np.sin(part / 5000.0) + np.random.default_rng(start).normal(0, 0.05, len(part)),
+                        "timestamp": 1_700_000_000_000 + part,
+                        "step": part,
+                    }
+                )
+            )
+            store.commit()
+    finally:
+        store.close()
+    return run_id
+
+
+def wait_ms(page: Page, condition: str) -> float:
+    """performance.now() (ms since navigation) when ``condition`` first holds, polled every frame."""
+    page.wait_for_function(condition, timeout=120_000, polling="raf")
+    return float(page.evaluate("performance.now()"))
+
+
+def longest_task(page: Page, since: float) -> float:
+    tasks = page.evaluate("window.__bench.longTasks")
+    return max((d for start, d in tasks if start >= since), default=0.0)
+
+
+def line(name: str, value: float, unit: str, target: str = "") -> None:
+    print(f"  {name:<52} {value:>10.1f} {unit:<3} {target}")
+
+
+def measure(
+    url: str, experiment_id: str, history_run_id: str, compare_ids: list[str], *, runs: int, points: int
+) -> None:
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        context.add_init_script(PROBE)
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+
+        print(f"runs table ({runs:,} runs)")
+        firsts = []
+        for _ in range(3):
+            page.goto(f"{url}/#/experiments/{experiment_id}")
+            first_row = "window.__bench.rows.length > 0 && document.querySelector('#runs-body .vt-row')"
+            firsts.append(wait_ms(page, first_row))
+            page.goto("about:blank")
+        line("first rows on screen after navigation (median of 3)", statistics.median(firsts), "ms", "(target <= 1000)")
+        page.goto(f"{url}/#/experiments/{experiment_id}")
+        wait_ms(page, "document.querySelector('#runs-body .vt-row')")
+        since = float(page.evaluate("performance.now()"))
+        scrolled = page.evaluate(SCROLL, {"frames": 300, "jump": 200_000})
+        times = sorted(scrolled["times"])
+        line("scroll: frame time, median", statistics.median(times), "ms")
+        line("scroll: frame time, 95th percentile", times[int(len(times) * 0.95)], "ms")
+        line("scroll: worst frame", times[-1], "ms", "(target: no freeze > 100)")
+        line("scroll: longest main-thread task", longest_task(page, since), "ms")
+        print(f"  {'rows loaded while scrolling (fetched page by page)':<52} {scrolled['loaded']:>10,}")
+
+        before = len(page.evaluate("window.__bench.rows"))
+        since = float(page.evaluate("performance.now()"))
+        page.locator('#runs-head [data-order="metrics.m0"]').click()
+        done = wait_ms(page, f"window.__bench.rows.length > {before}")
+        line("sort by a metric: re-sorted rows on screen", done - since, "ms")
+        line("sort: longest main-thread task", longest_task(page, since), "ms", "(target <= 100)")
+
+        print("charts")
+        chart_ms = []
+        for _ in range(3):
+            page.goto(f"{url}/#/experiments/{experiment_id}/runs/{history_run_id}")
+            chart_ms.append(wait_ms(page, "document.querySelector('figure[data-key=\"wave\"] .chart')?.dataset.points"))
+            page.goto("about:blank")
+        points_label = f"{points:,}-point metric drawn on the run page (median of 3)"
+        line(points_label, statistics.median(chart_ms), "ms", "(target <= 1000 at 1M)")
+        compare_ms = []
+        for _ in range(3):
+            page.goto(f"{url}/#/compare?runs={','.join(compare_ids)}&metric=m0")
+            compare_ms.append(wait_ms(page, "document.getElementById('curves')?.dataset.total"))
+            page.goto("about:blank")
+        compare_label = f"{len(compare_ids)} runs' curves drawn on the compare page (median of 3)"
+        line(compare_label, statistics.median(compare_ms), "ms", "(target <= 2000)")
+        if errors:
+            print(f"page errors: {errors[:5]}")
+        browser.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=100_000)
+    parser.add_argument("--points", type=int, default=1_000_000)
+    parser.add_argument("--steps", type=int, default=5, help="points per metric of each run")
+    parser.add_argument("--backend", choices=["file", "s3"], default="file")
+    args = parser.parse_args()
+    if not Path(CHROMIUM).exists():
+        sys.exit(f"{CHROMIUM} is missing: apt-get install chromium")
+    with tempfile.TemporaryDirectory(prefix="bench-portal-") as tmp, backend(args.backend, Path(tmp)) as make:
+        settings = make("portal")
+        progress(f"building {args.runs:,} runs x {args.steps} steps on {args.backend} ...")
+        lake, seconds = build_lake(settings, runs=args.runs, steps=args.steps, history=False)
+        history_run_id = add_history_run(settings, lake.experiment_id, args.points)
+        progress(f"built in {seconds:.0f} s; serving")
+        server = lakeops_server(settings, "portal")
+        server.start()
+        try:
+            page = httpx.post(
+                f"{server.url}/api/v1/runs/search",
+                json={"experiment_ids": [lake.experiment_id], "max_results": COMPARE_RUNS},
+                timeout=120,
+            ).json()
+            compare_ids = [r["info"]["run_id"] for r in page["runs"]]
+            print(f"lakeops portal on {args.backend}: {args.runs:,} runs, one run with {args.points:,} points")
+            measure(server.url, lake.experiment_id, history_run_id, compare_ids, runs=args.runs + 1, points=args.points)
+        finally:
+            with contextlib.suppress(Exception):
+                server.stop()
+
+
+if __name__ == "__main__":
+    main()
