@@ -133,6 +133,10 @@ class DirectTransfers(Protocol):
         """Multipart uploads in progress under ``prefix``."""
         ...
 
+    def staged_objects(self) -> list[BlobInfo]:
+        """Objects left under the staging prefix (``digest`` is their bucket key)."""
+        ...
+
     def presign_get(self, name: str, version_id: str | None, *, expires_s: int) -> str:
         """A URL a client GETs (ranges allowed) one object version from."""
         ...
@@ -480,6 +484,13 @@ class S3ObjectStore:
             if not result.is_truncated:
                 return found
             key_marker, upload_marker = result.next_key_marker, result.next_upload_id_marker
+
+    def staged_objects(self) -> list[BlobInfo]:
+        found = []
+        for obj in self.client.list_objects(self.bucket, prefix=f"{self.blob_prefix}/staging/", recursive=True):
+            modified = obj.last_modified.timestamp() if obj.last_modified else 0.0
+            found.append(BlobInfo(obj.object_name or "", obj.size or 0, modified))
+        return found
 
     def presign_get(self, name: str, version_id: str | None, *, expires_s: int) -> str:
         return self.client.get_presigned_url(

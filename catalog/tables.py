@@ -236,8 +236,8 @@ ARTIFACT_VERSIONS = TableDef(
     code=7,
     schema=Schema(
         _f(1, "path", StringType(), required=True, doc="logical path, e.g. <experiment>/<run>/artifacts/model.pkl"),
-        _f(2, "version_id", StringType(), required=True, doc="the object store's version id (or lakeops' for file://)"),
-        _f(3, "object_key", StringType(), required=True),
+        _f(2, "version_id", StringType(), required=True, doc="this version's id (pre-blob rows: the store's)"),
+        _f(3, "object_key", StringType(), required=True, doc="sha256:<digest> of the blob (pre-blob rows: the path)"),
         _f(4, "size_bytes", LongType(), required=True),
         _f(5, "sha256", StringType(), required=True),
         _f(6, "is_deleted", BooleanType(), required=True),

@@ -6,7 +6,8 @@ A blob (or a pre-blob object version) is *reachable* while any of these points a
 - a deleted version whose deletion is younger than the cutoff (the grace period, and at least the
   snapshot retention, so every Iceberg snapshot kept for time travel still finds its bytes);
 - a current checkpoint (it pins its files' versions);
-- a multipart upload in progress to the blob's key.
+- a multipart upload in progress to the blob's key (one started more than a day ago and before
+  the cutoff counts as abandoned: it is aborted, and a staged object that old is removed).
 A path counts as deleted from the time of its delete row, or from the time its run was deleted.
 Blobs modified after the cutoff are kept whatever the references say (an upload completing right
 now is not referenced yet).
@@ -38,12 +39,15 @@ from lakeops.stores.iceberg import IcebergStore
 
 ARTIFACT_SCHEME = "mlflow-artifacts:"
 MAX_LISTED = 200
+UPLOAD_EXPIRY_S = 86400.0
 
 
 class GcItem(BaseModel):
     """One object freed (or that a dry run would free)."""
 
-    kind: str  # "blob" (key: its sha256) or "object_version" (a pre-blob object's key and version)
+    # "blob" (key: its sha256), "object_version" (a pre-blob object's key and version), "upload" (an
+    # abandoned multipart upload: its key and upload id) or "staged" (a staged object's key)
+    kind: str
     key: str
     version_id: str | None = None
     size_bytes: int
@@ -201,10 +205,21 @@ class GarbageCollector:
         direct = self.objects.direct
         items: list[GcItem] = []
         if direct is not None:
-            blob_root = direct.blob_name("00" * 32).rsplit("/", 2)[0] + "/"
+            # Uploads in progress are left alone unless abandoned: started before the cutoff and
+            # more than a day ago (a slow 10 GB upload must not lose its parts to a short grace).
+            abandoned_before = min(cutoff, self.clock() - UPLOAD_EXPIRY_S)
+            blob_root = direct.blob_name("00" * 32).rsplit("/", 3)[0] + "/"
             for upload in direct.pending_uploads(blob_root):
-                digest = upload.object_name.rsplit("/", 1)[-1]
-                in_flight.add(digest)
+                if upload.started_at < abandoned_before:
+                    items.append(
+                        GcItem(kind="upload", key=upload.object_name, version_id=upload.upload_id, size_bytes=0)
+                    )
+                else:
+                    in_flight.add(upload.object_name.rsplit("/", 1)[-1])
+            # Staged objects of MLflow uploads are removed once hashed; one left behind is a crash's.
+            for staged in direct.staged_objects():
+                if staged.modified_at < abandoned_before:
+                    items.append(GcItem(kind="staged", key=staged.digest, size_bytes=staged.size_bytes))
         for blob in self.objects.list_blobs():
             if blob.digest in reach.live_digests:
                 kept["referenced"] += 1
@@ -219,8 +234,13 @@ class GarbageCollector:
         return items, kept
 
     def _free(self, item: GcItem) -> None:
+        direct = self.objects.direct
         if item.kind == "blob":
             self.objects.delete_blob(item.key)
+        elif item.kind == "upload" and direct is not None and item.version_id is not None:
+            direct.abort_upload(item.key, item.version_id)
+        elif item.kind == "staged" and direct is not None:
+            direct.remove(item.key)
         elif item.version_id is not None:
             self.objects.delete_version(item.key, item.version_id)
 

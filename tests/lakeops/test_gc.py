@@ -19,6 +19,7 @@ from lakes import make_settings
 from serve_process import child_env
 
 from catalog.objects import LocalObjectStore, S3ObjectStore
+from lakeops.errors import NotFoundError
 from lakeops.services.artifacts import ArtifactService
 from lakeops.services.checkpoints import CheckpointService
 from lakeops.services.gc import GarbageCollector
@@ -175,6 +176,17 @@ def test_gc_leaves_an_upload_in_flight_alone(request: pytest.FixtureRequest, tmp
         assert lake.gc(dry_run=False)["freed_count"] == 0
         _v, chunks = lake.artifacts.open(f"{root}/big.bin")
         assert b"".join(chunks) == data
+
+        # An upload abandoned for more than a day is aborted, its parts freed.
+        other = os.urandom(9 * 1024 * 1024)
+        stale = lake.artifacts.begin_upload(f"{root}/stale.bin", size=len(other), sha256=_digest(other))
+        later = GarbageCollector(lake.store, lake.objects, clock=lambda: time.time() + 2 * 86400)
+        report = later.collect(grace_s=0, dry_run=False, settle_s=0)
+        assert [(i.kind, i.version_id) for i in report.freed] == [("upload", stale.upload_id)]
+        with pytest.raises(NotFoundError, match="No upload"):
+            lake.artifacts.complete_upload(
+                f"{root}/stale.bin", sha256=_digest(other), size=len(other), upload_id=str(stale.upload_id), parts=[]
+            )
     finally:
         lake.store.close()
 

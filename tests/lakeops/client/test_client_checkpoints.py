@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -157,8 +158,8 @@ def test_http_refuses_recording_files_never_uploaded(servers: dict[str, ServePro
 # -- retention -----------------------------------------------------------------------------------
 
 
-def _maintain(settings: LakeopsSettings, *args: str) -> dict[str, object]:
-    done = subprocess.run(
+def _maintain(settings: LakeopsSettings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", "lakeops.cli", "maintain", "--checkpoints", *args],
         env=child_env(settings),
         capture_output=True,
@@ -166,17 +167,24 @@ def _maintain(settings: LakeopsSettings, *args: str) -> dict[str, object]:
         timeout=180,
         check=False,
     )
-    assert done.returncode == 0, done.stderr
-    report: dict[str, object] = json.loads(done.stdout)
-    return report
 
 
-@pytest.mark.parametrize("kind", [pytest.param("file", id="file"), pytest.param("s3", id="s3", marks=pytest.mark.s3)])
-def test_retention_reports_a_dry_run_then_applies_run_and_default_policies(
-    kind: str, request: pytest.FixtureRequest, tmp_path: Path, experiment: str
-) -> None:
-    s3 = request.getfixturevalue("s3_server") if kind == "s3" else None
-    settings = make_settings(kind, tmp_path / "lake", s3)
+def _retention(settings: LakeopsSettings, *, dry_run: bool) -> dict[str, Any]:
+    """Apply retention with a default policy of every 20th step, in this process."""
+    from lakeops.services.artifacts import ArtifactService
+    from lakeops.services.checkpoints import CheckpointService, RetentionPolicy
+    from lakeops.stores import open_store
+
+    with open_store(settings) as store:
+        artifacts = ArtifactService(store, settings.storage.open_objects(settings.home))
+        report = CheckpointService(store, artifacts).apply_retention(
+            default=RetentionPolicy(keep_every=20), dry_run=dry_run
+        )
+    return report.model_dump()
+
+
+def _log_two_runs(settings: LakeopsSettings, experiment: str, tmp_path: Path) -> tuple[str, str, str]:
+    """A run with a policy (last 2, best 1 by val_loss) and 7 checkpoints, and one without and 6."""
     losses = [0.9, 0.2, 0.5, 0.3, 0.6, 0.7, 0.8]
     with lakeops.connect(settings=settings) as c:
         with c.start_run(experiment) as tagged:
@@ -189,18 +197,28 @@ def test_retention_reports_a_dry_run_then_applies_run_and_default_policies(
             for step in range(0, 60, 10):
                 plain.log_checkpoint(_write(tmp_path / f"p{step}.bin", f"p{step}"), step=step)
         removed_path = c.checkpoint(tagged, 0)["artifact_path"] + "/t0.bin"
+    return tagged.run_id, plain.run_id, removed_path
 
-    dry = _maintain(settings, "--keep-every", "20")
+
+@pytest.mark.parametrize("kind", [pytest.param("file", id="file"), pytest.param("s3", id="s3", marks=pytest.mark.s3)])
+def test_retention_reports_a_dry_run_then_applies_run_and_default_policies(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path, experiment: str
+) -> None:
+    s3 = request.getfixturevalue("s3_server") if kind == "s3" else None
+    settings = make_settings(kind, tmp_path / "lake", s3)
+    tagged, plain, removed_path = _log_two_runs(settings, experiment, tmp_path)
+
+    dry = _retention(settings, dry_run=True)
     assert dry["dry_run"] is True
-    by_run = {r["run_id"]: r for r in dry["runs"]}  # type: ignore[attr-defined]
-    assert by_run[tagged.run_id]["removed"] == [0, 2, 3, 4]
-    assert by_run[tagged.run_id]["kept"] == {"1": ["best 1 by val_loss (min)"], "5": ["last 2"], "6": ["last 2"]}
-    assert by_run[plain.run_id]["removed"] == [10, 30, 50]  # the default policy: every 20th step
+    by_run = {r["run_id"]: r for r in dry["runs"]}
+    assert by_run[tagged]["removed"] == [0, 2, 3, 4]
+    assert by_run[tagged]["kept"] == {1: ["best 1 by val_loss (min)"], 5: ["last 2"], 6: ["last 2"]}
+    assert by_run[plain]["removed"] == [10, 30, 50]  # the default policy: every 20th step
     assert dry["checkpoints_removed"] == 7 and dry["bytes_removed"] == 4 * 2 + 3 * 3
     with lakeops.connect(settings=settings) as c:
         assert c.checkpoints(tagged).height == 7  # a dry run changes nothing
 
-    applied = _maintain(settings, "--keep-every", "20", "--apply")
+    applied = _retention(settings, dry_run=False)
     assert applied["dry_run"] is False and applied["checkpoints_removed"] == 7
     with lakeops.connect(settings=settings) as c:
         assert c.checkpoints(tagged)["step"].to_list() == [1, 5, 6]
@@ -208,22 +226,21 @@ def test_retention_reports_a_dry_run_then_applies_run_and_default_policies(
         assert c.load_checkpoint(tagged, best="val_loss").read_text() == "t1"
         with pytest.raises(NotFoundError, match="No artifact"):
             c.read_artifact(removed_path)
-    again = _maintain(settings, "--keep-every", "20")
-    assert again["checkpoints_removed"] == 0
+    assert _retention(settings, dry_run=True)["checkpoints_removed"] == 0
 
 
-def test_retention_refuses_keep_best_without_a_metric(tmp_path: Path) -> None:
+def test_the_maintain_command_reports_retention_and_refuses_a_bad_policy(tmp_path: Path, experiment: str) -> None:
     settings = make_settings("file", tmp_path / "lake", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "lakeops.cli", "maintain", "--checkpoints", "--keep-best", "2"],
-        env=child_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 2
-    assert "keep_best needs a metric" in done.stderr
+    tagged, plain, _removed = _log_two_runs(settings, experiment, tmp_path)
+    refused = _maintain(settings, "--keep-best", "2")
+    assert refused.returncode == 2 and "keep_best needs a metric" in refused.stderr
+    done = _maintain(settings, "--keep-every", "20")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["dry_run"] is True and report["checkpoints_removed"] == 7
+    assert {r["run_id"]: r["removed"] for r in report["runs"]} == {tagged: [0, 2, 3, 4], plain: [10, 30, 50]}
+    with lakeops.connect(settings=settings) as c:
+        assert c.checkpoints(tagged).height == 7
 
 
 # -- the README recipe ---------------------------------------------------------------------------
