@@ -7,7 +7,7 @@ export UV_LINK_MODE ?= copy
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: help install serve demo test check format maintain bench clean
+.PHONY: help install serve demo test test-quick check format maintain bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,8 +31,12 @@ serve: install ## serve lakeops on http://$(HOST):$(PORT) with the embedded lake
 demo: install ## log a small sweep to the embedded lake (./.lakeops) and print the best runs
 	@$(UV) run --frozen lakeops demo
 
-test: install ## run every test; starts its own S3 server (SeaweedFS) on free ports
+test: install ## run every test (real S3 server, lakeops serve, psql, Chromium; see README "Tests")
+	@echo "make test: collecting the tests (about 20 s), then a dot per test; make test-quick for a fast subset"
 	@$(UV) run --frozen pytest
+
+test-quick: install ## the fast subset: file:// lakes in-process; no S3 server, HTTP server or browser
+	@$(UV) run --frozen pytest -m "not s3 and not api and not browser and not slow"
 
 check: install ## lint, type-check and check the layers (api -> lakeops -> catalog)
 	@$(UV) run --frozen ruff check .

@@ -246,12 +246,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _param(text: str) -> object:
-    """A ``--param`` value: a JSON number, boolean or null if it parses as one, else the text."""
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return text
-    return value if isinstance(value, int | float | bool) or value is None else text
+    """A ``--param`` value, as text, as psql passes parameters.
+
+    DuckDB gives a text parameter the type of what it is compared with, so ``-p 0.5`` works
+    against a DOUBLE column and ``-p 1234`` against the VARCHAR ``experiment_id``; guessing
+    ``1234`` to be a number instead made ``experiment_id = ?`` fail with a conversion error.
+    Cast where there is nothing to compare with (``?::INTEGER + 1``).
+    """
+    return text
 
 
 def _box(table: object, *, max_chars: int = 60) -> str:
@@ -508,7 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("query", nargs="?", help="the SELECT; '-' reads it from stdin")
     sql.add_argument("--saved", metavar="NAME", help="run the saved query NAME instead")
     sql.add_argument(
-        "-p", "--param", action="append", default=[], help="value of the next ? placeholder (repeat for more)"
+        "-p", "--param", action="append", default=[], help="value (text) of the next ? placeholder; repeat for more"
     )
     sql.add_argument("--format", choices=["table", "csv", "json", "parquet"], default="table")
     sql.add_argument("--as-of", metavar="TIME", help="ISO-8601 time: read the tables as they were then")

@@ -44,8 +44,18 @@ def child_env(settings: LakeopsSettings) -> dict[str, str]:
 class ServeProcess:
     """``lakeops serve`` on a fixed port; ``stop()`` and ``start()`` again keep port and home."""
 
-    def __init__(self, settings: LakeopsSettings, log: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        settings: LakeopsSettings,
+        log: Path,
+        port: int | None = None,
+        *,
+        extra_args: tuple[str, ...] = (),
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.settings = settings
+        self.extra_args = extra_args
+        self.extra_env = extra_env or {}
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
@@ -57,8 +67,17 @@ class ServeProcess:
         # --no-preload: great-expectations costs ~8 s of CPU to import; only suite tests need it.
         with self.log.open("a") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "lakeops.cli", "serve", "--port", str(self.port), "--no-preload"],
-                env=child_env(self.settings),
+                [
+                    sys.executable,
+                    "-m",
+                    "lakeops.cli",
+                    "serve",
+                    "--port",
+                    str(self.port),
+                    "--no-preload",
+                    *self.extra_args,
+                ],
+                env={**child_env(self.settings), **self.extra_env},
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )

@@ -193,8 +193,9 @@ class Client:
         """Start a run in ``experiment`` (a name, created if missing, or an id; default: Default).
 
         Use it as a context manager: ``with client.start_run("churn", params={...}) as run:``.
-        The server must be reachable to start a run (retried for ``flush_timeout_s``); after
-        that, logging never waits on it.
+        The server must be reachable to start a run: a server that answered this client before
+        is waited for (``flush_timeout_s``); a URL where nothing ever answered fails at once
+        (``ServerUnreachableError``). After that, logging never waits on it.
         """
         experiment_id = self.experiment_id(experiment, create=True)
         clean_tags = {check_key("tag", k): str(v) for k, v in (tags or {}).items()}

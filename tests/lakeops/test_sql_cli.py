@@ -66,6 +66,20 @@ def test_sql_prints_a_table_csv_json_and_parquet(lake: tuple[LakeopsSettings, st
     settings, exp = lake
     query = 'SELECT run_name, "metrics.acc" AS acc FROM runs_wide(?) ORDER BY acc DESC'
     shown = _lakeops(settings, "sql", query, "-p", exp)
+    # A number-looking parameter stays text: it compares with the VARCHAR experiment_id, and with numbers.
+    by_id = _lakeops(
+        settings,
+        "sql",
+        "SELECT count(*) AS n FROM runs WHERE experiment_id = ? AND 1 < ?",
+        "-p",
+        exp,
+        "-p",
+        "2",
+        "--format",
+        "json",
+    )
+    assert by_id.returncode == 0, by_id.stderr
+    assert json.loads(by_id.stdout) == [{"n": 3}]
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.index("r2") < shown.stdout.index("r1") < shown.stdout.index("r0")
     as_csv = _lakeops(settings, "sql", query, "-p", exp, "--format", "csv")

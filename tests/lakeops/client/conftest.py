@@ -1,7 +1,7 @@
 """Fixtures for client tests: the same tests run embedded (file, s3, rest) and over HTTP (file, s3).
 
 Over HTTP the client talks to a real ``lakeops serve`` child process, one per backend kind for
-the module; each test works in its own experiment.
+the session; each test works in its own experiment.
 """
 
 from __future__ import annotations
@@ -26,11 +26,14 @@ MODES = [
 ]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def servers(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, ServeProcess]]:
-    """Lazily started ``lakeops serve`` processes, one per backend kind, for this module."""
+    """Lazily started ``lakeops serve`` processes, one per backend kind, shared by the client tests.
+
+    One per session, not per module: a start costs seconds, and every test works in its own experiment.
+    """
     started: dict[str, ServeProcess] = {}
 
     class Lazy(dict[str, ServeProcess]):

@@ -119,7 +119,9 @@ def test_in_a_jupyter_kernel_a_chart_is_an_image_and_bars_do_not_warn(tmp_path) 
             "    bar.update(3)"
         ),
     ]
-    NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     chart_outputs = notebook.cells[0].outputs
     assert len(chart_outputs) == 1  # one display, not an image and then a repr line
     data = chart_outputs[0]["data"]

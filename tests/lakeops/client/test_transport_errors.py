@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from lakes import make_settings
@@ -153,16 +154,8 @@ def test_a_dropped_connection_is_not_replayed_for_writes(sockets: list[SocketSer
         transport.close()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    home = tmp_path_factory.mktemp("transport-errors")
-    srv = ServeProcess(make_settings("file", home / "lake", None), home / "serve.log")
-    yield srv
-    srv.stop()
-
-
-def test_a_url_with_a_path_is_a_clear_404(server: ServeProcess) -> None:
-    client = lakeops.connect(f"{server.url}/api/v1")
+def test_a_url_with_a_path_is_a_clear_404(servers: dict[str, ServeProcess]) -> None:
+    client = lakeops.connect(f"{servers['file'].url}/api/v1")
     try:
         with pytest.raises(NotFoundError, match=r"the URL should be the server root .* without '/api/v1'"):
             client.start_run("wrong-path", "r")
@@ -170,10 +163,18 @@ def test_a_url_with_a_path_is_a_clear_404(server: ServeProcess) -> None:
         client.close()
 
 
-def test_the_first_suite_attached_waits_for_great_expectations(server: ServeProcess) -> None:
+@pytest.fixture
+def fresh_server(tmp_path: Path) -> Iterator[ServeProcess]:
+    """A server of its own, with great-expectations not imported yet (``--no-preload``)."""
+    srv = ServeProcess(make_settings("file", tmp_path / "lake", None), tmp_path / "serve.log")
+    yield srv
+    srv.stop()
+
+
+def test_the_first_suite_attached_waits_for_great_expectations(fresh_server: ServeProcess) -> None:
     # The server imports great-expectations on first use (seconds); the client gives such calls
     # minutes, so a short timeout_s for everyday calls does not make attaching a suite fail.
-    client = lakeops.connect(server.url, timeout_s=1)
+    client = lakeops.connect(fresh_server.url, timeout_s=1)
     try:
         suite = client.attach_suite(
             "customers", "basic", [{"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "age"}}]
