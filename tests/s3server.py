@@ -446,6 +446,16 @@ class SeaweedServer:
                 _kill_group(process)
         self._cleanup()
 
+    def pause(self) -> None:
+        """SIGSTOP the server: connections are accepted but never answered, as a hung store's are."""
+        if self._process is not None:
+            os.killpg(self._process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        if self._process is not None:
+            os.killpg(self._process.pid, signal.SIGCONT)
+
     def kill(self) -> None:
         """SIGKILL the server at once, as an outage would; ``start(same_ports=True)`` brings it back."""
         if self._process is not None:

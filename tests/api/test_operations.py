@@ -101,12 +101,30 @@ def test_health_turns_503_while_the_object_store_is_down_and_back_to_200(tmp_pat
             after = _scrape(serve.url)
             assert _value(after, "lakeops_commit_lag_seconds") == 0
             assert _value(after, "lakeops_commit_failing_seconds") == 0
+
+            s3.pause()  # a store that hangs instead of refusing: /health still answers, and says so
+            try:
+                client.log_metric(run_id, "loss", 0.01, step=20)
+                _took, body = _wait_health(serve.url, 503, UNHEALTHY_AFTER_S + 30)
+                checks = {reason["check"]: reason["message"] for reason in body["reasons"]}
+                paused = time.monotonic()
+                while "commits" not in checks and time.monotonic() - paused < UNHEALTHY_AFTER_S + 30:
+                    time.sleep(0.25)
+                    code, body = _health(serve.url)
+                    assert code == 503
+                    checks = {reason["check"]: reason["message"] for reason in body["reasons"]}
+                assert (
+                    "a commit has been running for" in checks["commits"] or "commits have failed" in checks["commits"]
+                )
+            finally:
+                s3.resume()
+            _wait_health(serve.url, 200, 90)
         finally:
             serve.stop()
         # nothing acknowledged is lost: every point is in the Iceberg table itself, not only in the log
         table = open_catalog("lakeops", settings.catalog_properties()).load_table((settings.namespace, METRICS.name))
         stored = table.scan(row_filter=EqualTo("run_id", run_id)).to_arrow()
-        assert sorted(stored["step"].to_pylist()) == list(range(20))
+        assert sorted(stored["step"].to_pylist()) == list(range(21))
 
 
 @pytest.fixture(scope="module")
