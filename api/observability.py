@@ -159,6 +159,7 @@ class RequestMetricsMiddleware:
             return
         started = time.perf_counter()
         status = 500
+        app = scope.get("app")  # read before routing: a mounted sub-application may replace it
 
         async def send_timed(message: Message) -> None:
             nonlocal status
@@ -170,7 +171,7 @@ class RequestMetricsMiddleware:
             await self.app(scope, receive, send_timed)
         finally:
             if self._templates is None:  # built on first use: every route is registered by then
-                self._templates = _RouteTemplates(scope["app"].routes)
+                self._templates = _RouteTemplates(getattr(app, "routes", []))
             route = self._templates.template(scope)
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
             self.metrics.request_seconds.labels(method, route, str(status)).observe(time.perf_counter() - started)
