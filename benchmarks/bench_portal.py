@@ -26,6 +26,7 @@ import contextlib
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,17 @@ def add_history_run(settings: Any, experiment_id: str, points: int) -> str:
     finally:
         store.close()
     return run_id
+
+
+def search_ms(url: str, body: dict[str, Any]) -> float:
+    """Median wall time of three identical search calls, in ms."""
+    times = []
+    with httpx.Client(timeout=120) as client:
+        for _ in range(3):
+            started = time.perf_counter()
+            client.post(f"{url}/api/v1/runs/search", json=body).raise_for_status()
+            times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
 
 
 def wait_ms(page: Page, condition: str) -> float:
@@ -205,6 +217,13 @@ def main() -> None:
             ).json()
             compare_ids = [r["info"]["run_id"] for r in page["runs"]]
             print(f"lakeops portal on {args.backend}: {args.runs:,} runs, one run with {args.points:,} points")
+            print("the search calls the table makes, alone (median of 3; the server's part of the figures below)")
+            for label, order in (
+                ("first page of 200, default order", []),
+                ("sorted by metrics.m0", ["metrics.m0 DESC"]),
+            ):
+                body = {"experiment_ids": [lake.experiment_id], "max_results": 200, "order_by": order}
+                line(f"POST /api/v1/runs/search: {label}", search_ms(server.url, body), "ms")
             measure(server.url, lake.experiment_id, history_run_id, compare_ids, runs=args.runs + 1, points=args.points)
         finally:
             with contextlib.suppress(Exception):

@@ -34,8 +34,11 @@ async function route() {
     try {
       const render = await load();
       if (token !== renderToken) return;
-      view.innerHTML = "";
-      await render(view, ...match.slice(1).map(decodeURIComponent), { isCurrent: () => token === renderToken });
+      // Each page renders into its own element: a slower render of a page already left writes into a
+      // detached element and never over the page now shown.
+      const page = document.createElement("div");
+      view.replaceChildren(page);
+      await render(page, ...match.slice(1).map(decodeURIComponent), { isCurrent: () => token === renderToken });
     } catch (error) {
       if (token === renderToken) showError(view, error);
     }

@@ -675,4 +675,5 @@ def test_as_of_shows_experiments_and_aliases_as_they_stood(lake: Lake, page: tup
 
     _set_as_of(tab, before)
     tab.goto(f"{lake.url}/#/experiments/{lake.experiment_id}")
+    expect(tab.get_by_role("heading", level=1)).to_have_text(f"{lake.experiment_name} runs")
     expect(tab.get_by_role("status")).to_contain_text("current state")  # the tracking API has no time travel
