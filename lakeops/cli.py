@@ -196,6 +196,8 @@ def _log_config(level: str) -> dict[str, object]:
             "uvicorn": {"level": level.upper() if level != "trace" else "DEBUG", "propagate": True},
             "uvicorn.error": {"level": level.upper() if level != "trace" else "DEBUG"},
             "uvicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+            # Its import logs hundreds of INFO lines about its own docs registry.
+            "great_expectations": {"level": "WARNING"},
         },
     }
 
@@ -241,7 +243,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         access_log=args.access_log and level in ("info", "debug", "trace"),
         timeout_keep_alive=KEEP_ALIVE_S,
     )
-    Server(config).run()
+    try:
+        Server(config).run()
+    except KeyboardInterrupt:  # Ctrl+C: uvicorn has shut down cleanly; no traceback (as `uvicorn.run`)
+        pass
     return 0
 
 

@@ -66,6 +66,7 @@ NOT_RUN: dict[str, str] = {
     "from pyiceberg.catalog import load_catalog": "paths /path/.lakeops are yours; tests/lakeops/test_external_engines.py",
     "spark-sql --packages org.apache.iceberg:iceberg-spark-runtime-3.5_2.12:1.7.1,org.apache.iceberg:iceberg-aws-bundle:1.7.1 \\": "needs Spark",
     "connector.name=iceberg": "Trino configuration",
+    "artifact transfers, 200 MiB of random bytes, SeaweedFS on loopback": "sample output",
     "10,000 runs, 10,000,000 points (file:// warehouse, 2 shared cores, median of 3 warm runs)": "sample output",
     "# MinIO (or any S3 endpoint) with the SQLite catalog": "configuration for other stores",
     "# prometheus.yml": "Prometheus configuration",
@@ -126,8 +127,9 @@ class ReadmeServer:
 @pytest.fixture(scope="module")
 def readme_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReadmeServer]:
     root = tmp_path_factory.mktemp("readme")
-    work = root / "work"
+    work = root / "work"  # stands for the checkout: `.venv/bin/lakeops` works from it
     work.mkdir()
+    (work / ".venv").symlink_to(Path(sys.executable).parent.parent)
     settings = LakeopsSettings(home=root / "lake", storage=LocalStorageConfig(), catalog=SqlCatalogConfig())
     pg_port = free_port()
     server = ServeProcess(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -91,6 +92,19 @@ def test_serving_is_printed_once_the_port_accepts_connections_then_one_access_li
     out.wait_for(r'"GET /api/v1/experiments/404404 HTTP/1\.1" 404')
     # great-expectations is imported in the background, not inside the first suite request.
     out.wait_for(r"great-expectations imported in [\d.]+ s: expectation suites are ready", timeout=120)
+    assert not [line for line in out.seen if "great_expectations" in line]  # its import chatter stays quiet
+
+
+def test_ctrl_c_stops_the_server_without_a_traceback(tmp_path: Path, stop: list[subprocess.Popen[str]]) -> None:
+    proc = _serve(tmp_path / "lake", "--no-preload")
+    stop.append(proc)
+    out = Output(proc)
+    out.wait_for(SERVING)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 0
+    rest = out.rest()
+    assert "Finished server process" in rest
+    assert "Traceback" not in rest and "KeyboardInterrupt" not in rest
 
 
 def test_log_level_warning_has_no_access_log(tmp_path: Path, stop: list[subprocess.Popen[str]]) -> None:
