@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -243,10 +244,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         access_log=args.access_log and level in ("info", "debug", "trace"),
         timeout_keep_alive=KEEP_ALIVE_S,
     )
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl+C: uvicorn has shut down cleanly; no traceback
         Server(config).run()
-    except KeyboardInterrupt:  # Ctrl+C: uvicorn has shut down cleanly; no traceback (as `uvicorn.run`)
-        pass
     return 0
 
 
