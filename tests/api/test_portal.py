@@ -677,3 +677,30 @@ def test_as_of_shows_experiments_and_aliases_as_they_stood(lake: Lake, page: tup
     tab.goto(f"{lake.url}/#/experiments/{lake.experiment_id}")
     expect(tab.get_by_role("heading", level=1)).to_have_text(f"{lake.experiment_name} runs")
     expect(tab.get_by_role("status")).to_contain_text("current state")  # the tracking API has no time travel
+
+
+# -- artifacts ---------------------------------------------------------------------------------------------------
+
+
+def test_run_page_artifacts_versions_and_previews(lake: Lake, page: tuple[Page, Problems]) -> None:
+    run_id = lake.run_ids[4]
+    with httpx.Client(base_url=lake.url, timeout=60) as http:
+        root = http.get(f"/api/v1/runs/{run_id}").json()["info"]["artifact_uri"].removeprefix("mlflow-artifacts:/")
+        for body in (b"first draft\n", b"second draft <script>alert(1)</script>\n"):
+            assert http.put(f"/api/v1/artifacts/{root}/notes.txt", content=body).status_code == 201
+        assert (
+            http.put(f"/api/v1/artifacts/{root}/eval/scores.csv", content=b"k,score\na,0.5\nb,0.75\n").status_code
+            == 201
+        )
+    tab, _ = page
+    tab.goto(f"{lake.url}/#/experiments/{lake.experiment_id}/runs/{run_id}")
+    tab.get_by_role("button", name="notes.txt").click()
+    versions = tab.locator("#artifact-versions tbody tr")
+    expect(versions).to_have_count(2)
+    expect(tab.locator("#artifact-text")).to_contain_text("second draft <script>")  # text, never markup
+    tab.get_by_role("button", name="v1").click()
+    expect(tab.locator("#artifact-text")).to_have_text("first draft\n")
+    tab.get_by_role("button", name="📁 eval/").click()
+    tab.get_by_role("button", name="scores.csv").click()
+    expect(tab.locator("#artifact-table tbody tr")).to_have_count(2)
+    expect(tab.locator("#artifact-table")).to_contain_text("0.75")

@@ -1,6 +1,7 @@
 // One run: its attributes, params, tags and metrics (latest values and charts of their histories).
 import { MetricChart } from "../charts.js";
 import { api, asOfNote, fmtNum, fmtTime, html } from "../lib.js";
+import { artifactRoot, renderArtifacts } from "./artifacts.js";
 import { renderComments } from "./comments.js";
 
 const EAGER_CHARTS = 6; // charts drawn at once; the others when scrolled into view
@@ -50,9 +51,13 @@ export async function renderRun(view, experimentId, runId) {
           <div class="chart" role="img" aria-label="Chart of ${k} by step"></div></figure>`,
       )}</div>
     </section>
+    <section id="artifacts" class="panel"></section>
     <section id="comments" class="comments-section"></section>`.text;
   drawCharts(view, info.run_id, info.run_name || info.run_id);
-  await renderComments(view.querySelector("#comments"), `run:${info.run_id}`);
+  await Promise.all([
+    renderArtifacts(view.querySelector("#artifacts"), artifactRoot(info.artifact_uri)),
+    renderComments(view.querySelector("#comments"), `run:${info.run_id}`),
+  ]);
   return { run, metricKeys };
 }
 
