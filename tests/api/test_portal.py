@@ -297,6 +297,12 @@ def test_mlflow_client_run_link_opens_the_run_page(
     )  # leaves the main experiment's counts alone
     client.log_param(run.info.run_id, "alpha", "0.5")
     client.log_metric(run.info.run_id, "score", 0.75, step=3)
+    import mlflow.data
+    import pandas as pd
+    from mlflow.entities import DatasetInput
+
+    frame = mlflow.data.from_pandas(pd.DataFrame({"x": [1, 2]}), name="train-frame")
+    client.log_inputs(run.info.run_id, [DatasetInput(frame._to_mlflow_entity())])
     client.set_terminated(run.info.run_id)
     printed = capsys.readouterr().out
     link = re.search(r"View run from-mlflow at: (\S+)", printed)
@@ -307,6 +313,7 @@ def test_mlflow_client_run_link_opens_the_run_page(
     expect(tab.locator("#params")).to_contain_text("alpha")
     expect(tab.locator("#metrics")).to_contain_text("0.75")
     expect(tab.locator("#run-info")).to_contain_text(run.info.run_id)
+    expect(tab.locator("#run-io")).to_contain_text("train-frame")
 
 
 def test_unknown_run_says_not_found(lake: Lake, page: tuple[Page, Problems]) -> None:

@@ -51,6 +51,9 @@ export async function renderRun(view, experimentId, runId) {
           <div class="chart" role="img" aria-label="Chart of ${k} by step"></div></figure>`,
       )}</div>
     </section>
+    <section class="panel" aria-labelledby="h-io"><h2 id="h-io">Datasets and models in and out</h2>
+      ${ioTable(info, run.inputs, run.outputs)}
+    </section>
     <section id="artifacts" class="panel"></section>
     <section id="comments" class="comments-section"></section>`.text;
   drawCharts(view, info.run_id, info.run_name || info.run_id);
@@ -80,6 +83,16 @@ function drawCharts(view, runId, label) {
     if (Number(figure.dataset.index) < EAGER_CHARTS) start(figure);
     else observer.observe(figure);
   });
+}
+
+/** The run's logged inputs and outputs (mlflow.log_input datasets, logged models); lineage has the rest. */
+function ioTable(info, inputs, outputs) {
+  const rows = [...inputs.map((x) => ["in", x]), ...outputs.map((x) => ["out", x])];
+  if (!rows.length) return html`<p class="muted">None logged. <a href="#/lineage?kind=run&id=${encodeURIComponent(info.run_id)}">Lineage</a> shows datasets recorded by lakeops.</p>`;
+  return html`<table class="plain" id="run-io"><thead><tr><th scope="col">Direction</th><th scope="col">Kind</th><th scope="col">Name</th>
+    <th scope="col">Digest / id</th><th scope="col">Source</th></tr></thead>
+    <tbody>${rows.map(([dir, x]) => html`<tr><td>${dir}</td><td>${x.kind}</td><td>${x.dataset_name || ""}</td>
+      <td><code>${x.dataset_digest || x.model_id || ""}</code></td><td>${x.source || ""}</td></tr>`)}</tbody></table>`;
 }
 
 function kvTable(id, mapping) {
