@@ -38,6 +38,7 @@ NOT_RUN: dict[str, str] = {
     "lakeops demo: 9 runs x 200 steps logged to experiment 'demo-sweep' in 0.09s": "sample output",
     "lakeops: opening the lake at file:///home/you/lakeops/.lakeops/warehouse ...": "sample output",
     'client.metric_history(run_id, "loss", points=1000)                             # ≤': "fragment: client and run_id of the Python client section below",
+    "curl -X POST $URL/api/v1/comments -H 'content-type: application/json' \\": "placeholder <run_id>",
     "client.import_metrics(points, batch_size=100_000)   # bulk-load an Arrow table / polars frame:": "fragment: points is your table",
     'with client.start_run("churn", "train") as run:': "fragment: train_df, scores_df, batch_df are your data",
     "LAKEOPS_HOME=/tmp/lake .venv/bin/jupyter execute notebooks/quickstart.ipynb   # or open it in Jupyter": "tests/notebooks runs the notebooks",
@@ -92,10 +93,12 @@ def readme_blocks(text: str) -> list[Block]:
     lines = text.splitlines()
     i = 0
     while i < len(lines):
-        match = re.match(r"^```(\S*)\s*$", lines[i])
+        match = re.match(r"^(\s*)```(\S*)\s*$", lines[i])
         if match:
-            end = next(j for j in range(i + 1, len(lines)) if lines[j].startswith("```"))
-            blocks.append(Block(i + 1, match.group(1), "\n".join(lines[i + 1 : end]) + "\n"))
+            indent = match.group(1)
+            end = next(j for j in range(i + 1, len(lines)) if lines[j].startswith(f"{indent}```"))
+            body = textwrap.dedent("\n".join(lines[i + 1 : end]) + "\n")
+            blocks.append(Block(i + 1, match.group(2), body))
             i = end
         i += 1
     return blocks
