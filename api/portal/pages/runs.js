@@ -290,7 +290,9 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
     location.hash = `#/compare?runs=${[...state.selected].join(",")}`;
   });
   scroller.addEventListener("scroll", schedule, { passive: true });
-  window.addEventListener("resize", schedule, { passive: true });
+  // The window outlives this page: let go of the listener (and the rows it holds) once the page is left.
+  const onResize = () => (isCurrent() ? schedule() : window.removeEventListener("resize", onResize));
+  window.addEventListener("resize", onResize, { passive: true });
 
   renderHead();
   await loadMore();
