@@ -36,7 +36,6 @@ NOT_RUN: dict[str, str] = {
     "make serve   # installs the locked environment and serves lakeops on h": "the set-up itself; tried from a fresh clone",
     "curl $URL/api/v1/artifact-versions/<exp>/<run>/artifacts/ckpt.pt        # every": "placeholders <exp>/<run>",
     'client.metric_history(run_id, "loss", points=1000)                             # ≤': "fragment: client and run_id of the Python client section below",
-    "curl -X POST $URL/api/v1/comments -H 'content-type: application/json' \\": "placeholder <run_id>",
     "client.import_metrics(points, batch_size=100_000)   # bulk-load an Arrow table / polars frame:": "fragment: points is your table",
     'with client.start_run("churn", "train") as run:': "fragment: train_df, scores_df, batch_df are your data",
     "LAKEOPS_HOME=/tmp/lake .venv/bin/jupyter execute notebooks/quickstart.ipynb   # or open it in Jupyter": "tests/notebooks runs the notebooks",
