@@ -234,7 +234,8 @@ class GarbageCollector:
                 items.append(GcItem(kind="blob", key=blob.digest, size_bytes=blob.size_bytes))
         doomed = {item.key for item in items if item.kind == "blob"}
         for digest, version_id, size in self.objects.spare_blob_versions():
-            if digest not in doomed and blob_times.get(digest, cutoff) < cutoff:  # the current copy stays; an equal older one goes
+            # The current copy stays; an equal older one goes.
+            if digest not in doomed and blob_times.get(digest, cutoff) < cutoff:
                 items.append(GcItem(kind="blob_version", key=digest, version_id=version_id, size_bytes=size))
         for (key, version_id), size in sorted(reach.dead_objects.items()):
             items.append(GcItem(kind="object_version", key=key, version_id=version_id, size_bytes=size))
