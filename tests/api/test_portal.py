@@ -262,6 +262,12 @@ def test_runs_table_filters_sorts_and_picks_columns(lake: Lake, page: tuple[Page
     tab.locator('#columns-panel input[data-kind="tags"][data-key="team"]').check()
     expect(tab.get_by_role("columnheader", name="t.team")).to_be_visible()
     expect(tab.locator("#runs-body .vt-row").first).to_contain_text("vision")
+    # A metric's highest value over all its points (from SQL), beside the latest one (from the search).
+    tab.get_by_label("Find a column").fill("loss")
+    tab.get_by_label("max of loss").check()
+    expect(tab.get_by_role("columnheader", name="m.loss (max)")).to_be_visible()
+    first = int(expected[0].split("-")[1])
+    expect(tab.locator("#runs-body .vt-row").first.locator(".vt-cell").last).to_have_text(f"{1 / (1 + first):.6g}")
 
 
 def test_a_bad_filter_says_why(lake: Lake, page: tuple[Page, Problems]) -> None:
