@@ -282,6 +282,8 @@ def test_runs_table_filters_sorts_and_picks_columns(lake: Lake, page: tuple[Page
     expect(tab.get_by_role("columnheader", name="m.loss (max)")).to_be_visible()
     first = int(expected[0].split("-")[1])
     expect(tab.locator("#runs-body .vt-row").first.locator(".vt-cell").last).to_have_text(f"{1 / (1 + first):.6g}")
+    tab.get_by_role("heading", level=1).click()  # a click elsewhere closes the picker
+    expect(tab.locator("#columns-panel")).to_be_hidden()
 
 
 def test_a_bad_filter_says_why(lake: Lake, page: tuple[Page, Problems]) -> None:

@@ -271,6 +271,15 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
       panel.querySelector("#col-q").focus();
     }
   });
+  // A click elsewhere closes the picker (the listener goes with the page).
+  const closeOutside = (e) => {
+    if (!isCurrent()) return document.removeEventListener("click", closeOutside);
+    if (!panel.hidden && !panel.contains(e.target) && e.target !== columnsButton) {
+      panel.hidden = true;
+      columnsButton.setAttribute("aria-expanded", "false");
+    }
+  };
+  document.addEventListener("click", closeOutside);
   panel.addEventListener("keydown", (e) => {
     if (e.key === "Escape") {
       panel.hidden = true;
