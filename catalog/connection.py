@@ -46,7 +46,7 @@ def ensure_table(catalog: Catalog, namespace: str, table_def: TableDef) -> Table
 
 
 def evolve_table(table: Table, table_def: TableDef) -> Table:
-    """Bring an existing table up to ``table_def``: add missing columns, never drop or retype."""
+    """Bring an existing table up to ``table_def``: add missing columns (never drop or retype), set its properties."""
     current_version = int(table.properties.get("lakeops.schema-version", "0"))
     existing = {f.name for f in table.schema().fields}
     missing = [f for f in table_def.schema.fields if f.name not in existing]
@@ -60,7 +60,10 @@ def evolve_table(table: Table, table_def: TableDef) -> Table:
                     update.add_column(fld.name, fld.field_type, doc=fld.doc)
             log.info("table %s: added columns %s", table_def.name, [f.name for f in missing])
         if current_version < SCHEMA_VERSION:
-            tx.set_properties({"lakeops.schema-version": str(SCHEMA_VERSION)})
+            # Properties a newer lakeops sets (e.g. a constrained table's commit retries) apply to old lakes too.
+            wanted = table_def.all_properties()
+            wanted.pop("format-version", None)  # not a property an existing table can change this way
+            tx.set_properties({k: v for k, v in wanted.items() if table.properties.get(k) != v})
     return table
 
 

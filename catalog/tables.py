@@ -30,7 +30,7 @@ from pyiceberg.types import (
     TimestamptzType,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 METRIC_BUCKETS = 16
 
 COMMON_PROPERTIES: dict[str, str] = {
@@ -77,6 +77,17 @@ class TableDef:
     sort_order: SortOrder = UNSORTED_SORT_ORDER
     sort_columns: tuple[str, ...] = ()
     properties: dict[str, str] = field(default_factory=dict)
+    # Rows of a constrained table are checked against every replica's committed rows before they
+    # are acknowledged: the store commits them at once, on the catalog's optimistic concurrency
+    # (lakeops/stores/iceberg.py, "constrained writes"), instead of through the group commit.
+    # Each entry names columns whose values identify what one write claims (a param of a run, an
+    # experiment name): two writes claiming the same values are checked one after the other.
+    constraint_keys: tuple[tuple[str, ...], ...] = ()
+
+    @property
+    def constrained(self) -> bool:
+        """Whether writes to this table are checked across replicas before they are acknowledged."""
+        return bool(self.constraint_keys)
 
     @cached_property
     def arrow_schema(self) -> pa.Schema:
@@ -85,7 +96,10 @@ class TableDef:
 
     def all_properties(self) -> dict[str, str]:
         """Common properties, this table's own, and the schema version."""
-        return {**COMMON_PROPERTIES, **self.properties, "lakeops.schema-version": str(SCHEMA_VERSION)}
+        # A constrained commit must fail on a concurrent one, so its checks can run again: pyiceberg
+        # would re-apply the append unchecked.
+        own_retries = {"commit.retry.num-retries": "0"} if self.constrained else {}
+        return {**COMMON_PROPERTIES, **own_retries, **self.properties, "lakeops.schema-version": str(SCHEMA_VERSION)}
 
 
 EXPERIMENT_CHANGES = TableDef(
@@ -99,6 +113,7 @@ EXPERIMENT_CHANGES = TableDef(
         _f(5, "created_at", TimestamptzType(), required=True),
         *_change_columns(20),
     ),
+    constraint_keys=(("experiment_id",), ("name",)),
 )
 
 RUN_CHANGES = TableDef(
@@ -141,6 +156,7 @@ PARAMS = TableDef(
         _f(3, "value", StringType(), required=True),
         _f(4, "logged_at", TimestamptzType(), required=True),
     ),
+    constraint_keys=(("run_id", "key"),),
 )
 
 _METRICS_SCHEMA = Schema(
@@ -260,6 +276,7 @@ REGISTERED_MODEL_CHANGES = TableDef(
         _f(5, "created_at", TimestamptzType(), required=True),
         *_change_columns(20),
     ),
+    constraint_keys=(("registered_model_id",), ("name",)),
 )
 
 MODEL_VERSION_CHANGES = TableDef(
@@ -282,6 +299,7 @@ MODEL_VERSION_CHANGES = TableDef(
         _f(14, "created_at", TimestamptzType(), required=True),
         *_change_columns(20),
     ),
+    constraint_keys=(("registered_model_id", "version"),),
 )
 
 MODEL_ALIAS_CHANGES = TableDef(
@@ -297,6 +315,7 @@ MODEL_ALIAS_CHANGES = TableDef(
         _f(7, "gate_reasons", StringType(), doc="the gate's refusal reasons (JSON list) when forced"),
         *_change_columns(20),
     ),
+    constraint_keys=(("registered_model_id", "alias"),),
 )
 
 REGISTRY_TAG_CHANGES = TableDef(

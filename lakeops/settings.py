@@ -142,7 +142,7 @@ CatalogConfig = Annotated[SqlCatalogConfig | RestCatalogConfig, Field(discrimina
 class WriteConfig(_Frozen):
     """Tuning of the durable, batched write path."""
 
-    commit_interval_s: float = Field(default=1.0, gt=0, description="Group-commit period.")
+    commit_interval_s: float = Field(default=0.5, gt=0, description="Group-commit period.")
     commit_max_rows: int = Field(default=200_000, gt=0, description="Commit early once this many rows wait.")
     fsync: bool = Field(default=True, description="fsync the write-ahead log before acknowledging.")
     maintain_every_commits: int = Field(default=50, ge=0, description="Background maintenance period; 0 = never.")
@@ -152,7 +152,14 @@ class WriteConfig(_Frozen):
         ge=1,
         description="Keep at most this many snapshots per table: pyiceberg's commit cost grows with the count.",
     )
-    refresh_interval_s: float = Field(default=2.0, gt=0, description="How often to pick up other writers' commits.")
+    refresh_interval_s: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "How often to pick up other writers' commits; default 0.25 s where the catalog tells in one"
+            " query which tables moved (SQLite), 2 s where each table must be loaded to know."
+        ),
+    )
     read_cache_rows: int = Field(default=2_000_000, ge=0, description="Committed metric rows kept hot for reads.")
     unhealthy_after_s: float = Field(
         default=30.0, gt=0, description="/health answers 503 once commits have failed (or hung) for this long."

@@ -19,7 +19,9 @@ Write path (ARCHITECTURE.md, "Write path"):
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sqlite3
 import struct
 import threading
 import time
@@ -43,6 +45,7 @@ from pyiceberg.types import StringType
 
 from catalog.connection import ensure_tables, open_catalog
 from catalog.maintenance import MIN_FILES_TO_COMPACT, compact_table, expire_snapshots
+from catalog.pointers import read_sqlite_pointers, sqlite_catalog_file
 from catalog.summaries import SUMMARIES, SUMMARY_BY_NAME, SUMMARY_OF_SOURCE
 from catalog.tables import METRIC_BUCKETS, METRICS, ON_DEMAND_TABLES, TABLES, TABLES_BY_CODE, TABLES_BY_NAME
 from lakeops.errors import BackendUnavailableError, ConflictError, LakeopsError
@@ -52,6 +55,7 @@ from lakeops.wal import WriteAheadLog
 
 log = logging.getLogger(__name__)
 
+CATALOG_NAME = "lakeops"
 WAL_MARK_PREFIX = "lakeops.wal."
 SUMMARY_WRITER = "lakeops.writer-id"
 SUMMARY_SEQ = "lakeops.wal-seq"
@@ -180,7 +184,7 @@ class IcebergStore:
         self._commit_failures_total = 0
         settings.home.mkdir(parents=True, exist_ok=True)
         try:
-            self.catalog: Catalog = open_catalog("lakeops", settings.catalog_properties())
+            self.catalog: Catalog = open_catalog(CATALOG_NAME, settings.catalog_properties())
             self._tables: dict[str, Table] = ensure_tables(self.catalog, settings.namespace)
         except LakeopsError:
             raise
@@ -194,6 +198,14 @@ class IcebergStore:
         self._visible: dict[str, TableMetadata] = {}
         self._read_cache = _ReadCache(max_rows=settings.write.read_cache_rows)
         self._drained_writers: set[str] = set()
+        properties = settings.catalog_properties()
+        self._pointer_file = sqlite_catalog_file(properties.get("uri", "")) if properties.get("type") == "sql" else None
+        # How often other writers' commits are picked up (see ``WriteConfig.refresh_interval_s``).
+        self.refresh_interval_s = settings.write.refresh_interval_s or (0.25 if self._pointer_file else 2.0)
+        self._constrained_lock = threading.Lock()
+        self._constrained_seq = 0
+        self._constrained_commit_lock = threading.Lock()
+        self._constrained_queue: list[_ConstrainedWrite] = []
         self._load()
         self._committer: threading.Thread | None = None
         if start_committer:
@@ -241,6 +253,11 @@ class IcebergStore:
             log.info("replayed %d rows from write-ahead log %s", replayed, self.writer_id)
         self._drain_orphans()
         self.state.retry_orphans()
+        for name in CONSTRAINED_ORDER:  # from now on, only constrained rounds commit these tables
+            queue = self._queues[name]
+            if queue.pending:
+                self._commit_table(name, queue.pending)
+                queue.pending, queue.rows = [], 0
 
     def _backfill_summaries(self) -> None:
         """Build a summary table once from its source, on a lake written before the summary existed.
@@ -306,37 +323,210 @@ class IcebergStore:
         """Make the rows ``build`` returns durable, visible and queued for commit.
 
         ``build`` runs under the state lock: it may inspect the state and raise to refuse the
-        write, in which case nothing is stored. Returns once the log record is on disk.
+        write, in which case nothing is stored. Returns once the log record is on disk. A write
+        with rows for a constrained table takes the constrained path (``_write_constrained``).
         """
         with self._lock:
             seq = self.wal.last_seq + 1  # appends happen only under this lock, so this is the next seq
             rows = {name: _stamp_seq(batch, seq) for name, batch in build(self.state).items() if batch.num_rows}
             if not rows:
                 return
-            logged, ticket = self.wal.append(encode_record(rows))
-            assert logged == seq
-            for name, batch in rows.items():
-                self.state.apply(name, batch)
-                self._enqueue(name, seq, batch)
-                summary = SUMMARY_OF_SOURCE.get(name)
-                if summary is not None:  # summarised when committed, in the same round
-                    self._enqueue(summary.table.name, seq, batch)
-            queued = sum(q.rows for name, q in self._queues.items() if name not in SUMMARY_BY_NAME)
+            ticket = None if any(name in CONSTRAINED for name in rows) else self._log_and_apply(seq, rows)
+        if ticket is None:
+            self._write_constrained(build)
+        else:
+            self._after_append(ticket)
+
+    def _log_and_apply(self, seq: int, rows: Rows, *, committed: Iterable[str] = ()) -> int:
+        """Append ``rows`` to the log as record ``seq``, fold them in, queue what is not ``committed``."""
+        logged, ticket = self.wal.append(encode_record(rows))
+        assert logged == seq
+        for name, batch in rows.items():
+            self.state.apply(name, batch)
+            if name in committed:
+                continue
+            self._enqueue(name, seq, batch)
+            summary = SUMMARY_OF_SOURCE.get(name)
+            if summary is not None:  # summarised when committed, in the same round
+                self._enqueue(summary.table.name, seq, batch)
+        return ticket
+
+    def _after_append(self, ticket: int) -> None:
         self.wal.sync(ticket)
+        with self._lock:
+            queued = sum(q.rows for name, q in self._queues.items() if name not in SUMMARY_BY_NAME)
         if queued >= self.settings.write.commit_max_rows:
             self._wake.set()
 
+    # -- constrained writes ------------------------------------------------------------------
+
+    def _write_constrained(self, build: Callable[[TrackingState], Rows]) -> None:
+        """A write that must hold against every replica: checked on the latest commits, committed now.
+
+        Constrained writes queue up; whichever caller leads takes them all (``_run_constrained``),
+        so concurrent callers share one Iceberg commit as they share one fsync on the unconstrained
+        path. Constrained tables are committed only here (their replayed rows at start-up), so
+        rounds need not wait for the group commit. The caller returns once its write is committed and
+        logged, or raises what its ``build`` raised on the newest state.
+        """
+        request = _ConstrainedWrite(build)
+        with self._constrained_lock:
+            self._constrained_queue.append(request)
+        while not request.done:
+            # One caller at a time runs rounds (taking everything queued); the others wait for
+            # their outcome, and one of them leads the next round if theirs is still queued.
+            if self._constrained_commit_lock.acquire(blocking=False):
+                try:
+                    while not request.done:
+                        self._run_constrained()
+                finally:
+                    self._constrained_commit_lock.release()
+            else:
+                request.finished.wait(0.005)
+        if request.error is not None:
+            raise request.error
+        if request.ticket is not None:
+            self._after_append(request.ticket)
+
+    def _run_constrained(self) -> None:
+        """Check and commit every queued constrained write. Called by one caller at a time.
+
+        Each round: the constrained tables the writes touch are loaded at their current snapshot
+        and other replicas' rows folded into the state; under the state lock every ``build`` runs
+        on that state (refusing what now conflicts), and the writes whose first constrained table
+        is the round's and whose keys (``TableDef.constraint_keys``) no earlier write of the round
+        claims form the round's group; then, outside the lock, the group's rows are appended in one
+        commit on the catalog's optimistic concurrency, with no blind retry. If another replica
+        committed in between, the commit fails and the group runs again on the newer state. Only a
+        committed write is folded in, has its other rows logged, and is acknowledged: two replicas
+        can never both acknowledge values that contradict each other. Writes left out wait for the
+        next round. The constrained rows are durable once committed, so they are not logged.
+        """
+        with self._constrained_lock:
+            pending, self._constrained_queue = self._constrained_queue, []
+        conflicts = 0
+        while pending:
+            with self._lock:
+                touched: set[str] = set()
+                for request in pending:  # which tables to bring up to date; the real checks follow
+                    with contextlib.suppress(Exception):
+                        touched |= {n for n, b in request.build(self.state).items() if n in CONSTRAINED and b.num_rows}
+            fresh = {name: self._reload(name) for name in sorted(touched)}
+            with self._lock:
+                for name, table in fresh.items():
+                    self._absorb(name, table)
+                if fresh:
+                    self.state.retry_orphans()
+                target, group, later = self._constrained_group(pending)
+                base = self._tables[target] if target is not None else None
+            pending = later
+            if target is None or base is None:
+                continue
+            try:
+                committed = self._commit_now(base, target, [rows[target] for _r, rows, _n in group])
+            except CommitFailedException:
+                log.info("constrained write to %s met a concurrent commit; checking again", target)
+                pending = [request for request, _rows, _names in group] + pending
+                conflicts += 1
+                if conflicts >= _OWN_RETRIES:
+                    for request in pending:
+                        request.finish(
+                            error=ConflictError("too many concurrent writes to the same entities; try again")
+                        )
+                    return
+                time.sleep(_backoff(conflicts))
+                continue
+            for name in CONSTRAINED_ORDER:  # Iceberg has no multi-table commit: serialised on the first
+                rest = [rows[name] for _r, rows, _n in group if name != target and name in rows]
+                if rest:
+                    self._commit_now(self._reload(name), name, rest, retry=True)
+            with self._lock:
+                if _sequence(committed) >= _sequence(self._tables[target]):
+                    self._tables[target] = committed
+                    self._visible[target] = committed.metadata
+                for request, rows, names in group:
+                    for name in names:
+                        self.state.apply(name, rows[name])
+                    others = {n: b for n, b in rows.items() if n not in names}
+                    ticket = None
+                    if others:
+                        seq = self.wal.last_seq + 1
+                        ticket = self._log_and_apply(seq, {n: _stamp_seq(b, seq) for n, b in others.items()})
+                    request.finish(ticket=ticket)
+
+    def _constrained_group(
+        self, pending: list[_ConstrainedWrite]
+    ) -> tuple[str | None, list[tuple[_ConstrainedWrite, Rows, list[str]]], list[_ConstrainedWrite]]:
+        """Build every pending write on the current state (under the state lock) and pick this round's group."""
+        target: str | None = None
+        group: list[tuple[_ConstrainedWrite, Rows, list[str]]] = []
+        claimed: set[tuple[str, tuple[str, ...], tuple[Any, ...]]] = set()
+        later: list[_ConstrainedWrite] = []
+        for request in pending:
+            try:
+                rows = {n: b for n, b in request.build(self.state).items() if b.num_rows}
+            except Exception as exc:
+                request.finish(error=exc)
+                continue
+            names = [t.name for t in TABLES if t.name in rows and t.name in CONSTRAINED]
+            if not names:  # nothing left to check (e.g. the same param value again)
+                seq = self.wal.last_seq + 1
+                stamped = {n: _stamp_seq(b, seq) for n, b in rows.items()}
+                request.finish(ticket=self._log_and_apply(seq, stamped) if rows else None)
+                continue
+            keys = _claims(rows, names)
+            if (target is not None and names[0] != target) or keys & claimed:
+                later.append(request)
+                continue
+            target = names[0]
+            claimed |= keys
+            # Change rows order one writer's changes by wal_seq; constrained rows are not logged,
+            # so they take numbers from a counter of their own that never goes back.
+            self._constrained_seq = max(self._constrained_seq, self.wal.last_seq) + 1
+            group.append((request, {n: _stamp_seq(b, self._constrained_seq) for n, b in rows.items()}, names))
+        return target, group, later
+
+    def _commit_now(self, table: Table, name: str, batches: list[pa.RecordBatch], *, retry: bool = False) -> Table:
+        """Append constrained rows in one commit on top of ``table``'s snapshot; the table after it.
+
+        Raises ``CommitFailedException`` if the table moved since ``table`` was loaded, unless
+        ``retry`` (rows already checked through another table), which reloads and appends again.
+        """
+        table_def = TABLES_BY_NAME[name]
+        data = pa.Table.from_batches(batches, schema=table_def.arrow_schema)
+        if table_def.sort_columns:
+            data = data.sort_by([(c, "ascending") for c in table_def.sort_columns])
+        for attempt in range(_OWN_RETRIES):
+            try:
+                with table.transaction() as tx:
+                    tx.append(data, snapshot_properties={SUMMARY_WRITER: self.writer_id, SUMMARY_OPERATION: "append"})
+                return table  # pyiceberg moved this handle to the snapshot it committed
+            except CommitFailedException:
+                if not retry:
+                    raise
+                table = self._reload(name)
+                time.sleep(_backoff(attempt))
+        raise ConflictError(f"could not commit to {name} after repeated conflicts")
+
     def _absorb(self, name: str, table: Table) -> int:
-        # Other writers' metric points reach the state through their summary rows.
-        rows = None if name in _NOT_FOLDED else self._foreign_rows(name, table)
+        """Fold in the rows other writers added to ``name`` up to ``table``'s snapshot; make it ours.
+
+        Under the state lock as a whole, so a refresh and a constrained round never fold the same
+        rows twice; a ``table`` older than the one we hold (a refresh that loaded it before a
+        constrained commit landed) changes nothing.
+        """
         with self._lock:
+            if _sequence(table) < _sequence(self._tables[name]):
+                return 0
+            # Other writers' metric points reach the state through their summary rows.
+            rows = None if name in _NOT_FOLDED else self._foreign_rows(name, table)
             if rows is not None:
                 self.state.apply(name, rows)
             self._tables[name] = table
             self._visible[name] = table.metadata
             snapshot = table.metadata.current_snapshot()
             self._seen_snapshot[name] = snapshot.snapshot_id if snapshot else None
-        return rows.num_rows if rows is not None else 0
+            return rows.num_rows if rows is not None else 0
 
     def _enqueue(self, name: str, seq: int, batch: pa.RecordBatch) -> None:
         queue = self._queues[name]
@@ -458,13 +648,19 @@ class IcebergStore:
 
     def _run_committer(self) -> None:
         interval = self.settings.write.commit_interval_s
+        refresh_every = self.refresh_interval_s
+        last_commit = time.monotonic()
         while not self._stop.is_set():
-            self._wake.wait(interval)
+            self._wake.wait(min(interval, refresh_every))
+            woken = self._wake.is_set()
             self._wake.clear()
             try:
-                if any(q.pending for q in self._queues.values()):
+                if (woken or time.monotonic() - last_commit >= interval) and any(
+                    q.pending for q in self._queues.values()
+                ):
+                    last_commit = time.monotonic()
                     self.commit()
-                if time.monotonic() - self._last_refresh >= self.settings.write.refresh_interval_s:
+                if time.monotonic() - self._last_refresh >= refresh_every:
                     self.refresh()
                 every = self.settings.write.maintain_every_commits
                 if every and self._commits >= every:
@@ -481,16 +677,34 @@ class IcebergStore:
         self._last_refresh = time.monotonic()
         with self._commit_lock:
             fresh: dict[str, Table] = {}
+            moved = self._moved_tables()
             for table_def in reversed(TABLES):  # children first, as in _load
+                if moved is not None and table_def.name not in moved:
+                    continue
                 try:
                     fresh[table_def.name] = self._reload(table_def.name)
                 except NoSuchTableError as exc:
                     raise BackendUnavailableError(f"table {table_def.name} disappeared") from exc
-            applied = sum(self._absorb(table_def.name, fresh[table_def.name]) for table_def in TABLES)
+            applied = sum(self._absorb(d.name, fresh[d.name]) for d in TABLES if d.name in fresh)
             if applied:
                 with self._lock:
                     self.state.retry_orphans()
             return applied
+
+    def _moved_tables(self) -> set[str] | None:
+        """Tables whose metadata pointer moved since we loaded them, where one catalog query tells
+        (pyiceberg's SQL catalog on SQLite: one read of ``iceberg_tables``), so an idle refresh
+        costs a query instead of loading every table; None where each table must be loaded."""
+        if self._pointer_file is None:
+            return None
+        try:
+            pointers = read_sqlite_pointers(
+                self._pointer_file, catalog_name=CATALOG_NAME, namespace=self.settings.namespace
+            )
+        except sqlite3.Error:
+            return None
+        with self._lock:
+            return {name for name, table in self._tables.items() if pointers.get(name) != table.metadata_location}
 
     def _foreign_rows(self, name: str, table: Table) -> pa.Table | None:
         """Rows added by other writers' snapshots between the one we saw and the current one."""
@@ -683,6 +897,41 @@ class IcebergStore:
 
 
 _OWN_RETRIES = 30
+CONSTRAINED = frozenset(t.name for t in TABLES if t.constrained)
+CONSTRAINED_ORDER = tuple(t.name for t in TABLES if t.constrained)
+
+
+@dataclass
+class _ConstrainedWrite:
+    """A constrained write waiting for its round, then its outcome."""
+
+    build: Callable[[TrackingState], Rows]
+    done: bool = False
+    error: BaseException | None = None
+    ticket: int | None = None
+    finished: threading.Event = field(default_factory=threading.Event)
+
+    def finish(self, *, error: BaseException | None = None, ticket: int | None = None) -> None:
+        self.error, self.ticket, self.done = error, ticket, True
+        self.finished.set()
+
+
+def _sequence(table: Table) -> int:
+    """How far a loaded table has come: its last sequence number (0 for v1 tables, which lack one)."""
+    return int(getattr(table.metadata, "last_sequence_number", 0))
+
+
+def _claims(rows: Rows, names: list[str]) -> set[tuple[str, tuple[str, ...], tuple[Any, ...]]]:
+    """What a write's rows claim: for each constrained table and key, the key values of its rows."""
+    found: set[tuple[str, tuple[str, ...], tuple[Any, ...]]] = set()
+    for name in names:
+        batch = rows[name]
+        for columns in TABLES_BY_NAME[name].constraint_keys:
+            values = zip(*(batch.column(c).to_pylist() for c in columns), strict=True)
+            found.update((name, columns, v) for v in values)
+    return found
+
+
 # Tables never folded into the state: read on demand, or through their summary (metric points).
 _NOT_FOLDED = frozenset(ON_DEMAND_TABLES) | frozenset(SUMMARY_OF_SOURCE)
 

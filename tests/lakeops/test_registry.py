@@ -414,7 +414,8 @@ def test_a_replica_sees_alias_moves_after_refresh(store: IcebergStore) -> None:
     registry.set_registered_model_alias("shared", "production", 1)
     first_move = clock.now
     store.commit()
-    replica = open_store(store.settings)  # a second process on the same lake
+    # a second process on the same lake; no background refresh, so the explicit one below finds the move
+    replica = open_store(store.settings, start_committer=False)
     try:
         other = _registry(replica, clock)
         assert other.get_model_version_by_alias("shared", "production").version == 1
