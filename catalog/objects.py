@@ -197,6 +197,18 @@ class ObjectStore(Protocol):
         """Free a blob's bytes (every version); returns the bytes freed."""
         ...
 
+    def spare_blob_versions(self) -> list[tuple[str, str, int]]:
+        """``(digest, version id, size)`` of blob versions that are not the current one.
+
+        Two uploads of the same new bytes at once both write the blob; the bytes are equal, and
+        on a versioned bucket the older copy is spare.
+        """
+        ...
+
+    def delete_blob_version(self, digest: str, version_id: str) -> int:
+        """Free one spare version of a blob; returns the bytes freed."""
+        ...
+
     def iter_bytes(self, key: str, version_id: str) -> Iterator[bytes]:
         """Stream one version of a path-keyed (pre-blob) object.
 
@@ -269,6 +281,12 @@ class LocalObjectStore:
         except FileNotFoundError:
             return 0
         return size
+
+    def spare_blob_versions(self) -> list[tuple[str, str, int]]:
+        return []  # a local blob is one file, replaced atomically: there is never a spare copy
+
+    def delete_blob_version(self, digest: str, version_id: str) -> int:  # noqa: ARG002 - the protocol's
+        return 0
 
     # -- pre-blob objects ----------------------------------------------------------------------
 
@@ -376,6 +394,19 @@ class S3ObjectStore:
 
     def delete_blob(self, digest: str) -> int:
         return self._remove_versions(self.blob_name(digest))
+
+    def spare_blob_versions(self) -> list[tuple[str, str, int]]:
+        spare = []
+        prefix = f"{self.blob_prefix}/sha256/"
+        for obj in self.client.list_objects(self.bucket, prefix=prefix, recursive=True, include_version=True):
+            digest = (obj.object_name or "").rsplit("/", 1)[-1]
+            is_latest = str(obj.is_latest).lower() == "true"  # minio gives the XML text, "true" or "false"
+            if is_digest(digest) and not is_latest and obj.version_id and not obj.is_delete_marker:
+                spare.append((digest, obj.version_id, obj.size or 0))
+        return spare
+
+    def delete_blob_version(self, digest: str, version_id: str) -> int:
+        return self._remove_versions(self.blob_name(digest), version_id)
 
     def _remove_versions(self, name: str, version_id: str | None = None) -> int:
         freed = 0

@@ -1,7 +1,7 @@
 """The README's code blocks, run as a new user runs them, against a real ``lakeops serve``.
 
-Every fenced block of README.md is either run here or listed in ``NOT_RUN`` with the reason, so
-a new block cannot slip in unchecked (``test_every_block_is_run_or_explained``). Blocks run in
+Every fenced block of README.md is either run here or listed in ``NOT_RUN`` with the reason
+(a block without a language is sample output), so a new block cannot slip in unchecked (``test_every_block_is_run_or_explained``). Blocks run in
 README order, as a reader following along would: Python blocks in one interpreter (later blocks
 use what earlier ones defined, e.g. ``client``), shell blocks in bash with ``.venv/bin`` on the
 PATH (as after ``source .venv/bin/activate``) and ``set -euo pipefail``. The fixture fills the
@@ -35,13 +35,10 @@ PG_PASSWORD = "change-me"  # the README's
 NOT_RUN: dict[str, str] = {
     "make serve   # installs the locked environment and serves lakeops on h": "the set-up itself; tried from a fresh clone",
     "curl $URL/api/v1/artifact-versions/<exp>/<run>/artifacts/ckpt.pt        # every": "placeholders <exp>/<run>",
-    "lakeops demo: 9 runs x 200 steps logged to experiment 'demo-sweep' in 0.09s": "sample output",
-    "lakeops: opening the lake at file:///home/you/lakeops/.lakeops/warehouse ...": "sample output",
     'client.metric_history(run_id, "loss", points=1000)                             # ≤': "fragment: client and run_id of the Python client section below",
     "client.import_metrics(points, batch_size=100_000)   # bulk-load an Arrow table / polars frame:": "fragment: points is your table",
     'with client.start_run("churn", "train") as run:': "fragment: train_df, scores_df, batch_df are your data",
     "LAKEOPS_HOME=/tmp/lake .venv/bin/jupyter execute notebooks/quickstart.ipynb   # or open it in Jupyter": "tests/notebooks runs the notebooks",
-    "lakeops client benchmark: 1,000,000 points, one process, lakeops serve on file:// (localhost)": "sample output",
     "import json": "checkpoints recipe: tested by tests/lakeops/client/test_client_checkpoints.py",
     ".venv/bin/lakeops maintain --checkpoints": "needs checkpoints logged first",
     "import mlflow": "registry with the mlflow client: model is your trained model; tests/api/test_mlflow_registry.py",
@@ -66,8 +63,6 @@ NOT_RUN: dict[str, str] = {
     "from pyiceberg.catalog import load_catalog": "paths /path/.lakeops are yours; tests/lakeops/test_external_engines.py",
     "spark-sql --packages org.apache.iceberg:iceberg-spark-runtime-3.5_2.12:1.7.1,org.apache.iceberg:iceberg-aws-bundle:1.7.1 \\": "needs Spark",
     "connector.name=iceberg": "Trino configuration",
-    "artifact transfers, 200 MiB of random bytes, SeaweedFS on loopback": "sample output",
-    "10,000 runs, 10,000,000 points (file:// warehouse, 2 shared cores, median of 3 warm runs)": "sample output",
     "# MinIO (or any S3 endpoint) with the SQLite catalog": "configuration for other stores",
     "# prometheus.yml": "Prometheus configuration",
 }
@@ -92,16 +87,20 @@ def readme_blocks(text: str) -> list[Block]:
     lines = text.splitlines()
     i = 0
     while i < len(lines):
-        match = re.match(r"^```(\S*)\s*$", lines[i])
+        match = re.match(r"^(\s*)```(\S*)\s*$", lines[i])
         if match:
-            end = next(j for j in range(i + 1, len(lines)) if lines[j].startswith("```"))
-            blocks.append(Block(i + 1, match.group(1), "\n".join(lines[i + 1 : end]) + "\n"))
+            indent = match.group(1)
+            end = next(j for j in range(i + 1, len(lines)) if lines[j].startswith(f"{indent}```"))
+            body = textwrap.dedent("\n".join(lines[i + 1 : end]) + "\n")
+            blocks.append(Block(i + 1, match.group(2), body))
             i = end
         i += 1
     return blocks
 
 
 def _not_run(block: Block) -> str | None:
+    if not block.language:
+        return "a block without a language is sample output"
     for key, reason in NOT_RUN.items():
         if block.key.startswith(key) or block.key == key.strip():
             return reason

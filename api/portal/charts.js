@@ -59,11 +59,13 @@ export function smooth(values, weight) {
 /**
  * A chart of several histories of one metric.
  * series: [{runId, label}], key: the metric. Options: log (log y axis), smoothing (0..1), xAxis ("step"|"time"),
- * points (per series), height, onInfo(text) (how many points are drawn of how many).
+ * points (per series), height, onInfo(text) (how many points are drawn of how many), dataEl (gets data-points and
+ * data-total; default: el).
  */
 export class MetricChart {
-  constructor(el, { key, series, log = false, smoothing = 0, xAxis = "step", points, height = 260, onInfo }) {
+  constructor(el, { key, series, log = false, smoothing = 0, xAxis = "step", points, height = 260, onInfo, dataEl }) {
     this.el = el;
+    this.dataEl = dataEl || el; // where data-points / data-total tell what is drawn
     this.key = key;
     this.series = series;
     this.log = log;
@@ -88,15 +90,15 @@ export class MetricChart {
       this.key,
       { points: this.points, minStep, maxStep },
     );
-    if (request !== this.request) return;
+    if (request !== this.request || this.destroyed) return; // a newer request, or the chart was replaced
     this.histories = histories;
     this.draw();
     const drawn = histories.reduce((n, h) => n + (h ? h.steps.length : 0), 0);
     const total = histories.reduce((n, h) => n + (h ? h.points_in_range : 0), 0);
     const count = (n) => n.toLocaleString("en-US");
     this.onInfo(drawn < total ? `${count(drawn)} of ${count(total)} points` : `${count(total)} point${total === 1 ? "" : "s"}`);
-    this.el.dataset.points = String(drawn);
-    this.el.dataset.total = String(total);
+    this.dataEl.dataset.points = String(drawn);
+    this.dataEl.dataset.total = String(total);
   }
 
   data() {
@@ -205,7 +207,9 @@ export class MetricChart {
   }
 
   destroy() {
+    this.destroyed = true;
     this.resizer?.disconnect();
     this.plot?.destroy();
+    this.plot = null;
   }
 }

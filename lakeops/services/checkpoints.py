@@ -156,6 +156,7 @@ class RetentionReport(BaseModel):
     runs: list[RunRetention]
     checkpoints_removed: int
     bytes_removed: int
+    skipped: dict[str, str] = Field(default_factory=dict, description="run id -> why its policy was not applied")
 
 
 def rank_by(checkpoints: Iterable[Checkpoint], metric: str, mode: Mode) -> list[Checkpoint]:
@@ -382,14 +383,19 @@ class CheckpointService:
         state = self.store.state
         runs: list[RunRetention] = []
         doomed: list[Checkpoint] = []
+        skipped: dict[str, str] = {}
         for run_id, checkpoints in sorted(_current(rows).items()):
             if wanted is not None and run_id not in wanted:
                 continue
             run = state.runs.get(run_id)
             experiment = state.experiments.get(run.experiment_id) if run is not None else None
-            policy = RetentionPolicy.from_tags(
-                experiment.tags if experiment is not None else {}, run.tags if run is not None else {}
-            )
+            try:
+                policy = RetentionPolicy.from_tags(
+                    experiment.tags if experiment is not None else {}, run.tags if run is not None else {}
+                )
+            except InvalidArgumentError as exc:  # one run's bad tags must not stop the others' retention
+                skipped[run_id] = exc.message
+                continue
             policy = policy or default
             if policy is None:
                 continue
@@ -412,6 +418,7 @@ class CheckpointService:
             runs=runs,
             checkpoints_removed=len(doomed),
             bytes_removed=sum(c.size_bytes for c in doomed),
+            skipped=skipped,
         )
 
 

@@ -45,8 +45,9 @@ UPLOAD_EXPIRY_S = 86400.0
 class GcItem(BaseModel):
     """One object freed (or that a dry run would free)."""
 
-    # "blob" (key: its sha256), "object_version" (a pre-blob object's key and version), "upload" (an
-    # abandoned multipart upload: its key and upload id) or "staged" (a staged object's key)
+    # "blob" (key: its sha256), "blob_version" (a spare older copy of a blob: sha256 and version),
+    # "object_version" (a pre-blob object's key and version), "upload" (an abandoned multipart
+    # upload: its key and upload id) or "staged" (a staged object's key)
     kind: str
     key: str
     version_id: str | None = None
@@ -222,7 +223,9 @@ class GarbageCollector:
             for staged in direct.staged_objects():
                 if staged.modified_at < abandoned_before:
                     items.append(GcItem(kind="staged", key=staged.digest, size_bytes=staged.size_bytes))
+        blob_times: dict[str, float] = {}
         for blob in self.objects.list_blobs():
+            blob_times[blob.digest] = blob.modified_at
             if blob.digest in reach.live_digests:
                 kept["referenced"] += 1
             elif blob.digest in in_flight:
@@ -231,6 +234,11 @@ class GarbageCollector:
                 kept["recent"] += 1
             else:
                 items.append(GcItem(kind="blob", key=blob.digest, size_bytes=blob.size_bytes))
+        doomed = {item.key for item in items if item.kind == "blob"}
+        for digest, version_id, size in self.objects.spare_blob_versions():
+            # The current copy stays; an equal older one goes.
+            if digest not in doomed and blob_times.get(digest, cutoff) < cutoff:
+                items.append(GcItem(kind="blob_version", key=digest, version_id=version_id, size_bytes=size))
         for (key, version_id), size in sorted(reach.dead_objects.items()):
             items.append(GcItem(kind="object_version", key=key, version_id=version_id, size_bytes=size))
         return items, kept
@@ -239,6 +247,8 @@ class GarbageCollector:
         direct = self.objects.direct
         if item.kind == "blob":
             self.objects.delete_blob(item.key)
+        elif item.kind == "blob_version" and item.version_id is not None:
+            self.objects.delete_blob_version(item.key, item.version_id)
         elif item.kind == "upload" and direct is not None and item.version_id is not None:
             direct.abort_upload(item.key, item.version_id)
         elif item.kind == "staged" and direct is not None:

@@ -1,8 +1,9 @@
 """The web portal in a real headless Chromium (Debian's), driven by Playwright, against ``lakeops serve``.
 
-One server per backend (file:// and s3://) and one browser for the module; each test opens its own page
-and fails on any console error or failed request. Screenshots of every page go to
-``$LAKEOPS_TEST_ARTIFACTS/portal`` (default: pytest's temporary directory).
+Page by page on the embedded default (file://), and one walk through every page on an s3:// warehouse;
+one server per backend and one browser for the module. Each test opens its own page and fails on any
+console error or failed request. Screenshots of every page go to ``$LAKEOPS_TEST_ARTIFACTS/portal``
+(default: pytest's temporary directory).
 """
 
 from __future__ import annotations
@@ -134,10 +135,7 @@ def _seed(server: ServeProcess) -> Lake:
     return lake
 
 
-@pytest.fixture(scope="module", params=["file", "s3"])
-def lake(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lake]:
-    """One seeded ``lakeops serve`` per backend for the whole module."""
-    kind: str = request.param
+def _serve(kind: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lake]:
     s3 = request.getfixturevalue("s3_server") if kind == "s3" else None
     home = tmp_path_factory.mktemp(f"portal-{kind}")
     server = ServeProcess(make_settings(kind, home, s3), home / "serve.log")
@@ -145,6 +143,22 @@ def lake(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         yield _seed(server)
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def lake(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lake]:
+    """A seeded ``lakeops serve`` on the embedded default (file://) for the page-by-page tests."""
+    yield from _serve("file", request, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def s3_lake(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lake]:
+    """The same lake on an s3:// warehouse (SeaweedFS): ``test_every_page_on_s3`` walks every page over it.
+
+    The pages read the same native API whatever the storage, and the services behind them are tested on
+    every backend in tests/lakeops; one walk through all pages on S3 keeps this module's time down.
+    """
+    yield from _serve("s3", request, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -262,6 +276,14 @@ def test_runs_table_filters_sorts_and_picks_columns(lake: Lake, page: tuple[Page
     tab.locator('#columns-panel input[data-kind="tags"][data-key="team"]').check()
     expect(tab.get_by_role("columnheader", name="t.team")).to_be_visible()
     expect(tab.locator("#runs-body .vt-row").first).to_contain_text("vision")
+    # A metric's highest value over all its points (from SQL), beside the latest one (from the search).
+    tab.get_by_label("Find a column").fill("loss")
+    tab.get_by_label("max of loss").check()
+    expect(tab.get_by_role("columnheader", name="m.loss (max)")).to_be_visible()
+    first = int(expected[0].split("-")[1])
+    expect(tab.locator("#runs-body .vt-row").first.locator(".vt-cell").last).to_have_text(f"{1 / (1 + first):.6g}")
+    tab.get_by_role("heading", level=1).click()  # a click elsewhere closes the picker
+    expect(tab.locator("#columns-panel")).to_be_hidden()
 
 
 def test_a_bad_filter_says_why(lake: Lake, page: tuple[Page, Problems]) -> None:
@@ -711,3 +733,40 @@ def test_run_page_artifacts_versions_and_previews(lake: Lake, page: tuple[Page, 
     tab.get_by_role("button", name="scores.csv").click()
     expect(tab.locator("#artifact-table tbody tr")).to_have_count(2)
     expect(tab.locator("#artifact-table")).to_contain_text("0.75")
+
+
+# -- every page on S3 ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.s3
+def test_every_page_on_s3(s3_lake: Lake, page: tuple[Page, Problems]) -> None:
+    lake = s3_lake
+    tab, _ = page
+    tab.goto(f"{lake.url}/#/")
+    expect(tab.locator(f'tr[data-experiment-id="{lake.experiment_id}"] .runs-count')).to_have_text(str(RUNS))
+    tab.goto(f"{lake.url}/#/experiments/{lake.experiment_id}?order=attributes.run_name+ASC")
+    expect(tab.locator("#runs-table")).to_have_attribute("data-loaded-rows", str(RUNS))
+    for name in ("run-00", "run-01", "run-02"):
+        tab.get_by_label(f"Select {name}", exact=True).check()
+    tab.get_by_role("button", name="Compare 3").click()
+    tab.get_by_label("Metric", exact=True).select_option("loss")
+    expect(tab.locator("#curves")).to_have_attribute("data-total", "150")
+    expect(tab.locator("#param-same")).to_contain_text("optimizer=adam")
+
+    tab.goto(f"{lake.url}/#/experiments/{lake.long_experiment_id}/runs/{lake.long_run_id}")
+    expect(tab.locator('figure[data-key="wave"] .chart')).to_have_attribute("data-total", str(LONG_POINTS))
+    tab.get_by_label("Your name").fill("s3-user")
+    tab.get_by_role("textbox", name="Comment").fill("on S3 too, @ana")
+    tab.get_by_role("button", name="Post comment").click()
+    expect(tab.locator("#comment-list li").first.locator(".mention")).to_have_text("@ana")
+
+    tab.goto(f"{lake.url}/#/models/{lake.model_name}")
+    expect(tab.locator('#versions tr[data-version="1"] .gate')).to_contain_text("was never validated")
+    tab.goto(f"{lake.url}/#/lineage?kind=run&id={lake.run_ids[0]}")
+    expect(tab.locator('#lineage-nodes li[data-kind="dataset_version"]')).to_have_count(1)
+    tab.goto(f"{lake.url}/#/sql")
+    tab.get_by_role("textbox", name="SQL").fill(f"SELECT run_id FROM runs WHERE experiment_id = '{lake.experiment_id}'")
+    tab.get_by_role("button", name="Run").click()
+    expect(tab.locator("#sql-table tbody tr")).to_have_count(RUNS)
+    tab.goto(f"{lake.url}/#/activity?kind=comment")
+    expect(tab.locator("#activity")).to_contain_text("s3-user")

@@ -18,6 +18,8 @@ from serve_process import child_env
 
 from lakeops.settings import LakeopsSettings, LocalStorageConfig, SqlCatalogConfig
 
+pytestmark = pytest.mark.api  # each test starts `lakeops serve`
+
 SERVING = re.compile(r"lakeops serving \S+ on (http://127\.0\.0\.1:(\d+)) \(docs at /docs\)")
 
 

@@ -210,3 +210,27 @@ def test_the_gc_command_reports_a_dry_run(tmp_path: Path) -> None:
     report = json.loads(done.stdout)
     assert report["dry_run"] is True and report["freed_count"] == 1 and report["freed_bytes"] == 1000
     assert len(list((settings.home / "artifacts" / ".blobs").glob("*/*"))) == 1  # nothing freed
+
+
+@pytest.mark.s3
+def test_gc_frees_a_spare_copy_of_a_blob_written_twice(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    lake = Lake(make_settings("s3", tmp_path / "lake", request.getfixturevalue("s3_server"), snapshot_retention_s=0))
+    try:
+        _run_id, root = lake.run()
+        data = os.urandom(100_000)
+        lake.artifacts.upload_bytes(f"{root}/w.bin", data)
+        # A second upload of the same new bytes that raced the first wrote the blob again.
+        assert isinstance(lake.objects, S3ObjectStore)
+        from io import BytesIO
+
+        lake.objects.client.put_object(
+            lake.objects.bucket, lake.objects.blob_name(_digest(data)), BytesIO(data), len(data)
+        )
+        report = lake.gc(dry_run=False)
+        assert [(i["kind"], i["key"]) for i in report["freed"]] == [("blob_version", _digest(data))]  # type: ignore[union-attr]
+        assert report["freed_bytes"] == 100_000
+        assert lake.objects.spare_blob_versions() == []
+        _v, chunks = lake.artifacts.open(f"{root}/w.bin")
+        assert b"".join(chunks) == data
+    finally:
+        lake.store.close()

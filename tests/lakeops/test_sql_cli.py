@@ -41,12 +41,10 @@ def _lakeops(settings: LakeopsSettings, *args: str, stdin: str | None = None) ->
     )
 
 
-@pytest.fixture(params=["file", "s3"])
+@pytest.fixture(params=[pytest.param("file", id="file"), pytest.param("s3", id="s3", marks=pytest.mark.s3)])
 def backend(request: pytest.FixtureRequest) -> str:
     """The command line runs on file:// and s3:// (a process start costs seconds: no REST round here)."""
     kind: str = request.param
-    if kind != "file":
-        request.applymarker(pytest.mark.s3)
     return kind
 
 

@@ -13,6 +13,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+pytestmark = pytest.mark.slow  # a kernel and a real training run each: left out of `make test-quick`
+
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 PNG = b"\x89PNG\r\n\x1a\n"
 

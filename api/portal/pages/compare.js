@@ -109,13 +109,16 @@ export async function renderCompare(view) {
       info.textContent = "These runs logged no metric.";
       return;
     }
-    chart = new MetricChart(curvesEl, {
+    const holder = document.createElement("div"); // each chart its own element: an old one never draws here
+    curvesEl.replaceChildren(holder);
+    chart = new MetricChart(holder, {
       key: state.key,
       series: runs.map((r) => ({ runId: r.info.run_id, label: label(r) })),
       log: state.log,
       smoothing: state.smoothing,
       xAxis: state.xAxis,
       height: 360,
+      dataEl: curvesEl,
       onInfo: (text) => (info.textContent = `${text} from ${runs.length} runs`),
     });
     try {

@@ -1,7 +1,7 @@
 // The runs of one experiment: a virtualised table (only the rows in view exist in the DOM), paged through
 // POST /api/v1/runs/search as the reader scrolls, with MLflow's filter language, sort by any column, and a
 // column picker over params, metrics (latest value) and tags.
-import { asOfNote, Raw, api, esc, fmtNum, fmtTime, hashQuery, html, quoteKey, setHashQuery, showError } from "../lib.js";
+import { asOfNote, Raw, api, esc, fmtNum, fmtTime, hashQuery, html, quoteKey, records, setHashQuery, showError, sql } from "../lib.js";
 
 const ROW_H = 28; // px; must match --row-h in style.css
 const FIRST_PAGE = 200; // small first page: rows on screen fast
@@ -18,6 +18,12 @@ const FIXED = [
   { id: "user_id", label: "User", width: 110, order: "attributes.user_id" },
 ];
 const KINDS = ["metrics", "params", "tags"];
+// A metric's lowest and highest value per run come from the `latest_metrics` SQL view, one query per key
+// for the whole experiment (the search API carries each metric's latest value only); not sortable.
+const EXTREMES = { min: "min_value", max: "max_value" };
+const EXTREMES_SQL = `
+SELECT run_id, min_value, max_value FROM latest_metrics
+WHERE key = ? AND run_id IN (SELECT run_id FROM runs WHERE experiment_id = ?)`;
 
 function searchPage(experimentId, filter, order, maxResults, token) {
   return api("/api/v1/runs/search", {
@@ -86,7 +92,11 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
 
   const columns = () => [
     ...FIXED,
-    ...(state.columns || []).map((c) => ({ ...c, id: `${c.kind}.${c.key}`, label: c.key, width: 130, order: `${c.kind}.${quoteKey(c.key)}` })),
+    ...(state.columns || []).map((c) =>
+      c.kind in EXTREMES
+        ? { ...c, id: `${c.kind}.${c.key}`, label: `${c.key} (${c.kind})`, width: 140 }
+        : { ...c, id: `${c.kind}.${c.key}`, label: c.key, width: 130, order: `${c.kind}.${quoteKey(c.key)}` },
+    ),
   ];
 
   function renderHead() {
@@ -94,10 +104,11 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
     head.innerHTML = columns()
       .map((c) => {
         const sort = c.order && c.order === orderKey ? (orderDir === "ASC" ? "ascending" : "descending") : null;
-        const title = c.kind ? `${c.kind}.${c.key}` : c.label;
-        return html`<div class="vt-cell${c.kind === "metrics" ? " num" : ""}" role="columnheader" style="width:${c.width}px"
+        const kind = c.kind in EXTREMES ? "metrics" : c.kind;
+        const title = c.kind ? `${kind}.${c.key}${kind !== c.kind ? ` (${c.kind} of every point)` : ""}` : c.label;
+        return html`<div class="vt-cell${kind === "metrics" ? " num" : ""}" role="columnheader" style="width:${c.width}px"
           ${c.order ? html`tabindex="0" data-order="${c.order}"` : ""} ${sort ? html`aria-sort="${sort}"` : ""}
-          title="${title}">${c.kind ? html`<span class="muted">${c.kind[0]}.</span>` : ""}${c.label}</div>`.text;
+          title="${title}">${kind ? html`<span class="muted">${kind[0]}.</span>` : ""}${c.label}</div>`.text;
       })
       .join("");
   }
@@ -117,8 +128,26 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
         return run.info.user_id || "";
       default:
         if (c.kind === "metrics") return fmtNum(run.metrics[c.key]?.value);
+        if (c.kind in EXTREMES) return extreme(c.kind, c.key, run.info.run_id);
         return run[c.kind][c.key] ?? "";
     }
+  }
+
+  const extremes = new Map(); // metric key -> Map(run_id -> row of latest_metrics), or a Promise while asked for
+  function extreme(kind, key, runId) {
+    const known = extremes.get(key);
+    if (known === undefined) {
+      const asking = sql(EXTREMES_SQL, { params: [key, experimentId] })
+        .then((answer) => {
+          extremes.set(key, new Map(records(answer).map((r) => [r.run_id, r])));
+          schedule();
+        })
+        .catch((error) => showError(errorBox, error));
+      extremes.set(key, asking);
+      return "…";
+    }
+    if (known instanceof Promise) return "…";
+    return fmtNum(known.get(runId)?.[EXTREMES[kind]]);
   }
 
   let frame = 0;
@@ -137,7 +166,7 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
       out += `<div class="vt-row${selected ? " selected" : ""}" role="row" aria-rowindex="${i + 2}" style="top:${i * ROW_H}px" data-run-id="${esc(run.info.run_id)}">`;
       for (const c of cols) {
         const content = cell(run, c);
-        out += `<div class="vt-cell${c.kind === "metrics" ? " num" : ""}" role="gridcell" style="width:${c.width}px">${content instanceof Raw ? content.text : esc(content)}</div>`;
+        out += `<div class="vt-cell${c.kind === "metrics" || c.kind in EXTREMES ? " num" : ""}" role="gridcell" style="width:${c.width}px">${content instanceof Raw ? content.text : esc(content)}</div>`;
       }
       out += "</div>";
     }
@@ -221,8 +250,13 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
     const sections = KINDS.map((kind) => {
       const keys = [...state.keys[kind]].sort().filter((k) => !needle || k.toLowerCase().includes(needle));
       const shown = keys.slice(0, 300);
-      return html`<h3>${kind} (${keys.length})</h3>${shown.map(
-        (key) => html`<label><input type="checkbox" data-kind="${kind}" data-key="${key}" ${chosen.has(`${kind}.${key}`) ? "checked" : ""}> ${key}</label>`,
+      const box = (k, key, text) =>
+        html`<label><input type="checkbox" data-kind="${k}" data-key="${key}" ${chosen.has(`${k}.${key}`) ? "checked" : ""}
+          ${text === key ? "" : html`aria-label="${text} of ${key}"`}> ${text}</label>`;
+      return html`<h3>${kind} (${keys.length})</h3>${shown.map((key) =>
+        kind === "metrics"
+          ? html`<div class="picker-row">${box(kind, key, key)}${box("min", key, "min")}${box("max", key, "max")}</div>`
+          : box(kind, key, key),
       )}${keys.length > shown.length ? html`<p class="muted">${keys.length - shown.length} more: narrow the search</p>` : ""}`;
     });
     panel.querySelector("#col-list").innerHTML = sections.map((s) => s.text).join("");
@@ -237,6 +271,15 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
       panel.querySelector("#col-q").focus();
     }
   });
+  // A click elsewhere closes the picker (the listener goes with the page).
+  const closeOutside = (e) => {
+    if (!isCurrent()) return document.removeEventListener("click", closeOutside);
+    if (!panel.hidden && !panel.contains(e.target) && e.target !== columnsButton) {
+      panel.hidden = true;
+      columnsButton.setAttribute("aria-expanded", "false");
+    }
+  };
+  document.addEventListener("click", closeOutside);
   panel.addEventListener("keydown", (e) => {
     if (e.key === "Escape") {
       panel.hidden = true;
@@ -290,7 +333,9 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
     location.hash = `#/compare?runs=${[...state.selected].join(",")}`;
   });
   scroller.addEventListener("scroll", schedule, { passive: true });
-  window.addEventListener("resize", schedule, { passive: true });
+  // The window outlives this page: let go of the listener (and the rows it holds) once the page is left.
+  const onResize = () => (isCurrent() ? schedule() : window.removeEventListener("resize", onResize));
+  window.addEventListener("resize", onResize, { passive: true });
 
   renderHead();
   await loadMore();

@@ -228,6 +228,14 @@ def test_retention_reports_a_dry_run_then_applies_run_and_default_policies(
             c.read_artifact(removed_path)
     assert _retention(settings, dry_run=True)["checkpoints_removed"] == 0
 
+    # A run whose policy tags make no sense is skipped, with the reason; the others still apply.
+    with lakeops.connect(settings=settings) as c, c.start_run(experiment) as broken:
+        broken.set_tags({"lakeops.checkpoints.keep_last": "many"})
+        broken.log_checkpoint(_write(tmp_path / "b.bin", "b"), step=0)
+    report = _retention(settings, dry_run=True)
+    assert "keep_last" in report["skipped"][broken.run_id]
+    assert {r["run_id"] for r in report["runs"]} == {tagged, plain}
+
 
 def test_the_maintain_command_reports_retention_and_refuses_a_bad_policy(tmp_path: Path, experiment: str) -> None:
     settings = make_settings("file", tmp_path / "lake", None)

@@ -154,6 +154,7 @@ def test_a_dropped_connection_is_not_replayed_for_writes(sockets: list[SocketSer
         transport.close()
 
 
+@pytest.mark.api
 def test_a_url_with_a_path_is_a_clear_404(servers: dict[str, ServeProcess]) -> None:
     client = lakeops.connect(f"{servers['file'].url}/api/v1")
     try:
@@ -171,6 +172,7 @@ def fresh_server(tmp_path: Path) -> Iterator[ServeProcess]:
     srv.stop()
 
 
+@pytest.mark.api
 def test_the_first_suite_attached_waits_for_great_expectations(fresh_server: ServeProcess) -> None:
     # The server imports great-expectations on first use (seconds); the client gives such calls
     # minutes, so a short timeout_s for everyday calls does not make attaching a suite fail.
