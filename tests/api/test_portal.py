@@ -258,7 +258,7 @@ def test_runs_table_filters_sorts_and_picks_columns(lake: Lake, page: tuple[Page
     # Virtualised: fewer rows in the DOM than runs loaded would be at scale; here all 40 fit in the overscan.
     assert tab.locator("#runs-body .vt-row").count() <= RUNS
 
-    tab.get_by_label("Filter").fill("params.depth = '1' AND metrics.acc > 0.5")
+    tab.get_by_role("searchbox", name="Filter").fill("params.depth = '1' AND metrics.acc > 0.5")
     tab.get_by_role("button", name="Apply").click()
     expected = sorted(f"run-{i:02d}" for i in range(RUNS) if i % 4 == 1 and i / RUNS > 0.5)
     expect(table).to_have_attribute("data-loaded-rows", str(len(expected)))
@@ -291,7 +291,7 @@ def test_a_bad_filter_says_why(lake: Lake, page: tuple[Page, Problems]) -> None:
     problems.allow(r"HTTP 400: POST .*/api/v1/runs/search")
     problems.allow(r"console: Failed to load resource: the server responded with a status of 400")
     tab.goto(f"{lake.url}/#/experiments/{lake.experiment_id}")
-    tab.get_by_label("Filter").fill("metrics.loss <<< 1")
+    tab.get_by_role("searchbox", name="Filter").fill("metrics.loss <<< 1")
     tab.get_by_role("button", name="Apply").click()
     expect(tab.get_by_role("alert")).to_contain_text("Invalid value")
 
@@ -770,3 +770,27 @@ def test_every_page_on_s3(s3_lake: Lake, page: tuple[Page, Problems]) -> None:
     expect(tab.locator("#sql-table tbody tr")).to_have_count(RUNS)
     tab.goto(f"{lake.url}/#/activity?kind=comment")
     expect(tab.locator("#activity")).to_contain_text("s3-user")
+
+
+def test_runs_table_sql_mode_answers_what_mlflow_filters_cannot(lake: Lake, page: tuple[Page, Problems]) -> None:
+    tab, problems = page
+    problems.allow(r"HTTP 400: POST .*/api/v1/sql")
+    problems.allow(r"console: Failed to load resource: the server responded with a status of 400")
+    tab.goto(f"{lake.url}/#/experiments/{lake.experiment_id}")
+    table = tab.locator("#runs-table")
+    expect(table).to_have_attribute("data-loaded-rows", str(RUNS))
+    tab.get_by_label("Filter language").select_option("sql")
+    tab.get_by_role("searchbox", name="Filter").fill(
+        """"params.depth" = '1' OR "metrics.acc" > 0.9"""
+    )  # OR: not in MLflow's
+    tab.get_by_role("button", name="Apply").click()
+    expected = sorted(f"run-{i:02d}" for i in range(RUNS) if i % 4 == 1 or i / RUNS > 0.9)
+    expect(table).to_have_attribute("data-loaded-rows", str(len(expected)))
+    names = tab.locator("#runs-body .vt-row .vt-cell:nth-child(2)")
+    assert sorted(names.all_inner_texts()) == expected
+    tab.get_by_role("columnheader", name="Run").click()  # DESC by run name, in SQL
+    expect(tab.locator("#runs-body .vt-row").first).to_contain_text(expected[-1])
+    assert "mode=sql" in tab.url
+    tab.get_by_role("searchbox", name="Filter").fill("no_such_column > 1")
+    tab.get_by_role("button", name="Apply").click()
+    expect(tab.get_by_role("alert")).to_contain_text("no_such_column")

@@ -12,15 +12,22 @@ const DISCOVER_ROWS = 3000; // runs whose keys feed the column picker
 
 const FIXED = [
   { id: "select", label: "", width: 36 },
-  { id: "run_name", label: "Run", width: 220, order: "attributes.run_name" },
-  { id: "status", label: "Status", width: 96, order: "attributes.status" },
-  { id: "start_time", label: "Started", width: 160, order: "attributes.start_time" },
-  { id: "user_id", label: "User", width: 110, order: "attributes.user_id" },
+  { id: "run_name", label: "Run", width: 220, order: "attributes.run_name", sqlOrder: "run_name" },
+  { id: "status", label: "Status", width: 96, order: "attributes.status", sqlOrder: "status" },
+  { id: "start_time", label: "Started", width: 160, order: "attributes.start_time", sqlOrder: "started_at" },
+  { id: "user_id", label: "User", width: 110, order: "attributes.user_id", sqlOrder: "user_id" },
 ];
 const KINDS = ["metrics", "params", "tags"];
+const PLACEHOLDERS = {
+  mlflow: "metrics.loss < 0.1 AND params.lr = '0.01'",
+  sql: `"metrics.loss" < 0.1 OR "params.optimizer" = 'sgd'`,
+};
 // A metric's lowest and highest value per run come from the `latest_metrics` SQL view, one query per key
 // for the whole experiment (the search API carries each metric's latest value only); not sortable.
 const EXTREMES = { min: "min_value", max: "max_value" };
+const SQL_PAGE = 500; // runs fetched per search call in SQL mode (their ids go in the filter)
+const SQL_LIMIT = 100_000;
+const literal = (text) => `'${String(text).replace(/'/g, "''")}'`;
 const EXTREMES_SQL = `
 SELECT run_id, min_value, max_value FROM latest_metrics
 WHERE key = ? AND run_id IN (SELECT run_id FROM runs WHERE experiment_id = ?)`;
@@ -45,11 +52,14 @@ function columnsKey(experimentId) {
 export async function renderRuns(view, experimentId, { isCurrent }) {
   const query = hashQuery();
   // The first page is asked for at once, beside the experiment: rows on screen one round trip sooner.
-  const firstPage = searchPage(experimentId, query.get("filter") || "", query.get("order") || "", FIRST_PAGE, null);
-  firstPage.catch(() => {}); // its error is shown when the table takes the page
+  const firstPage =
+    query.get("mode") === "sql" ? null : searchPage(experimentId, query.get("filter") || "", query.get("order") || "", FIRST_PAGE, null);
+  firstPage?.catch(() => {}); // its error is shown when the table takes the page
   const experiment = await api(`/api/v1/experiments/${encodeURIComponent(experimentId)}`);
   const state = {
     filter: query.get("filter") || "",
+    mode: query.get("mode") === "sql" ? "sql" : "mlflow",
+    sqlIds: null,
     order: query.get("order") || "",
     columns: JSON.parse(localStorage.getItem(columnsKey(experimentId)) || "null"),
     rows: [],
@@ -66,8 +76,12 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
     ${asOfNote(false)}
     <form class="toolbar" id="run-filter" role="search">
       <label for="filter">Filter</label>
+      <select id="filter-mode" aria-label="Filter language">
+        <option value="mlflow">MLflow filter</option>
+        <option value="sql" ${state.mode === "sql" ? "selected" : ""}>SQL WHERE</option>
+      </select>
       <input id="filter" type="search" value="${state.filter}" spellcheck="false"
-        placeholder="metrics.loss < 0.1 AND params.lr = '0.01'" aria-describedby="filter-help">
+        placeholder="${state.mode === "sql" ? PLACEHOLDERS.sql : PLACEHOLDERS.mlflow}" aria-describedby="filter-help">
       <button type="submit">Apply</button>
       <span class="picker">
         <button type="button" id="columns-button" aria-expanded="false" aria-controls="columns-panel">Columns</button>
@@ -76,7 +90,8 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
       <button type="button" class="primary" id="compare" disabled>Compare</button>
       <span class="muted" id="count" aria-live="polite"></span>
     </form>
-    <p class="muted" id="filter-help" hidden>MLflow's filter language: metrics, params, tags and attributes joined by AND.</p>
+    <p class="muted" id="filter-help" hidden>MLflow's filter language (metrics, params, tags and attributes joined by AND),
+      or any SQL condition over the columns of runs_wide (OR, functions, subqueries).</p>
     <div id="runs-error"></div>
     <div class="vt" id="runs-table" role="grid" aria-label="Runs" aria-rowcount="-1">
       <div class="vt-head" role="row" id="runs-head"></div>
@@ -95,7 +110,15 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
     ...(state.columns || []).map((c) =>
       c.kind in EXTREMES
         ? { ...c, id: `${c.kind}.${c.key}`, label: `${c.key} (${c.kind})`, width: 140 }
-        : { ...c, id: `${c.kind}.${c.key}`, label: c.key, width: 130, order: `${c.kind}.${quoteKey(c.key)}` },
+        : {
+            ...c,
+            id: `${c.kind}.${c.key}`,
+            label: c.key,
+            width: 130,
+            order: `${c.kind}.${quoteKey(c.key)}`,
+            // runs_wide has params.<key> and metrics.<key> columns, no tags
+            sqlOrder: c.kind === "tags" ? null : `"${`${c.kind}.${c.key}`.replace(/"/g, '""')}"`,
+          },
     ),
   ];
 
@@ -192,8 +215,9 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
     try {
       const pending = prefetched;
       prefetched = null;
+      const size = state.rows.length ? PAGE : FIRST_PAGE;
       const page = await (pending ||
-        searchPage(experimentId, state.filter, state.order, state.rows.length ? PAGE : FIRST_PAGE, state.next));
+        (state.mode === "sql" ? sqlPage(Number(state.next || 0)) : searchPage(experimentId, state.filter, state.order, size, state.next)));
       if (generation !== state.generation || !isCurrent()) return;
       const firstPage = state.rows.length === 0;
       state.rows.push(...page.runs);
@@ -216,6 +240,27 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
     }
   }
 
+  // SQL mode: one query over runs_wide gives the matching run ids in order; the runs themselves come from the
+  // search API, SQL_PAGE at a time, by id. The page token is the offset into those ids.
+  async function sqlPage(offset) {
+    if (state.sqlIds === null) {
+      const column = columns().find((c) => c.order && state.order.startsWith(`${c.order} `));
+      const direction = state.order.endsWith(" ASC") ? "ASC" : "DESC";
+      const orderBy = column?.sqlOrder ? `${column.sqlOrder} ${direction} NULLS LAST, ` : "";
+      const answer = await sql(
+        `SELECT run_id FROM runs_wide(${literal(experimentId)}) WHERE lifecycle_stage = 'active' AND (${state.filter || "true"})
+         ORDER BY ${orderBy}started_at DESC, run_id LIMIT ${SQL_LIMIT}`,
+      );
+      state.sqlIds = answer.rows.map((row) => row[0]);
+    }
+    const ids = state.sqlIds.slice(offset, offset + SQL_PAGE);
+    const next = offset + SQL_PAGE < state.sqlIds.length ? String(offset + SQL_PAGE) : null;
+    if (!ids.length) return { runs: [], next_page_token: null };
+    const page = await searchPage(experimentId, `attributes.run_id IN (${ids.map(literal).join(",")})`, "", ids.length, null);
+    const byId = new Map(page.runs.map((r) => [r.info.run_id, r]));
+    return { runs: ids.map((id) => byId.get(id)).filter(Boolean), next_page_token: next };
+  }
+
   function defaultColumns() {
     // The first few metrics and params, so a fresh table says something about each run.
     return [
@@ -226,6 +271,7 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
 
   function reload() {
     prefetched = null;
+    state.sqlIds = null;
     state.generation++;
     state.rows = [];
     state.next = null;
@@ -234,6 +280,7 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
     scroller.scrollTop = 0;
     const params = new URLSearchParams();
     if (state.filter) params.set("filter", state.filter);
+    if (state.mode === "sql") params.set("mode", "sql");
     if (state.order) params.set("order", state.order);
     setHashQuery(params);
     renderHead();
@@ -315,9 +362,13 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
       sortBy(h.dataset.order);
     }
   });
+  view.querySelector("#filter-mode").addEventListener("change", (e) => {
+    view.querySelector("#filter").placeholder = PLACEHOLDERS[e.target.value];
+  });
   view.querySelector("#run-filter").addEventListener("submit", (e) => {
     e.preventDefault();
     state.filter = view.querySelector("#filter").value.trim();
+    state.mode = view.querySelector("#filter-mode").value;
     reload();
   });
   body.addEventListener("change", (e) => {
