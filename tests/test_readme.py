@@ -37,7 +37,6 @@ NOT_RUN: dict[str, str] = {
     "curl $URL/api/v1/artifact-versions/<exp>/<run>/artifacts/ckpt.pt        # every": "placeholders <exp>/<run>",
     'client.metric_history(run_id, "loss", points=1000)                             # ≤': "fragment: client and run_id of the Python client section below",
     "client.import_metrics(points, batch_size=100_000)   # bulk-load an Arrow table / polars frame:": "fragment: points is your table",
-    'with client.start_run("churn", "train") as run:': "fragment: train_df, scores_df, batch_df are your data",
     "LAKEOPS_HOME=/tmp/lake .venv/bin/jupyter execute notebooks/quickstart.ipynb   # or open it in Jupyter": "tests/notebooks runs the notebooks",
     "import json": "checkpoints recipe: tested by tests/lakeops/client/test_client_checkpoints.py",
     ".venv/bin/lakeops maintain --checkpoints": "needs checkpoints logged first",
