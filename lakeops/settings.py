@@ -48,6 +48,10 @@ class LocalStorageConfig(_Frozen):
         """The warehouse location as a URI."""
         return (self.root or home / "warehouse").absolute().as_uri()
 
+    def open_filesystem(self) -> Any:
+        """A pyarrow filesystem over data already in the store (``s3://`` URIs): none on local storage."""
+        return None
+
     def to_properties(self) -> dict[str, str]:
         """pyiceberg FileIO properties."""
         return {}
@@ -82,6 +86,20 @@ class S3StorageConfig(_Frozen):
             access_key=self.access_key_id,
             secret_key=self.secret_access_key.get_secret_value() if self.secret_access_key else None,
             region=self.region,
+        )
+
+    def open_filesystem(self) -> Any:
+        """A pyarrow filesystem over ``s3://`` data on this endpoint, with the lake's credentials."""
+        from pyarrow.fs import S3FileSystem
+
+        endpoint = self.endpoint or f"https://s3.{self.region}.amazonaws.com"
+        return S3FileSystem(
+            access_key=self.access_key_id,
+            secret_key=self.secret_access_key.get_secret_value() if self.secret_access_key else None,
+            region=self.region,
+            endpoint_override=endpoint.split("://", 1)[-1].rstrip("/"),
+            scheme="https" if endpoint.startswith("https://") else "http",
+            force_virtual_addressing=not self.path_style,
         )
 
     def warehouse(self, home: Path) -> str:  # noqa: ARG002 - same signature as LocalStorageConfig

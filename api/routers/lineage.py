@@ -27,11 +27,13 @@ class _Body(BaseModel):
 
 
 class DatasetLog(_Body):
-    """Log a dataset version from the artifact store (``artifact_path``) or an Iceberg table (``iceberg_table``)."""
+    """Log a dataset version from the artifact store (``artifact_path``), an Iceberg table (``iceberg_table``)
+    or data already in the object store, by reference (``location``: ``s3://bucket/prefix``)."""
 
     name: str
     artifact_path: str | None = None
     iceberg_table: str | None = None
+    location: str | None = None
     snapshot_id: int | None = None
     run_id: str | None = None
     direction: str = "input"
@@ -55,8 +57,10 @@ class ValidateBody(_Body):
 
 @router.post("/datasets", status_code=201)
 def log_dataset(body: DatasetLog, datasets: DatasetsDep) -> dict[str, Any]:
-    if (body.artifact_path is None) == (body.iceberg_table is None):
-        raise InvalidArgumentError("Give exactly one of artifact_path or iceberg_table")
+    if sum(x is not None for x in (body.artifact_path, body.iceberg_table, body.location)) != 1:
+        raise InvalidArgumentError("Give exactly one of artifact_path, iceberg_table or location")
+    if body.location is not None:
+        return datasets.log_location(body.name, body.location, run_id=body.run_id, direction=body.direction)
     if body.artifact_path is not None:
         return datasets.log_artifact(body.name, body.artifact_path, run_id=body.run_id, direction=body.direction)
     assert body.iceberg_table is not None

@@ -392,9 +392,10 @@ class Client:
 
         ``data`` is a polars or pandas DataFrame or an Arrow table (lakeops stores it as Parquet),
         or the path of a local file or folder (uploaded into the run's artifacts under
-        ``datasets/``; Parquet and CSV files are profiled). With ``validate=True`` a DataFrame must
-        pass every expectation suite attached to ``name`` first, else ``DataQualityError`` and
-        nothing is stored.
+        ``datasets/``; Parquet and CSV files are profiled), or an ``s3://bucket/prefix`` URI of data
+        already in the lake's object store (registered by reference: nothing is copied). With
+        ``validate=True`` a DataFrame must pass every expectation suite attached to ``name`` first,
+        else ``DataQualityError`` and nothing is stored.
 
         Raises:
             InvalidArgumentError: a bad name or direction, a path without a run, ``validate`` with a path.
@@ -406,6 +407,11 @@ class Client:
         if not isinstance(name, str) or not name.strip() or len(name) > 500 or any(ord(c) < 32 for c in name):
             # The service's rule, checked before a file is uploaded for nothing.
             raise InvalidArgumentError(f"Invalid dataset name {str(name)[:40]!r}: 1-500 printable characters")
+        if isinstance(data, str) and data.startswith("s3://"):
+            if validate:
+                raise InvalidArgumentError("validate=True checks a DataFrame before storing it, not data in the store")
+            located = self.transport.log_dataset_location(name, data, run_id=run_id, direction=direction)
+            return DatasetVersionView(located)
         if isinstance(data, (str, Path)):
             return self._log_dataset_files(Path(data), name=name, run_id=run_id, direction=direction, validate=validate)
         table = _arrow_table(data)

@@ -187,6 +187,10 @@ class Transport(Protocol):
         """A file or folder of the artifact store as a dataset version. Raises: NotFoundError."""
         ...
 
+    def log_dataset_location(self, name: str, uri: str, *, run_id: str | None, direction: str) -> dict[str, Any]:
+        """Data already in the object store, by reference. Raises: NotFoundError, InvalidArgumentError."""
+        ...
+
     def dataset_versions(self, name: str) -> list[dict[str, Any]]:
         """Every version of a dataset, oldest first. Raises: NotFoundError."""
         ...
@@ -613,6 +617,11 @@ class HttpTransport:
         body = {"name": name, "artifact_path": path, "run_id": run_id, "direction": direction}
         return self._json("POST", "/datasets", json=body)
 
+    def log_dataset_location(self, name: str, uri: str, *, run_id: str | None, direction: str) -> dict[str, Any]:
+        """``POST /datasets`` for data already in the object store."""
+        body = {"name": name, "location": uri, "run_id": run_id, "direction": direction}
+        return self._json("POST", "/datasets", json=body)
+
     def dataset_versions(self, name: str) -> list[dict[str, Any]]:
         """``GET /datasets/{name}/versions``."""
         versions: list[dict[str, Any]] = self._json("GET", f"/datasets/{quote(name)}/versions")["versions"]
@@ -982,6 +991,10 @@ class EmbeddedTransport:
     def log_dataset_artifact(self, name: str, path: str, *, run_id: str | None, direction: str) -> dict[str, Any]:
         """``DatasetService.log_artifact``."""
         return self._datasets.log_artifact(name, path, run_id=run_id, direction=direction)
+
+    def log_dataset_location(self, name: str, uri: str, *, run_id: str | None, direction: str) -> dict[str, Any]:
+        """``DatasetService.log_location``."""
+        return self._datasets.log_location(name, uri, run_id=run_id, direction=direction)
 
     def dataset_versions(self, name: str) -> list[dict[str, Any]]:
         """Every version of a dataset."""

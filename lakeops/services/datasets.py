@@ -181,6 +181,63 @@ class DatasetService:
             direction=direction,
         )
 
+    def log_location(
+        self, name: str, uri: str, *, run_id: str | None = None, direction: str = "input"
+    ) -> dict[str, Any]:
+        """Register data already in the object store (``s3://bucket/prefix``: a Parquet directory, or
+        any files) as a dataset version, by reference: nothing is copied.
+
+        The digest is the sha256 of the listing (each file's path, size and modification time), so
+        the same files are the same version and a rewritten file makes a new one. Parquet files give
+        the schema and the row count from their footers, without reading the data.
+
+        Raises:
+            InvalidArgumentError: not an ``s3://`` URI, or the lake's storage is not S3.
+            NotFoundError: no file under the URI.
+        """
+        import pyarrow.dataset as ds
+        from pyarrow.fs import FileSelector, FileType
+
+        name = validate_dataset_name(name)
+        if not isinstance(uri, str) or not uri.startswith("s3://") or len(uri) <= len("s3://"):
+            raise InvalidArgumentError(f"Invalid location {str(uri)[:100]!r}: an s3://bucket/prefix URI")
+        filesystem = self.store.settings.storage.open_filesystem()
+        if filesystem is None:
+            raise InvalidArgumentError(
+                "This lake keeps its data on local disk: register s3:// data on a lake with S3 storage, "
+                "or log local files with log_dataset(path)"
+            )
+        base = uri[len("s3://") :].rstrip("/")
+        try:
+            found = filesystem.get_file_info(FileSelector(base, recursive=True, allow_not_found=True))
+            if not found:
+                single = filesystem.get_file_info(base)
+                found = [single] if single.type == FileType.File else []
+        except OSError as exc:
+            raise InvalidArgumentError(f"Cannot list {uri}: {exc}") from exc
+        files = sorted((f for f in found if f.type == FileType.File), key=lambda f: f.path)
+        if not files:
+            raise NotFoundError(f"No file under {uri}", details={"uri": uri})
+        lines = "".join(f"{f.path[len(base) :].lstrip('/')}\t{f.size}\t{f.mtime_ns}\n" for f in files)
+        parquet = [f.path for f in files if f.path.endswith(".parquet")]
+        schema, rows = None, None
+        if parquet:
+            data = ds.dataset(parquet, filesystem=filesystem, format="parquet")
+            schema, rows = arrow_schema_json(data.schema), int(data.count_rows())
+        return self._log(
+            name,
+            digest=hashlib.sha256(lines.encode()).hexdigest(),
+            digest_kind="listing",
+            source_type="location",
+            source=uri.rstrip("/"),
+            schema=schema,
+            row_count=rows,
+            size_bytes=sum(int(f.size or 0) for f in files),
+            profile={"file_count": len(files), "parquet_files": len(parquet)},
+            run_id=run_id,
+            direction=direction,
+        )
+
     def log_iceberg_table(
         self,
         name: str,
@@ -262,6 +319,13 @@ class DatasetService:
         if version.source_type == "iceberg" and version.source:
             table, _, snapshot = version.source.rpartition("@")
             return self.store.catalog.load_table(table).scan(snapshot_id=int(snapshot)).to_arrow()
+        if version.source_type == "location" and version.source:
+            import pyarrow.dataset as ds
+
+            filesystem = self.store.settings.storage.open_filesystem()
+            if filesystem is not None:
+                base = version.source[len("s3://") :]
+                return ds.dataset(base, filesystem=filesystem, format="parquet").to_table()
         if version.source_type in ("dataframe", "file") and version.source:
             data = self._read_bytes(version.source)
             parsed = _parse_tabular(version.source, data)
