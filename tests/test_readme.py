@@ -4,7 +4,8 @@ Every fenced block of README.md is either run here or listed in ``NOT_RUN`` with
 (a block without a language is sample output), so a new block cannot slip in unchecked (``test_every_block_is_run_or_explained``). Blocks run in
 README order, as a reader following along would: Python blocks in one interpreter (later blocks
 use what earlier ones defined, e.g. ``client``), shell blocks in bash with ``.venv/bin`` on the
-PATH (as after ``source .venv/bin/activate``) and ``set -euo pipefail``. The fixture fills the
+PATH (as after ``source .venv/bin/activate``) and ``set -euo pipefail``, SQL blocks statement by
+statement through ``POST /api/v1/sql``. The fixture fills the
 placeholders: the server's address replaces ``127.0.0.1:5000``/``localhost:5000``, the
 PostgreSQL port replaces ``5433``, and ``LAKEOPS_HOME`` is the server's lake (as ``./.lakeops`` is
 for ``make serve``).
@@ -21,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from serve_process import ServeProcess, free_port
 
@@ -49,13 +51,10 @@ NOT_RUN: dict[str, str] = {
     "# a DataFrame as an Arrow IPC stream (lakeops stores it as Parquet)": "placeholders $RUN, $VERSION, customers.arrows",
     'curl "localhost:5000/api/v1/lineage/deployment/prod-eu?direction=upstream&depth=5"': "needs a deployment prod-eu",
     "from catalog.tables import LINEAGE_EDGES": "contributor recipe inside a service (state, store, actor)",
-    "WITH RECURSIVE up(kind, id, hops) AS (": "needs a deployment prod-eu",
     "curl -X POST localhost:5000/api/v1/lineage -H 'content-type: application/json' -d @event.json": "event.json is yours",
     'curl localhost:5000/api/v1/runs/$RUN/openlineage     # {"events": [...]}': "placeholder $RUN",
     "curl -X PUT localhost:5000/api/v1/datasets/customers/suites/basic -H 'content-type: application/json' -d '{": "placeholder $VERSION, $RUN",
     'curl -X POST "localhost:5000/api/v1/datasets/customers/dataframe?validate=true&run_id=$RUN" \\': "placeholders $RUN, customers.arrows",
-    "-- runs whose loss beat 0.1 OR that used the new optimizer (no OR in MLflow's filter language)": "SQL examples over an accuracy metric the quickstart does not log",
-    "-- which version holds production now, and was it forced over the quality gate? by whom, why?": "needs a registry with aliases",
     'lakeops sql "SELECT name, version, is_forced, force_reason, set_by FROM model_aliases WHERE alias = ?" -p production': "needs a registry with aliases",
     "LAKEOPS_SQL__PG_PASSWORD=change-me lakeops serve --port 5000 --pg-port 5433   # user: lakeops (LAKEOPS_SQL__PG_USER)": "starts a server: the fixture starts it so",
     "LOAD iceberg; LOAD httpfs;": "needs an S3 endpoint and a REST catalog; tests/lakeops/test_external_engines.py",
@@ -108,7 +107,7 @@ def _not_run(block: Block) -> str | None:
 
 def test_every_block_is_run_or_explained() -> None:
     blocks = readme_blocks(README.read_text())
-    unexplained = [b for b in blocks if _not_run(b) is None and b.language not in ("python", "bash")]
+    unexplained = [b for b in blocks if _not_run(b) is None and b.language not in ("python", "bash", "sql")]
     assert not unexplained, f"README blocks neither run nor listed in NOT_RUN: {[(b.line, b.key) for b in unexplained]}"
     stale = [key for key in NOT_RUN if not any(b.key.startswith(key) for b in blocks)]
     assert not stale, f"NOT_RUN lists blocks the README no longer has: {stale}"
@@ -144,6 +143,19 @@ def readme_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReadmeSe
     server.stop()
 
 
+def _statements(sql: str) -> list[str]:
+    """The statements of a SQL block (each ends with ``;`` at the end of a line)."""
+    found, current = [], []
+    for line in sql.splitlines():
+        current.append(line)
+        if line.rstrip().endswith(";"):
+            text = "\n".join(current).strip().rstrip(";")
+            if any(not part.strip().startswith("--") for part in text.splitlines() if part.strip()):
+                found.append(text)
+            current = []
+    return found
+
+
 def _fill(code: str, srv: ReadmeServer) -> str:
     address = f"127.0.0.1:{srv.server.port}"
     code = code.replace("127.0.0.1:5000", address).replace("localhost:5000", address)
@@ -153,7 +165,7 @@ def _fill(code: str, srv: ReadmeServer) -> str:
 @pytest.mark.timeout(900)  # a user's first hour in a few minutes: mlflow's log_model, a dozen CLI calls
 def test_the_readme_runs_as_written(readme_server: ReadmeServer) -> None:
     blocks = [b for b in readme_blocks(README.read_text()) if _not_run(b) is None]
-    assert {b.language for b in blocks} <= {"python", "bash"}
+    assert {b.language for b in blocks} <= {"python", "bash", "sql"}
     python = [(b.line, _fill(b.code, readme_server)) for b in blocks if b.language == "python"]
     runner = readme_server.work / "run_readme.py"
     runner.write_text(
@@ -190,6 +202,11 @@ def test_the_readme_runs_as_written(readme_server: ReadmeServer) -> None:
             timeout=300,
         )
         assert ran.returncode == 0, f"README.md:{block.line}:\n{block.code}\n{ran.stdout[-2000:]}\n{ran.stderr[-3000:]}"
+    # SQL blocks: each statement through POST /api/v1/sql, the sandbox every entry point shares.
+    for block in (b for b in blocks if b.language == "sql"):
+        for statement in _statements(block.code):
+            answer = httpx.post(f"{readme_server.server.url}/api/v1/sql", json={"sql": statement}, timeout=120)
+            assert answer.status_code == 200, f"README.md:{block.line}:\n{statement}\n{answer.text[:2000]}"
     # What the blocks claim, checked: the Arrow answer is a stream, the CSV has the run's history.
     assert (readme_server.work / "metrics.arrows").read_bytes()[:4] == b"\xff\xff\xff\xff"
     assert "gbm-1" in (readme_server.work / "history.csv").read_text()
