@@ -67,6 +67,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gc(args: argparse.Namespace) -> int:
+    """Free (or list, in a dry run) the artifact bytes nothing references any more."""
+    return _collect_garbage(args, LakeopsSettings())
+
+
 def cmd_maintain(args: argparse.Namespace) -> int:
     """Compact small files and expire old snapshots now (or apply checkpoint retention)."""
     settings = LakeopsSettings()
@@ -487,6 +492,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="show a progress bar (default: when stderr is a terminal)",
     )
     maintain.set_defaults(func=cmd_maintain)
+    gc = sub.add_parser(
+        "gc",
+        help="free artifact bytes nothing references any more (the same as maintain --gc; a dry run unless --apply)",
+    )
+    gc_mode = gc.add_mutually_exclusive_group()
+    gc_mode.add_argument("--dry-run", dest="dry_run", action="store_true", default=True, help="report only (default)")
+    gc_mode.add_argument("--apply", dest="dry_run", action="store_false", help="free the bytes the report lists")
+    gc.add_argument(
+        "--grace",
+        type=float,
+        default=86400.0,
+        metavar="SECONDS",
+        help="keep bytes unreferenced for less than this (default one day; at least the snapshot retention)",
+    )
+    gc.set_defaults(func=cmd_gc)
     serve = sub.add_parser("serve", help="run the HTTP service: native API at /api/v1, MLflow protocol at /api/2.0")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=5000)

@@ -210,6 +210,18 @@ def test_the_gc_command_reports_a_dry_run(tmp_path: Path) -> None:
     report = json.loads(done.stdout)
     assert report["dry_run"] is True and report["freed_count"] == 1 and report["freed_bytes"] == 1000
     assert len(list((settings.home / "artifacts" / ".blobs").glob("*/*"))) == 1  # nothing freed
+    done = subprocess.run(  # `lakeops gc` is the same command
+        [sys.executable, "-m", "lakeops.cli", "gc", "--grace", "0", "--apply"],
+        env=child_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["dry_run"] is False and report["freed_count"] == 1 and report["freed_bytes"] == 1000
+    assert list((settings.home / "artifacts" / ".blobs").glob("*/*")) == []  # the deleted run's bytes are gone
 
 
 @pytest.mark.s3
