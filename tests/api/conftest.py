@@ -16,6 +16,9 @@ from serve_process import child_env, free_port
 
 from lakeops.settings import LakeopsSettings
 
+# s3 marked in the params, so `-m "not s3"` leaves those servers out at collection.
+BACKENDS = [pytest.param("file", id="file"), pytest.param("s3", id="s3", marks=pytest.mark.s3)]
+
 
 class Server:
     """A running ``lakeops serve``."""
@@ -59,7 +62,7 @@ class Server:
         self._log.close()
 
 
-@pytest.fixture(scope="session", params=["file", "s3"])
+@pytest.fixture(scope="session", params=BACKENDS)
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """``lakeops serve`` on the embedded default, and on an s3:// warehouse."""
     kind: str = request.param
@@ -73,7 +76,7 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 PG_PASSWORD = "s3cret-pg-password"
 
 
-@pytest.fixture(scope="session", params=["file", "s3"])
+@pytest.fixture(scope="session", params=BACKENDS)
 def sql_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """``lakeops serve --pg-port N`` (user ``lakeops``, password ``PG_PASSWORD``) per backend; ``.pg_port``."""
     kind: str = request.param
