@@ -47,7 +47,6 @@ NOT_RUN: dict[str, str] = {
     ".venv/bin/python benchmarks/bench_registry.py [--quick] [--servers lakeops,mlflow]": "a benchmark (minutes)",
     "from lakeops.services.datasets import DatasetService   # built on the store and ArtifactService": "fragment: datasets, df are yours",
     "# a DataFrame as an Arrow IPC stream (lakeops stores it as Parquet)": "placeholders $RUN, $VERSION, customers.arrows",
-    'curl "localhost:5000/api/v1/lineage/deployment/prod-eu?direction=upstream&depth=5"': "needs a deployment prod-eu",
     "from catalog.tables import LINEAGE_EDGES": "contributor recipe inside a service (state, store, actor)",
     "curl -X POST localhost:5000/api/v1/lineage -H 'content-type: application/json' -d @event.json": "event.json is yours",
     'curl localhost:5000/api/v1/runs/$RUN/openlineage     # {"events": [...]}': "placeholder $RUN",
@@ -209,3 +208,7 @@ def test_the_readme_runs_as_written(readme_server: ReadmeServer) -> None:
     assert (readme_server.work / "metrics.arrows").read_bytes()[:4] == b"\xff\xff\xff\xff"
     assert "gbm-1" in (readme_server.work / "history.csv").read_text()
     assert (readme_server.work / "runs.parquet").read_bytes()[:4] == b"PAR1"
+    # The recursive lineage query walks from the deployment back to the training data.
+    (walk,) = [b for b in blocks if b.language == "sql" and b.key.startswith("WITH RECURSIVE up")]
+    answer = httpx.post(f"{readme_server.server.url}/api/v1/sql", json={"sql": _statements(walk.code)[0]}).json()
+    assert {row[0] for row in answer["rows"]} == {"deployment", "model_version", "run", "dataset_version"}
