@@ -46,7 +46,9 @@ an ``s3://`` warehouse on a SeaweedFS server started with ``tests/s3server.py``)
 6. Concurrent loggers: 32 stock ``mlflow`` clients (4 processes x 8 threads, each
    ``MlflowClient(tracking_uri=...).log_batch`` of 10 metrics on its own run) vs 1, for
    ``--duration`` seconds each; on ``file`` the same against MLflow 3.17.2 on SQLite
-   (``mlflow server`` from this venv, its default 4 workers), back to back.
+   (``mlflow server`` from this venv, its default 4 workers), back to back. Beside each rate: the
+   cores the server and the loggers used meanwhile (clients and server share this machine's cores,
+   so the 32/1 ratio cannot exceed the cores left over by the 1-logger run).
 """
 
 from __future__ import annotations
@@ -697,6 +699,7 @@ def _logger_process(url: str, run_ids: list[str], duration: float, barrier: Any,
     done = [0] * len(run_ids)
     failed = [0] * len(run_ids)
     barrier.wait()
+    cpu_started = time.process_time()
     deadline = time.monotonic() + duration
 
     def log(i: int) -> None:
@@ -718,14 +721,41 @@ def _logger_process(url: str, run_ids: list[str], duration: float, barrier: Any,
         t.start()
     for t in threads:
         t.join()
-    results.put((sum(done), sum(failed)))
+    results.put((sum(done), sum(failed), time.process_time() - cpu_started))
 
 
-def logging_rate(url: str, loggers: int, duration: float) -> tuple[float, int]:
-    """Requests/s of ``loggers`` concurrent ``log_batch`` loops against ``url``, and the failures."""
+@dataclass(frozen=True)
+class LoggingRate:
+    requests_per_s: float
+    failed: int
+    server_cores: float  # CPU seconds of the server's process tree per second
+    client_cores: float  # the same for the logger processes
+
+    def text(self) -> str:
+        return (
+            f"{_fmt(self.requests_per_s, 'req/s')} ({self.failed} failed; cores used: "
+            f"server {self.server_cores:.2f}, clients {self.client_cores:.2f})"
+        )
+
+
+def _tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid`` and its descendants (MLflow's server runs worker processes)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        with contextlib.suppress(OSError):
+            total += _cpu_seconds(current)
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo.extend(int(child) for child in (task / "children").read_text().split())
+    return total
+
+
+def logging_rate(server: Server, loggers: int, duration: float) -> LoggingRate:
+    """Requests/s of ``loggers`` concurrent ``log_batch`` loops against ``server``, the failures, CPU used."""
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=url)
+    assert server.proc is not None
+    client = MlflowClient(tracking_uri=server.url)
     experiment_id = client.create_experiment(f"loggers-{uuid.uuid4().hex[:8]}")
     run_ids = [client.create_run(experiment_id).info.run_id for _ in range(loggers)]
     processes = min(LOGGER_PROCESSES, loggers)
@@ -735,20 +765,27 @@ def logging_rate(url: str, loggers: int, duration: float) -> tuple[float, int]:
     context = multiprocessing.get_context("fork")
     barrier, results = context.Barrier(processes + 1), context.Queue()
     workers = [
-        context.Process(target=_logger_process, args=(url, run_ids[p::processes], duration, barrier, results))
+        context.Process(target=_logger_process, args=(server.url, run_ids[p::processes], duration, barrier, results))
         for p in range(processes)
     ]
     for w in workers:
         w.start()
     try:
         barrier.wait(timeout=120)
+        server_cpu = _tree_cpu_seconds(server.proc.pid)
         counts = [results.get(timeout=duration + 300) for _ in workers]
+        server_cpu = _tree_cpu_seconds(server.proc.pid) - server_cpu
     finally:
         for w in workers:
             w.join(timeout=60)
             if w.is_alive():
                 w.kill()
-    return sum(c[0] for c in counts) / duration, sum(c[1] for c in counts)
+    return LoggingRate(
+        requests_per_s=sum(c[0] for c in counts) / duration,
+        failed=sum(c[1] for c in counts),
+        server_cores=server_cpu / duration,
+        client_cores=sum(c[2] for c in counts) / duration,
+    )
 
 
 def measure_loggers(
@@ -778,13 +815,12 @@ def measure_loggers(
         for _name, server in servers:
             wait_idle(server)
         for name, server in servers:  # back to back, so drifting load elsewhere hits both alike
-            one, one_failed = logging_rate(server.url, 1, duration)
-            many, many_failed = logging_rate(server.url, LOGGERS, duration)
-            rates[name] = (one, many)
+            one = logging_rate(server, 1, duration)
+            many = logging_rate(server, LOGGERS, duration)
+            rates[name] = (one.requests_per_s, many.requests_per_s)
             label = "lakeops" if name == "lakeops" else "MLflow 3.17.2 + SQLite (4 workers)"
-            report.info(kind, f"{label}: 1 mlflow-client logger", f"{_fmt(one, 'req/s')} ({one_failed} failed)")
-            many_text = f"{_fmt(many, 'req/s')} ({many_failed} failed)"
-            report.info(kind, f"{label}: {LOGGERS} mlflow-client loggers", many_text)
+            report.info(kind, f"{label}: 1 mlflow-client logger", one.text())
+            report.info(kind, f"{label}: {LOGGERS} mlflow-client loggers", many.text())
     finally:
         for _name, server in servers:
             server.stop()
