@@ -52,7 +52,6 @@ NOT_RUN: dict[str, str] = {
     'curl localhost:5000/api/v1/runs/$RUN/openlineage     # {"events": [...]}': "placeholder $RUN",
     "curl -X PUT localhost:5000/api/v1/datasets/customers/suites/basic -H 'content-type: application/json' -d '{": "placeholder $VERSION, $RUN",
     'curl -X POST "localhost:5000/api/v1/datasets/customers/dataframe?validate=true&run_id=$RUN" \\': "placeholders $RUN, customers.arrows",
-    'lakeops sql "SELECT name, version, is_forced, force_reason, set_by FROM model_aliases WHERE alias = ?" -p production': "needs a registry with aliases",
     "LAKEOPS_SQL__PG_PASSWORD=change-me lakeops serve --port 5000 --pg-port 5433   # user: lakeops (LAKEOPS_SQL__PG_USER)": "starts a server: the fixture starts it so",
     "LOAD iceberg; LOAD httpfs;": "needs an S3 endpoint and a REST catalog; tests/lakeops/test_external_engines.py",
     "from pyiceberg.catalog import load_catalog": "paths /path/.lakeops are yours; tests/lakeops/test_external_engines.py",
