@@ -255,4 +255,6 @@ def _current(rows: pa.Table) -> list[Comment]:
             json.loads(data["mentions_json"][i]),
             created[i] or 0,
         )
-    return sorted((c for c in latest.values() if c is not None), key=lambda c: (c.created_at, c.comment_id))
+    # A stable sort on the time alone: comments posted in the same millisecond keep the order of
+    # their first rows (changed_at, writer, log position), which is the order they were posted in.
+    return sorted((c for c in latest.values() if c is not None), key=lambda c: c.created_at)

@@ -436,14 +436,16 @@ class IcebergStore:
                     return
                 time.sleep(_backoff(conflicts))
                 continue
+            tables = {target: committed}
             for name in CONSTRAINED_ORDER:  # Iceberg has no multi-table commit: serialised on the first
                 rest = [rows[name] for _r, rows, _n in group if name != target and name in rows]
                 if rest:
-                    self._commit_now(self._reload(name), name, rest, retry=True)
+                    tables[name] = self._commit_now(self._reload(name), name, rest, retry=True)
             with self._lock:
-                if _sequence(committed) >= _sequence(self._tables[target]):
-                    self._tables[target] = committed
-                    self._visible[target] = committed.metadata
+                for name, table in tables.items():  # reads (SQL, scans) see the rows just committed
+                    if _sequence(table) >= _sequence(self._tables[name]):
+                        self._tables[name] = table
+                        self._visible[name] = table.metadata
                 for request, rows, names in group:
                     for name in names:
                         self.state.apply(name, rows[name])
