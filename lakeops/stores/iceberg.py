@@ -34,7 +34,7 @@ from typing import Any, cast
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
-from pyiceberg.exceptions import CommitFailedException, NoSuchTableError, ValidationException
+from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
 from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression, EqualTo
 from pyiceberg.io.pyarrow import ArrowScan
 from pyiceberg.manifest import DataFile, ManifestContent, ManifestEntryStatus
@@ -436,7 +436,6 @@ class IcebergStore:
                     return
                 time.sleep(_backoff(conflicts))
                 continue
-            committed = self._trim_snapshots(target, committed)
             tables = {target: committed}
             for name in CONSTRAINED_ORDER:  # Iceberg has no multi-table commit: serialised on the first
                 rest = [rows[name] for _r, rows, _n in group if name != target and name in rows]
@@ -456,24 +455,6 @@ class IcebergStore:
                         seq = self.wal.last_seq + 1
                         ticket = self._log_and_apply(seq, {n: _stamp_seq(b, seq) for n, b in others.items()})
                     request.finish(ticket=ticket)
-
-    def _trim_snapshots(self, name: str, table: Table) -> Table:
-        """Expire a constrained table's oldest snapshots once they pass ``write.max_snapshots``.
-
-        Constrained tables commit once per round, far more often than the group commit that
-        triggers maintenance, and pyiceberg's commit cost grows with the snapshot count. A failed
-        expiry (a concurrent commit) is left to the next round or to maintenance.
-        """
-        keep = self.settings.write.max_snapshots
-        if len(table.metadata.snapshots) <= keep + max(10, keep // 5):
-            return table
-        older_than = datetime.fromtimestamp(self.clock() - self.settings.write.snapshot_retention_s, tz=UTC)
-        try:
-            expire_snapshots(table, older_than=older_than, keep_at_most=keep)
-        except (CommitFailedException, ValidationException) as exc:
-            log.info("expiring snapshots of %s deferred: %s", name, exc)
-            return table
-        return self._reload(name)
 
     def _constrained_group(
         self, pending: list[_ConstrainedWrite]

@@ -142,20 +142,3 @@ def test_an_idle_refresh_on_a_sqlite_catalog_loads_no_table(lake_settings: Lakeo
     finally:
         b.close()
         a.close()
-
-
-@pytest.mark.parametrize("backend", ["file"], indirect=True)
-def test_constrained_tables_keep_a_bounded_number_of_snapshots(lake_factory: Callable[..., LakeopsSettings]) -> None:
-    settings = lake_factory(max_snapshots=5)
-    store = open_store(settings)
-    try:
-        tracking = TrackingService(store)
-        made = [tracking.create_experiment(f"e{i}") for i in range(40)]  # one constrained commit each
-        assert len(store.table("experiment_changes").metadata.snapshots) <= 5 + 10
-    finally:
-        store.close()
-    reopened = open_store(settings)
-    try:
-        assert {TrackingService(reopened).get_experiment(e).name for e in made} == {f"e{i}" for i in range(40)}
-    finally:
-        reopened.close()
