@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from lakes import make_settings
@@ -191,6 +192,21 @@ def test_gc_leaves_an_upload_in_flight_alone(request: pytest.FixtureRequest, tmp
         lake.store.close()
 
 
+def _gc_report(settings: LakeopsSettings, *args: str) -> dict[str, Any]:
+    """Run ``lakeops <args>`` on the lake and return the JSON report it prints."""
+    done = subprocess.run(
+        [sys.executable, "-m", "lakeops.cli", *args],
+        env=child_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
 def test_the_gc_command_reports_a_dry_run(tmp_path: Path) -> None:
     settings = make_settings("file", tmp_path / "lake", None, snapshot_retention_s=0)
     lake = Lake(settings)
@@ -198,28 +214,10 @@ def test_the_gc_command_reports_a_dry_run(tmp_path: Path) -> None:
     lake.artifacts.upload_bytes(f"{root}/x.bin", b"x" * 1000)
     lake.tracking.delete_run(run_id)
     lake.store.close()
-    done = subprocess.run(
-        [sys.executable, "-m", "lakeops.cli", "maintain", "--gc", "--grace", "0"],
-        env=child_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
+    report = _gc_report(settings, "maintain", "--gc", "--grace", "0")
     assert report["dry_run"] is True and report["freed_count"] == 1 and report["freed_bytes"] == 1000
     assert len(list((settings.home / "artifacts" / ".blobs").glob("*/*"))) == 1  # nothing freed
-    done = subprocess.run(  # `lakeops gc` is the same command
-        [sys.executable, "-m", "lakeops.cli", "gc", "--grace", "0", "--apply"],
-        env=child_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
+    report = _gc_report(settings, "gc", "--grace", "0", "--apply")  # `lakeops gc` is the same command
     assert report["dry_run"] is False and report["freed_count"] == 1 and report["freed_bytes"] == 1000
     assert list((settings.home / "artifacts" / ".blobs").glob("*/*")) == []  # the deleted run's bytes are gone
 
