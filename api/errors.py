@@ -7,8 +7,11 @@ MLflow's ``{"error_code", "message"}``, because the stock client reads those cod
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Callable
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -23,6 +26,8 @@ from lakeops.errors import (
     InvalidArgumentError,
     LakeopsError,
     NotFoundError,
+    PermissionDeniedError,
+    UnauthenticatedError,
 )
 
 log = logging.getLogger(__name__)
@@ -35,6 +40,8 @@ ERROR_TABLE: dict[type[LakeopsError], tuple[int, str, int, str]] = {
     InvalidArgumentError: (400, "invalid_argument", 400, "INVALID_PARAMETER_VALUE"),
     DataQualityError: (422, "data_quality", 400, "INVALID_PARAMETER_VALUE"),
     BackendUnavailableError: (503, "backend_unavailable", 503, "TEMPORARILY_UNAVAILABLE"),
+    UnauthenticatedError: (401, "unauthenticated", 401, "UNAUTHENTICATED"),
+    PermissionDeniedError: (403, "permission_denied", 403, "PERMISSION_DENIED"),
 }
 
 _MLFLOW_PREFIXES = ("/api/2.0/", "/api/3.0/", "/ajax-api/")
@@ -128,47 +135,95 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 class BodyLimitMiddleware:
-    """Refuse request bodies over a size limit with 413, before the handler reads them.
+    """Refuse request bodies over their route's size limit with 413, counting bytes as they arrive.
 
-    Checks ``Content-Length`` and, for chunked bodies, counts bytes as they arrive.
+    ``limit_for(path)`` says how many bytes a route takes (JSON routes a few MB, uploads more). A
+    ``Content-Length`` over it is refused before a byte is read; a chunked body is counted as it
+    streams, so no route reads more than its limit into memory. Bodies of routes that are not
+    streamed (JSON) are also checked for lone UTF-16 surrogates (``"\\ud800"``): JSON allows the
+    escape, but no text column, Parquet file or log can hold it, so it is refused here, at the edge.
     """
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int, exempt: tuple[str, ...]) -> None:
+    def __init__(self, app: ASGIApp, *, limit_for: Callable[[str], int], streamed: Callable[[str], bool]) -> None:
         self.app = app
-        self.max_bytes = max_bytes
-        self.exempt = exempt
+        self.limit_for = limit_for
+        self.streamed = streamed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(self.exempt):
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
+        path: str = scope["path"]
+        limit = self.limit_for(path)
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._refuse(scope, receive, send, 413, f"Request body larger than {limit} bytes")
             return
-        seen = 0
+        if self.streamed(path):
+            seen = 0
 
-        async def counted() -> Message:
-            nonlocal seen
+            async def counted() -> Message:
+                nonlocal seen
+                message = await receive()
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise StarletteHTTPException(413, f"Request body larger than {limit} bytes")
+                return message
+
+            await self.app(scope, counted, send)
+            return
+        # A JSON body: read it whole (at most ``limit`` bytes), check it, hand it on.
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
             message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise StarletteHTTPException(413, f"Request body larger than {self.max_bytes} bytes")
-            return message
+            if message["type"] != "http.request":  # the client went away
+                await self.app(scope, receive, send)
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await self._refuse(scope, receive, send, 413, f"Request body larger than {limit} bytes")
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        problem = lone_surrogate(body)
+        if problem is not None:
+            await self._refuse(scope, receive, send, 400, f"Request body is not valid Unicode: {problem}")
+            return
+        sent = False
 
-        await self.app(scope, counted, send)
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, status: int, message: str) -> None:
         request = Request(scope, receive)
-        response = error_response(
-            request,
-            413,
-            "too_large",
-            400,
-            "INVALID_PARAMETER_VALUE",
-            f"Request body larger than {self.max_bytes} bytes",
-        )
+        code = "too_large" if status == 413 else "invalid_argument"
+        response = error_response(request, status, code, 400, "INVALID_PARAMETER_VALUE", message)
         await response(scope, receive, send)
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def lone_surrogate(body: bytes) -> str | None:
+    """Why a JSON body holds a lone UTF-16 surrogate escape, or None (also for bodies that are not JSON)."""
+    if not _SURROGATE_ESCAPE.search(body):  # the common case: one scan of the bytes, no parse
+        return None
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError as exc:  # orjson refuses unpaired surrogates (Python's json accepts them)
+        if "surrogate" in str(exc):
+            return f"{str(exc).split(':', 1)[0]} (a \\ud800-\\udfff escape without its pair)"
+    return None
 
 
 def install_error_handlers(app: FastAPI) -> None:

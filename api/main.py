@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib.metadata import version
 from typing import Any
@@ -45,14 +45,37 @@ from lakeops.services.openlineage import OpenLineageService
 from lakeops.services.queries import SavedQueryService
 from lakeops.services.registry import AliasGate, RegistryService
 from lakeops.services.tracking import TrackingService
-from lakeops.settings import LakeopsSettings
+from lakeops.settings import LakeopsSettings, LimitsConfig
 from lakeops.sql import SqlEngine
 from lakeops.stores import open_store
 
 MLFLOW_PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
-# JSON requests are small; only artifact uploads and bulk ingest stream large bodies.
-MAX_JSON_BODY_BYTES = 16 * 1024 * 1024
-STREAMING_PREFIXES = ("/api/2.0/mlflow-artifacts/", "/api/v1/artifacts/", "/api/v1/metrics/ingest", "/api/v1/datasets/")
+MLFLOW_ARTIFACT_UPLOADS = "/api/2.0/mlflow-artifacts/artifacts/"
+
+
+def body_limits(limits: LimitsConfig) -> tuple[Callable[[str], int], Callable[[str], bool]]:
+    """(the most bytes a body to a path may hold, whether the path takes a streamed, non-JSON body)."""
+    streamed: tuple[tuple[str, str, int], ...] = (  # (path prefix, path suffix, limit)
+        (MLFLOW_ARTIFACT_UPLOADS, "", limits.artifact_bytes),
+        ("/api/v1/artifacts/", "", limits.artifact_bytes),
+        ("/api/v1/metrics/ingest", "", limits.ingest_bytes),
+        ("/api/v1/datasets/", "/dataframe", limits.dataframe_bytes),
+    )
+
+    def streamed_limit(path: str) -> int | None:
+        for prefix, suffix, limit in streamed:
+            if path.startswith(prefix) and path.endswith(suffix):
+                return limit
+        return None
+
+    def limit_for(path: str) -> int:
+        limit = streamed_limit(path)
+        return limits.json_body_bytes if limit is None else limit
+
+    def is_streamed(path: str) -> bool:
+        return streamed_limit(path) is not None
+
+    return limit_for, is_streamed
 
 
 def create_app(
@@ -128,7 +151,8 @@ def create_app(
         default_response_class=JSONBody,
     )
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_JSON_BODY_BYTES, exempt=STREAMING_PREFIXES)
+    limit_for, is_streamed = body_limits(settings.limits)
+    app.add_middleware(BodyLimitMiddleware, limit_for=limit_for, streamed=is_streamed)
     app.state.metrics = metrics
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)  # outermost: times 413s too
     app.include_router(operations_router)

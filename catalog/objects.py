@@ -226,20 +226,36 @@ class ObjectStore(Protocol):
         ...
 
 
+class OutsideRootError(PermissionError):
+    """A path in a local store resolves outside the store's root (through a symbolic link): never followed."""
+
+
 class LocalObjectStore:
-    """Blobs (and pre-blob versioned objects) in a local directory."""
+    """Blobs (and pre-blob versioned objects) in a local directory.
+
+    Every path is resolved before use and must stay inside the root: a symbolic link planted in the
+    directory that points elsewhere makes reads and writes through it fail with ``OutsideRootError``.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.blobs = root / ".blobs"
         root.mkdir(parents=True, exist_ok=True)
+        self._real_root = root.resolve()
 
     @property
     def direct(self) -> DirectTransfers | None:
         return None
 
+    def _inside(self, path: Path) -> Path:
+        if not path.resolve().is_relative_to(self._real_root):
+            raise OutsideRootError(
+                f"{path.relative_to(self.root)} leads outside the artifact store's directory (a symbolic link): refused"
+            )
+        return path
+
     def _blob_path(self, digest: str) -> Path:
-        return self.blobs / digest[:2] / digest
+        return self._inside(self.blobs / digest[:2] / digest)
 
     def has_blob(self, digest: str) -> bool:
         return self._blob_path(digest).is_file()
@@ -261,15 +277,13 @@ class LocalObjectStore:
         staged.replace(target)
 
     def iter_blob(self, digest: str) -> Iterator[bytes]:
-        with self._blob_path(digest).open("rb") as f:
-            while chunk := f.read(CHUNK):
-                yield chunk
+        return _iter_file(self._blob_path(digest))  # the path is checked now, not at the first chunk
 
     def list_blobs(self) -> Iterator[BlobInfo]:
         if not self.blobs.is_dir():
             return
         for path in self.blobs.glob("*/*"):
-            if is_digest(path.name):
+            if is_digest(path.name) and path.resolve().is_relative_to(self._real_root):
                 stat = path.stat()
                 yield BlobInfo(path.name, stat.st_size, stat.st_mtime)
 
@@ -291,16 +305,13 @@ class LocalObjectStore:
     # -- pre-blob objects ----------------------------------------------------------------------
 
     def _version_path(self, key: str, version_id: str) -> Path:
-        return self.root / ".versions" / key / version_id
+        return self._inside(self.root / ".versions" / key / version_id)
 
     def iter_bytes(self, key: str, version_id: str) -> Iterator[bytes]:
-        path = self._version_path(key, version_id)
-        with path.open("rb") as f:
-            while chunk := f.read(CHUNK):
-                yield chunk
+        return _iter_file(self._version_path(key, version_id))
 
     def delete(self, key: str) -> None:
-        (self.root / key).unlink(missing_ok=True)
+        self._inside(self.root / key).unlink(missing_ok=True)
 
     def delete_version(self, key: str, version_id: str) -> int:
         path = self._version_path(key, version_id)
@@ -310,6 +321,12 @@ class LocalObjectStore:
         except FileNotFoundError:
             return 0
         return size
+
+
+def _iter_file(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            yield chunk
 
 
 class S3ObjectStore:

@@ -6,6 +6,8 @@ LakeopsError
  ├── ConflictError            a commit or optimistic-concurrency failure that retrying did not cure
  ├── InvalidArgumentError     bad input: empty or over-long key, bad filter, wrong type, ...
  ├── DataQualityError         data failed an expectation suite
+ ├── UnauthenticatedError     no valid credentials (authentication is on)
+ ├── PermissionDeniedError    the user may not do this (or a path leaves its store's root)
  └── BackendUnavailableError  the configured catalog or object store cannot be reached or used
       ├── ServerUnreachableError  (client) nothing accepts connections at the server's address
       └── ServerTimeoutError      (client) the server took longer than the client's timeout to answer
@@ -43,6 +45,14 @@ class InvalidArgumentError(LakeopsError):
 
 class DataQualityError(LakeopsError):
     """Data failed validation against its expectation suite."""
+
+
+class UnauthenticatedError(LakeopsError):
+    """The request carries no valid credentials, and the service requires them."""
+
+
+class PermissionDeniedError(LakeopsError):
+    """The caller is known but may not do this."""
 
 
 class BackendUnavailableError(LakeopsError):

@@ -198,11 +198,23 @@ class SqlConfig(_Frozen):
 
     timeout_s: float = Field(default=30.0, gt=0, description="A user statement is interrupted after this long.")
     max_rows: int = Field(default=100_000, gt=0, description="At most this many rows per answer (more: truncated).")
-    memory_limit: str | None = Field(default=None, description="DuckDB memory_limit, e.g. '2GB'; default DuckDB's.")
+    memory_limit: str = Field(
+        default="1GB",
+        description="DuckDB memory_limit of user SQL, e.g. '2GB': a statement needing more stops with a clear error.",
+    )
     pg_user: str = Field(default="lakeops", description="User name of the PostgreSQL-wire endpoint.")
     pg_password: SecretStr | None = Field(
         default=None, description="Password of the PostgreSQL-wire endpoint; required to serve it."
     )
+
+
+class LimitsConfig(_Frozen):
+    """The most bytes a request body may hold, per kind of route: counted as the body streams in."""
+
+    json_body_bytes: int = Field(default=16 * 1024**2, gt=0, description="JSON requests (every other route).")
+    dataframe_bytes: int = Field(default=256 * 1024**2, gt=0, description="Arrow tables sent to datasets.")
+    ingest_bytes: int = Field(default=256 * 1024**2, gt=0, description="Bulk metric ingest (Arrow or NDJSON).")
+    artifact_bytes: int = Field(default=64 * 1024**3, gt=0, description="One artifact uploaded through lakeops.")
 
 
 class LakeopsSettings(BaseSettings):
@@ -219,6 +231,7 @@ class LakeopsSettings(BaseSettings):
     write: WriteConfig = Field(default_factory=WriteConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     sql: SqlConfig = Field(default_factory=SqlConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
     @model_validator(mode="after")
     def _check_rest_storage(self) -> LakeopsSettings:

@@ -528,6 +528,11 @@ class SqlEngine:
             result = pa.Table.from_batches(batches, schema=reader.schema)
         except duckdb.InterruptException as exc:
             raise InvalidArgumentError(f"SQL stopped: the statement ran longer than {timeout:g}s") from exc
+        except duckdb.OutOfMemoryException as exc:
+            raise InvalidArgumentError(
+                f"SQL stopped: the statement needs more memory than the limit of {self.settings.sql.memory_limit} "
+                "(sql.memory_limit, LAKEOPS_SQL__MEMORY_LIMIT); aggregate or filter more, or raise the limit"
+            ) from exc
         except duckdb.PermissionException as exc:
             raise InvalidArgumentError(
                 f"SQL refused: {_first_line(exc)} (user SQL reads only the lake's own tables; "

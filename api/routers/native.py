@@ -21,6 +21,10 @@ router = APIRouter(default_response_class=JSONBody, route_class=RawJSONRoute)
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 NDJSON = "application/x-ndjson"
 MAX_INGEST_BYTES = 256 * 1024 * 1024
+# Like MLflow's log-batch: more metric points go through /metrics/ingest (Arrow or NDJSON).
+MAX_BATCH_METRICS = 1000
+MAX_BATCH_PARAMS = 1000
+MAX_BATCH_TAGS = 1000
 
 
 class _Body(BaseModel):
@@ -195,6 +199,16 @@ def restore_run(run_id: str, tracking: TrackingDep) -> dict[str, Any]:
 
 @router.post("/runs/{run_id}/batch")
 def log_run_batch(run_id: str, body: RunBatch, tracking: TrackingDep) -> dict[str, Any]:
+    for name, count, limit in (
+        ("metric points", len(body.metrics), MAX_BATCH_METRICS),
+        ("params", len(body.params), MAX_BATCH_PARAMS),
+        ("tags", len(body.tags), MAX_BATCH_TAGS),
+    ):
+        if count > limit:
+            raise InvalidArgumentError(
+                f"A batch holds at most {limit} {name}, got {count}; send metric points in bulk to "
+                "POST /api/v1/metrics/ingest (Arrow IPC or NDJSON)"
+            )
     now = int(time.time() * 1000)
     points = [(m.key, m.value, now if m.timestamp is None else m.timestamp, m.step) for m in body.metrics]
     tracking.log_batch(run_id, metrics=points, params=body.params, tags=body.tags)
@@ -268,6 +282,6 @@ def _parse_ingest(body: bytes, content_type: str) -> pa.Table:
             raise InvalidArgumentError("NDJSON body must hold one JSON object per line")
         try:
             return pa.Table.from_pylist(rows)
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeEncodeError) as exc:
             raise InvalidArgumentError(f"NDJSON rows do not form a table: {exc}") from exc
     raise InvalidArgumentError(f"Unsupported content type {content_type!r}; send {ARROW_STREAM} or {NDJSON}")

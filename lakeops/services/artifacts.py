@@ -34,9 +34,9 @@ from typing import Any
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from catalog.objects import DirectTransfers, ObjectStore, blob_digest, blob_key, is_digest
+from catalog.objects import DirectTransfers, ObjectStore, OutsideRootError, blob_digest, blob_key, is_digest
 from catalog.tables import ARTIFACT_VERSIONS
-from lakeops.errors import InvalidArgumentError, NotFoundError
+from lakeops.errors import InvalidArgumentError, NotFoundError, PermissionDeniedError
 from lakeops.stores.iceberg import IcebergStore, Rows
 from lakeops.stores.state import ArtifactVersionState, TrackingState
 
@@ -217,6 +217,8 @@ class ArtifactService:
             if self.objects.has_blob(sha256):
                 self._count(deduplicated_uploads=1, deduplicated_bytes=size)
             self.objects.put_blob(sha256, source)
+        except OutsideRootError as exc:
+            raise PermissionDeniedError(f"Cannot store {path!r}: {exc}") from exc
         finally:
             source.unlink(missing_ok=True)
         return self.record_blob(path, sha256=sha256, size=size)
@@ -434,11 +436,14 @@ class ArtifactService:
         """A version's metadata and a chunk iterator over its bytes (the newest by default)."""
         found = self._find(path, version_id)
         digest = blob_digest(found.object_key)
-        chunks = (
-            self.objects.iter_blob(digest)
-            if digest is not None
-            else self.objects.iter_bytes(found.object_key, found.version_id)
-        )
+        try:
+            chunks = (
+                self.objects.iter_blob(digest)
+                if digest is not None
+                else self.objects.iter_bytes(found.object_key, found.version_id)
+            )
+        except OutsideRootError as exc:
+            raise PermissionDeniedError(f"Cannot read {path!r}: {exc}") from exc
         return _entity(found, current=version_id is None), self._counted(chunks)
 
     def _counted(self, chunks: Iterator[bytes]) -> Iterator[bytes]:

@@ -76,6 +76,10 @@ RUN_NAME_TAG = "mlflow.runName"
 ARTIFACT_ROOT = "mlflow-artifacts:"
 LOGGED_MODEL_TAG = "logged_model"
 
+# Timestamps are stored as microseconds and read back as datetimes: years 1 to 9999.
+MIN_TIMESTAMP_MS = -62_135_596_800_000
+MAX_TIMESTAMP_MS = 253_402_300_799_999
+
 _KEY = re.compile(r"^[/\w.\- :]+$")
 
 
@@ -120,9 +124,26 @@ def validate_metric(
         raise InvalidArgumentError(f"Invalid value {value!r} for metric {key!r}: must be a number")
     if isinstance(timestamp, bool) or not isinstance(timestamp, int):
         raise InvalidArgumentError(f"Invalid timestamp {timestamp!r} for metric {key!r}: must be an integer (ms)")
+    if not MIN_TIMESTAMP_MS <= timestamp <= MAX_TIMESTAMP_MS:
+        raise InvalidArgumentError(
+            f"Invalid timestamp {timestamp!r} for metric {key!r}: must be milliseconds since 1970 between "
+            f"{MIN_TIMESTAMP_MS} and {MAX_TIMESTAMP_MS} (years 1 to 9999)"
+        )
     if isinstance(step, bool) or not isinstance(step, int):
         raise InvalidArgumentError(f"Invalid step {step!r} for metric {key!r}: must be an integer")
+    if not -(2**63) <= step < 2**63:
+        raise InvalidArgumentError(f"Invalid step {step!r} for metric {key!r}: must fit in 64 bits")
     return key, float(value), timestamp, step  # type: ignore[return-value]
+
+
+def _check_time_ms(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentError(f"Invalid {name} {value!r}: must be an integer (ms)")
+    if not MIN_TIMESTAMP_MS <= value <= MAX_TIMESTAMP_MS:
+        raise InvalidArgumentError(
+            f"Invalid {name} {value!r}: must be milliseconds since 1970 between {MIN_TIMESTAMP_MS} and "
+            f"{MAX_TIMESTAMP_MS} (years 1 to 9999)"
+        )
 
 
 def _new_experiment_id() -> str:
@@ -379,8 +400,8 @@ class TrackingService:
         parent_run_id = parent_run_id or clean_tags.get(PARENT_RUN_TAG)
         run_name = run_name or clean_tags.get(RUN_NAME_TAG) or None
         run_id = run_id or uuid.uuid4().hex
-        if start_time is not None and (isinstance(start_time, bool) or not isinstance(start_time, int)):
-            raise InvalidArgumentError(f"Invalid start_time {start_time!r}: must be an integer (ms)")
+        if start_time is not None:
+            _check_time_ms("start_time", start_time)
         start_time = self._now_ms() if start_time is None else start_time
         run_name = run_name or f"run-{run_id[:8]}"
         clean_tags[RUN_NAME_TAG] = run_name
@@ -431,8 +452,8 @@ class TrackingService:
                 raise InvalidArgumentError(
                     f"Invalid run status {status!r}; use one of {[s.value for s in RunStatus]}"
                 ) from exc
-        if end_time is not None and (isinstance(end_time, bool) or not isinstance(end_time, int)):
-            raise InvalidArgumentError(f"Invalid end_time {end_time!r}: must be an integer (ms)")
+        if end_time is not None:
+            _check_time_ms("end_time", end_time)
 
         def build(state: TrackingState) -> Rows:
             run = self._active_run(state, run_id)
@@ -929,6 +950,12 @@ def _metrics_from_arrow(points: pa.Table) -> pa.RecordBatch:
     for name, col in (("run_id", run_id), ("key", key), ("value", value), ("timestamp", stamp), ("step", step)):
         if col.null_count:
             raise InvalidArgumentError(f"Metric table column {name!r} has nulls")
+    low, high = pc.min_max(stamp).values()
+    if low.as_py() < MIN_TIMESTAMP_MS or high.as_py() > MAX_TIMESTAMP_MS:
+        raise InvalidArgumentError(
+            f"Metric table column 'timestamp' must hold milliseconds since 1970 between {MIN_TIMESTAMP_MS} and "
+            f"{MAX_TIMESTAMP_MS} (years 1 to 9999); it holds {low.as_py()} to {high.as_py()}"
+        )
     recorded = pc.cast(pc.multiply(stamp, 1000), pa.timestamp("us", tz="UTC"))
     table = pa.table(
         {"run_id": run_id, "key": key, "value": value, "recorded_at": recorded, "step": step},
