@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,7 +71,7 @@ def _native_error(response: httpx.Response) -> str:
 
 
 def _history(http: httpx.Client, run_id: str, key: str) -> list[dict[str, object]]:
-    response = http.get(f"/api/2.0/mlflow/metrics/get-history", params={"run_id": run_id, "metric_key": key})
+    response = http.get("/api/2.0/mlflow/metrics/get-history", params={"run_id": run_id, "metric_key": key})
     assert response.status_code == 200, response.text
     return list(response.json().get("metrics", []))
 
@@ -218,7 +217,7 @@ def test_artifact_store_refuses_symlinks_out_of_root(server: Server, http: httpx
     digest = hashlib.sha256(data).hexdigest()
     blobs = root / ".blobs"
     blobs.mkdir(parents=True, exist_ok=True)
-    os.symlink(outside, blobs / digest[:2])
+    (blobs / digest[:2]).symlink_to(outside)
     try:
         put = http.put("/api/v1/artifacts/evil/file.txt", content=data)
         assert put.status_code == 403 and "outside" in put.json()["error"]["message"]
@@ -235,7 +234,7 @@ def test_artifact_store_refuses_symlinks_out_of_root(server: Server, http: httpx
     secret.write_bytes(b"not yours")
     blob = blobs / digest[:2] / digest
     blob.unlink()
-    os.symlink(secret, blob)
+    blob.symlink_to(secret)
     got = http.get("/api/v1/artifacts/evil/ok.txt")
     assert got.status_code == 403 and b"not yours" not in got.content
     assert http.get("/health").status_code == 200
