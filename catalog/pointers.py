@@ -6,8 +6,9 @@ read a table is its current metadata file and what that file says (location, sna
 pyiceberg's SQL catalog on SQLite, the pointer is one row of ``iceberg_tables`` (the Iceberg JDBC
 catalog layout, which Spark and Trino share), and the metadata file is JSON (the Iceberg table
 spec). Both formats are specified and stable, so they are read here with the standard library
-(and pyarrow's S3 filesystem for ``s3://``). Nothing here writes. Other catalogs (REST,
-PostgreSQL) go through pyiceberg; see ``state_of_table``.
+(and pyarrow's S3 filesystem for ``s3://``). With the object-store catalog, the pointers are
+versioned JSON objects in the warehouse, read with one listing (``catalog/versions.py``).
+Nothing here writes. Other catalogs (REST, PostgreSQL) go through pyiceberg; see ``state_of_table``.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ from __future__ import annotations
 import gzip
 import json
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from urllib.parse import urlparse
+
+from catalog.versions import OBJECT_CATALOG_IMPL, Versions, VersionStoreError, open_version_store, read_table_pointers
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
@@ -84,6 +88,56 @@ def read_sqlite_pointers(path: Path, *, catalog_name: str, namespace: str) -> di
     finally:
         con.close()
     return {str(name): str(location) for name, location in rows if location}
+
+
+class PointerReadError(Exception):
+    """The catalog's pointers could not be read (the caller falls back to loading tables)."""
+
+
+class PointerReader(Protocol):
+    """Reads every table's current metadata location of a namespace in one cheap request."""
+
+    def read(self, namespace: str) -> dict[str, str]:
+        """Table name -> current metadata location.
+
+        Raises:
+            PointerReadError: the catalog could not be read.
+        """
+        ...
+
+
+class _SqlitePointers:
+    def __init__(self, path: Path, catalog_name: str) -> None:
+        self.path = path
+        self.catalog_name = catalog_name
+
+    def read(self, namespace: str) -> dict[str, str]:
+        if not self.path.is_file():
+            return {}
+        try:
+            return read_sqlite_pointers(self.path, catalog_name=self.catalog_name, namespace=namespace)
+        except sqlite3.Error as exc:
+            raise PointerReadError(str(exc)) from exc
+
+
+class _ObjectPointers:
+    def __init__(self, versions: Versions) -> None:
+        self.versions = versions
+
+    def read(self, namespace: str) -> dict[str, str]:
+        try:
+            return read_table_pointers(self.versions, tuple(namespace.split(".")))
+        except (VersionStoreError, ValueError) as exc:
+            raise PointerReadError(str(exc)) from exc
+
+
+def open_pointer_reader(properties: Mapping[str, str], *, catalog_name: str) -> PointerReader | None:
+    """A cheap pointer reader for the catalog these pyiceberg properties open; None where there is none."""
+    if properties.get("py-catalog-impl") == OBJECT_CATALOG_IMPL:
+        return _ObjectPointers(Versions(open_version_store(properties["warehouse"], properties)))
+    if properties.get("type") == "sql" and (path := sqlite_catalog_file(properties.get("uri", ""))) is not None:
+        return _SqlitePointers(path, catalog_name)
+    return None
 
 
 def read_table_state(name: str, metadata_location: str, *, s3: S3Access | None) -> TableState:

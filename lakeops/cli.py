@@ -1,4 +1,4 @@
-"""The ``lakeops`` command line: serve, demo, sql, queries, duckdb-init, maintain, info."""
+"""The ``lakeops`` command line: serve, demo, sql, queries, duckdb-init, maintain, gc, migrate-catalog, info."""
 
 from __future__ import annotations
 
@@ -438,6 +438,45 @@ def cmd_duckdb_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate_catalog(args: argparse.Namespace) -> int:
+    """Register the lake's tables from a SQL catalog in the configured one (no data rewritten)."""
+    from catalog.connection import open_catalog
+    from catalog.migration import copy_pointers
+    from lakeops.stores.iceberg import CATALOG_NAME
+
+    settings = LakeopsSettings()
+    source_uri = args.source or f"sqlite:///{settings.home / 'catalog.db'}"
+    target_props = settings.catalog_properties()
+    if target_props.get("uri") == source_uri:
+        print("lakeops migrate-catalog: the configured catalog is the source; choose another kind", file=sys.stderr)
+        return 2
+    source_props = {**settings.storage.to_properties(), "type": "sql", "uri": source_uri}
+    source_props["warehouse"] = settings.warehouse()
+    try:
+        source = open_catalog(CATALOG_NAME, source_props)
+        if not source.namespace_exists(settings.namespace):
+            print(f"lakeops migrate-catalog: {source_uri} has no namespace {settings.namespace!r}", file=sys.stderr)
+            return 2
+        target = open_catalog(CATALOG_NAME, target_props)
+        moved = copy_pointers(source, target, settings.namespace, dry_run=args.dry_run)
+    except Exception as exc:
+        print(f"lakeops migrate-catalog: {settings.redact(str(exc))}", file=sys.stderr)
+        return 2
+    for table in moved:
+        print(f"{table.outcome:<10} {settings.namespace}.{table.name}  {table.metadata_location}")
+    diverged = [t.name for t in moved if t.outcome == "diverged"]
+    verb = "would register" if args.dry_run else "registered"
+    count = sum(t.outcome == "registered" for t in moved)
+    print(
+        f"lakeops migrate-catalog: {verb} {count} of {len(moved)} tables in the {settings.catalog.kind} catalog "
+        f"at {settings.warehouse()}; no data file rewritten"
+    )
+    if diverged:
+        print(f"lakeops migrate-catalog: the target already moved on for {', '.join(diverged)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(prog="lakeops", description="Lakehouse-native ML metadata on Apache Iceberg.")
@@ -562,6 +601,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     init.add_argument("-o", "--output", help="write the script to this file")
     init.set_defaults(func=cmd_duckdb_init)
+    migrate = sub.add_parser(
+        "migrate-catalog",
+        help="register an existing lake's tables from its SQL (SQLite) catalog in the configured catalog "
+        "(e.g. the object-store catalog); data files are not rewritten. Stop lakeops first.",
+    )
+    migrate.add_argument(
+        "--from", dest="source", metavar="URI", help="the SQL catalog to read (default sqlite:///<home>/catalog.db)"
+    )
+    migrate.add_argument("--dry-run", action="store_true", help="list what would be registered")
+    migrate.set_defaults(func=cmd_migrate_catalog)
     info = sub.add_parser("info", help="show the configured lake")
     info.set_defaults(func=cmd_info)
     return parser

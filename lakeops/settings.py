@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from catalog.objects import LocalObjectStore, ObjectStore, S3ObjectStore
+from catalog.versions import OBJECT_CATALOG_IMPL
 
 
 def default_home() -> Path:
@@ -153,8 +154,22 @@ class RestCatalogConfig(_Frozen):
         return props
 
 
+class ObjectCatalogConfig(_Frozen):
+    """The object-store catalog: table pointers and namespaces as objects in the warehouse itself, no database.
+
+    The default for ``s3://`` warehouses (see ``catalog/objectcatalog.py``). Commits use the store's
+    conditional writes, so any number of processes on any number of hosts can share the lake.
+    """
+
+    kind: Literal["object"] = "object"
+
+    def to_properties(self, home: Path) -> dict[str, str]:  # noqa: ARG002 - same signature as SqlCatalogConfig
+        """pyiceberg catalog properties (the warehouse is added by the settings)."""
+        return {"py-catalog-impl": OBJECT_CATALOG_IMPL}
+
+
 StorageConfig = Annotated[LocalStorageConfig | S3StorageConfig, Field(discriminator="kind")]
-CatalogConfig = Annotated[SqlCatalogConfig | RestCatalogConfig, Field(discriminator="kind")]
+CatalogConfig = Annotated[SqlCatalogConfig | RestCatalogConfig | ObjectCatalogConfig, Field(discriminator="kind")]
 
 
 class WriteConfig(_Frozen):
@@ -227,11 +242,25 @@ class LakeopsSettings(BaseSettings):
     home: Path = Field(default_factory=default_home)
     namespace: str = "lakeops"
     storage: StorageConfig = Field(default_factory=LocalStorageConfig)
-    catalog: CatalogConfig = Field(default_factory=SqlCatalogConfig)
+    catalog: CatalogConfig = Field(
+        default_factory=SqlCatalogConfig,
+        description="Default: the object-store catalog for s3:// storage, SQLite for the local (file://) lake.",
+    )
     write: WriteConfig = Field(default_factory=WriteConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     sql: SqlConfig = Field(default_factory=SqlConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_catalog(cls, data: Any) -> Any:
+        """An s3:// lake needs no database: unless a catalog is chosen, it gets the object-store catalog."""
+        if isinstance(data, dict) and data.get("catalog") is None:
+            storage = data.get("storage")
+            kind = storage.get("kind") if isinstance(storage, dict) else getattr(storage, "kind", None)
+            if kind == "s3":
+                return {**data, "catalog": ObjectCatalogConfig()}
+        return data
 
     @model_validator(mode="after")
     def _check_rest_storage(self) -> LakeopsSettings:
@@ -263,7 +292,7 @@ class LakeopsSettings(BaseSettings):
         """Everything pyiceberg's ``load_catalog`` needs."""
         props = dict(self.catalog.to_properties(self.home))
         props.update(self.storage.to_properties())
-        if self.catalog.kind == "sql":
+        if self.catalog.kind in ("sql", "object"):
             props["warehouse"] = self.warehouse()
         return props
 

@@ -42,7 +42,7 @@ import duckdb
 import pyarrow as pa
 
 from catalog import views
-from catalog.pointers import TableState, read_sqlite_pointers, read_table_state, sqlite_catalog_file, state_of_table
+from catalog.pointers import TableState, open_pointer_reader, read_table_state, state_of_table
 from lakeops.errors import BackendUnavailableError, InvalidArgumentError
 from lakeops.settings import LakeopsSettings
 
@@ -265,8 +265,8 @@ class SqlEngine:
     # -- the lake's tables as DuckDB sees them -----------------------------------------------------
     #
     # Reading is read-only all the way: no table is created or evolved here (the store does that
-    # when a writer opens the lake). Without a store, a SQLite catalog is read directly (see
-    # catalog/pointers.py); other catalogs through pyiceberg.
+    # when a writer opens the lake). Without a store, a SQLite or object-store catalog is read
+    # directly (see catalog/pointers.py); other catalogs through pyiceberg.
 
     def _tables(self) -> list[TableState]:
         if self._store is not None:
@@ -276,7 +276,7 @@ class SqlEngine:
                 self._store.commit()  # views see every acknowledged write of this process
             return [state_of_table(d.name, self._store.table(d.name)) for d in TABLES]
         try:
-            found = self._read_sqlite_catalog()
+            found = self._read_pointers()
             if found is None:
                 found = self._read_with_pyiceberg()
         except Exception as exc:
@@ -304,16 +304,13 @@ class SqlEngine:
             details={"missing": missing},
         )
 
-    def _read_sqlite_catalog(self) -> dict[str, TableState] | None:
-        """Every table's state straight from a SQLite catalog file, or None for other catalogs."""
-        if self.settings.catalog.kind != "sql":
+    def _read_pointers(self) -> dict[str, TableState] | None:
+        """Every table's state straight from the catalog's pointers (SQLite file, object-store catalog),
+        or None for catalogs only pyiceberg reads."""
+        reader = open_pointer_reader(self.settings.catalog_properties(), catalog_name=CATALOG_NAME)
+        if reader is None:
             return None
-        path = sqlite_catalog_file(self.settings.catalog_properties()["uri"])
-        if path is None:
-            return None
-        if not path.is_file():
-            return {}
-        pointers = read_sqlite_pointers(path, catalog_name=CATALOG_NAME, namespace=self.settings.namespace)
+        pointers = reader.read(self.settings.namespace)
         s3 = self._s3_access()
         return {name: read_table_state(name, location, s3=s3) for name, location in pointers.items()}
 

@@ -14,6 +14,7 @@ from lakeops.services.tracking import TrackingService
 from lakeops.settings import (
     LakeopsSettings,
     LocalStorageConfig,
+    ObjectCatalogConfig,
     RestCatalogConfig,
     S3StorageConfig,
     SqlCatalogConfig,
@@ -23,11 +24,16 @@ from lakeops.stores import IcebergStore, open_store
 
 
 def make_settings(kind: str, home: Path, s3: S3Target | None, **write: Any) -> LakeopsSettings:
-    """Settings for one isolated lake of the given backend kind."""
+    """Settings for one isolated lake of the given backend kind.
+
+    Kinds: ``file`` and ``s3`` (SQLite catalog), ``file-object`` and ``s3-object`` (the object-store
+    catalog, no database), ``rest`` (SeaweedFS's Iceberg REST catalog).
+    """
     write_cfg = WriteConfig(**{"commit_interval_s": 0.2, "maintain_every_commits": 0, **write})
     suffix = uuid.uuid4().hex[:10]
-    if kind == "file":
-        return LakeopsSettings(home=home, storage=LocalStorageConfig(), catalog=SqlCatalogConfig(), write=write_cfg)
+    if kind in ("file", "file-object"):
+        catalog_cfg = ObjectCatalogConfig() if kind == "file-object" else SqlCatalogConfig()
+        return LakeopsSettings(home=home, storage=LocalStorageConfig(), catalog=catalog_cfg, write=write_cfg)
     assert s3 is not None
     storage = S3StorageConfig(
         endpoint=s3.endpoint,
@@ -39,6 +45,8 @@ def make_settings(kind: str, home: Path, s3: S3Target | None, **write: Any) -> L
     )
     if kind == "s3":
         return LakeopsSettings(home=home, storage=storage, catalog=SqlCatalogConfig(), write=write_cfg)
+    if kind == "s3-object":
+        return LakeopsSettings(home=home, storage=storage, catalog=ObjectCatalogConfig(), write=write_cfg)
     catalog = RestCatalogConfig(
         uri=s3.iceberg_uri,
         warehouse=f"s3://{s3.table_bucket}",

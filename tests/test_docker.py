@@ -22,6 +22,7 @@ def test_compose_environment_is_valid_settings(monkeypatch: pytest.MonkeyPatch) 
     settings = LakeopsSettings()
     assert settings.storage.kind == "s3"
     assert settings.warehouse() == "s3://lakeops/lakeops"
+    assert settings.catalog.kind == "object"  # no database: the catalog is kept in the bucket
     assert settings.catalog_properties()["s3.endpoint"] == "http://minio:9000"
     command = spec["services"]["lakeops"]["command"]
     from lakeops.cli import build_parser

@@ -45,7 +45,7 @@ from pyiceberg.types import StringType
 
 from catalog.connection import ensure_tables, open_catalog
 from catalog.maintenance import MIN_FILES_TO_COMPACT, compact_table, expire_snapshots
-from catalog.pointers import read_sqlite_pointers, sqlite_catalog_file
+from catalog.pointers import PointerReadError, open_pointer_reader, read_sqlite_pointers
 from catalog.summaries import SUMMARIES, SUMMARY_BY_NAME, SUMMARY_OF_SOURCE
 from catalog.tables import METRIC_BUCKETS, METRICS, ON_DEMAND_TABLES, TABLES, TABLES_BY_CODE, TABLES_BY_NAME
 from lakeops.errors import BackendUnavailableError, ConflictError, LakeopsError
@@ -156,6 +156,29 @@ class CommitStats:
     seconds: float
 
 
+def _refuse_unmigrated(settings: LakeopsSettings, catalog: Catalog) -> None:
+    """Refuse to start an empty object-store catalog over a lake whose tables are in a SQLite catalog.
+
+    The object-store catalog became the default for s3:// lakes; a lake made before keeps its
+    pointers in ``<home>/catalog.db``. Creating fresh tables would hide its data, so say how to move.
+    """
+    legacy = settings.home / "catalog.db"
+    if settings.catalog.kind != "object" or not legacy.is_file():
+        return
+    if catalog.namespace_exists(settings.namespace):
+        return
+    try:
+        pointers = read_sqlite_pointers(legacy, catalog_name=CATALOG_NAME, namespace=settings.namespace)
+    except sqlite3.Error:
+        return
+    if pointers:
+        raise BackendUnavailableError(
+            f"the lake at {settings.warehouse()} keeps its tables in the SQLite catalog {legacy}, and the configured "
+            "catalog (object store, the default for s3:// lakes) has none yet: run `lakeops migrate-catalog` once "
+            "(nothing is rewritten), or keep the SQLite catalog with LAKEOPS_CATALOG__KIND=sql"
+        )
+
+
 class IcebergStore:
     """Tracking data on Iceberg tables with a write-ahead log in front."""
 
@@ -185,6 +208,7 @@ class IcebergStore:
         settings.home.mkdir(parents=True, exist_ok=True)
         try:
             self.catalog: Catalog = open_catalog(CATALOG_NAME, settings.catalog_properties())
+            _refuse_unmigrated(settings, self.catalog)
             self._tables: dict[str, Table] = ensure_tables(self.catalog, settings.namespace)
         except LakeopsError:
             raise
@@ -199,9 +223,9 @@ class IcebergStore:
         self._read_cache = _ReadCache(max_rows=settings.write.read_cache_rows)
         self._drained_writers: set[str] = set()
         properties = settings.catalog_properties()
-        self._pointer_file = sqlite_catalog_file(properties.get("uri", "")) if properties.get("type") == "sql" else None
+        self._pointers = open_pointer_reader(properties, catalog_name=CATALOG_NAME)
         # How often other writers' commits are picked up (see ``WriteConfig.refresh_interval_s``).
-        self.refresh_interval_s = settings.write.refresh_interval_s or (0.25 if self._pointer_file else 2.0)
+        self.refresh_interval_s = settings.write.refresh_interval_s or (0.25 if self._pointers else 2.0)
         self._constrained_lock = threading.Lock()
         self._constrained_seq = 0
         self._constrained_commit_lock = threading.Lock()
@@ -694,16 +718,14 @@ class IcebergStore:
             return applied
 
     def _moved_tables(self) -> set[str] | None:
-        """Tables whose metadata pointer moved since we loaded them, where one catalog query tells
-        (pyiceberg's SQL catalog on SQLite: one read of ``iceberg_tables``), so an idle refresh
-        costs a query instead of loading every table; None where each table must be loaded."""
-        if self._pointer_file is None:
+        """Tables whose metadata pointer moved since we loaded them, where one catalog request tells
+        (SQLite: one read of ``iceberg_tables``; the object-store catalog: one listing), so an idle
+        refresh costs a request instead of loading every table; None where each table must be loaded."""
+        if self._pointers is None:
             return None
         try:
-            pointers = read_sqlite_pointers(
-                self._pointer_file, catalog_name=CATALOG_NAME, namespace=self.settings.namespace
-            )
-        except sqlite3.Error:
+            pointers = self._pointers.read(self.settings.namespace)
+        except PointerReadError:
             return None
         with self._lock:
             return {name for name, table in self._tables.items() if pointers.get(name) != table.metadata_location}
