@@ -16,17 +16,19 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import operator
 import re
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+
+import numpy as np
 
 from lakeops.errors import InvalidArgumentError
-from lakeops.stores.state import ExperimentState, RunState
+from lakeops.stores.run_index import LIFECYCLE_CODES, NumericColumn, RunIndex, StringColumn
+from lakeops.stores.state import ExperimentState
 
 # -- tokens ----------------------------------------------------------------------------------
 
@@ -238,17 +240,17 @@ def parse_order_by(clauses: Sequence[str] | None, *, default_entity: str | None 
     return out
 
 
-# -- evaluation on runs ----------------------------------------------------------------------
+# -- evaluation on runs: vectorised over the run index -----------------------------------------
 
 
 def _null_test(getter: Callable[[Any], Any], *, want_null: bool) -> Callable[[Any], bool]:
     return lambda entity: (getter(entity) is None) == want_null
 
 
-def _value_test(getter: Callable[[Any], Any], check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+def _value_test(getter: Callable[[Any], Any], check: Callable[[Any], Any]) -> Callable[[Any], bool]:
     def test(entity: Any) -> bool:
         value = getter(entity)
-        return value is not None and check(value)
+        return value is not None and bool(check(value))
 
     return test
 
@@ -274,22 +276,23 @@ def _string_test(op: str, value: Any) -> Callable[[str], bool]:
     raise InvalidArgumentError(f"Invalid comparator {op!r} for a string; use one of {sorted(_STRING_OPS)}")
 
 
-_NUMERIC: dict[str, Callable[[float, float], bool]] = {
-    "=": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
+_NUMERIC: dict[str, Callable[[Any, Any], Any]] = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
 }
 
 
-def _numeric_test(op: str, value: Any) -> Callable[[float], bool]:
+def _numeric_test(op: str, value: Any) -> Callable[[Any], Any]:
+    """A comparison with a number; works on one float and on a numpy array alike."""
     if op in ("IN", "NOT IN"):
         if not all(isinstance(v, int | float) for v in value):
             raise InvalidArgumentError("Invalid filter: IN on a number needs numbers")
-        members = {float(v) for v in value}
-        return (lambda v: v in members) if op == "IN" else (lambda v: v not in members)
+        members = np.array([float(v) for v in value])
+        return (lambda v: np.isin(v, members)) if op == "IN" else (lambda v: ~np.isin(v, members))
     cmp = _NUMERIC.get(op)
     if cmp is None:
         raise InvalidArgumentError(f"Invalid comparator {op!r} for a number; use one of {sorted(_NUMERIC_OPS)}")
@@ -299,68 +302,173 @@ def _numeric_test(op: str, value: Any) -> Callable[[float], bool]:
     return lambda v: cmp(v, target)
 
 
-def _run_getter(entity: str, key: str) -> Callable[[RunState], Any]:
-    if entity == "metric":
-
-        def metric(run: RunState) -> float | None:
-            latest = run.metrics.get(key)
-            return None if latest is None else latest[1]
-
-        return metric
-    if entity == "param":
-        return lambda run: run.params.get(key)
-    if entity == "tag":
-        return lambda run: run.tags.get(key)
-    if key in RUN_STRING_ATTRIBUTES or key in RUN_NUMERIC_ATTRIBUTES:
-        return lambda run: getattr(run, key)
-    raise InvalidArgumentError(
-        f"Invalid attribute key {key!r}; valid keys are {sorted(RUN_STRING_ATTRIBUTES | RUN_NUMERIC_ATTRIBUTES)}"
-    )
+def _is_numeric(entity: str, key: str) -> bool:
+    return entity == "metric" or (entity == "attribute" and key in RUN_NUMERIC_ATTRIBUTES)
 
 
-def compile_run_filter(comparisons: list[Comparison]) -> Callable[[RunState], bool]:
-    """One predicate over a run for a list of AND-ed comparisons."""
-    tests: list[Callable[[RunState], bool]] = []
-    for c in comparisons:
-        getter = _run_getter(c.entity, c.key)
-        numeric = c.entity == "metric" or (c.entity == "attribute" and c.key in RUN_NUMERIC_ATTRIBUTES)
+def _check_run_key(entity: str, key: str) -> None:
+    if entity == "attribute" and key not in RUN_STRING_ATTRIBUTES | RUN_NUMERIC_ATTRIBUTES:
+        raise InvalidArgumentError(
+            f"Invalid attribute key {key!r}; valid keys are {sorted(RUN_STRING_ATTRIBUTES | RUN_NUMERIC_ATTRIBUTES)}"
+        )
+
+
+def _run_mask(index: RunIndex, c: Comparison, size: int) -> np.ndarray:
+    """Rows ``< size`` where the comparison holds (a run without the value never matches, ``IS NULL`` aside)."""
+    column = index.column(c.entity, c.key)
+    if isinstance(column, NumericColumn):
+        present = column.present[:size]
         if c.op in ("IS NULL", "IS NOT NULL"):
-            tests.append(_null_test(getter, want_null=c.op == "IS NULL"))
+            return ~present if c.op == "IS NULL" else present.copy()
+        values = column.values[:size]
+        if column.values.dtype != np.float64:
+            values = values.astype(np.float64)  # compared as floats, as MLflow's Python does
+        matched: np.ndarray = present & np.asarray(_numeric_test(c.op, c.value)(values))
+        return matched
+    codes = column.codes[:size]
+    if c.op in ("IS NULL", "IS NOT NULL"):
+        return codes < 0 if c.op == "IS NULL" else codes >= 0
+    test = _string_test(c.op, c.value)
+    if c.op in ("=", "IN"):  # the matching values by lookup, not by testing every distinct value
+        wanted = [str(v) for v in c.value] if c.op == "IN" else [c.value]
+        truth = np.zeros(len(column.values) + 1, dtype=bool)
+        truth[[column.code_of[v] for v in wanted if v in column.code_of]] = True
+    else:
+        truth = np.fromiter(map(test, column.values), dtype=bool, count=len(column.values))
+        truth = np.append(truth, False)  # code -1 (no value) picks the last cell
+    return truth[codes]
+
+
+def validate_run_filter(comparisons: list[Comparison]) -> None:
+    """Refuse what no run could be compared with, whether or not there are runs to search."""
+    for c in comparisons:
+        _check_run_key(c.entity, c.key)
+        if c.op in ("IS NULL", "IS NOT NULL"):
             continue
         if c.entity == "param" and c.op in ("<", "<=", ">", ">="):
             raise InvalidArgumentError(f"Invalid comparator {c.op!r} for param {c.key!r}: params are strings")
-        check: Callable[[Any], bool] = _numeric_test(c.op, c.value) if numeric else _string_test(c.op, c.value)
-        tests.append(_value_test(getter, check))
-    if not tests:
-        return lambda _run: True
-    if len(tests) == 1:
-        return tests[0]
-    if len(tests) == 2:  # the common case, without a generator per run
-        first, second = tests
-        return lambda run: first(run) and second(run)
-    return lambda run: all(t(run) for t in tests)
+        if _is_numeric(c.entity, c.key):
+            _numeric_test(c.op, c.value)
+        else:
+            _string_test(c.op, c.value)
 
 
-def _sort_value(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return (1, 0.0)  # NaN above every number
-    if isinstance(value, int | float):
-        return (0, value)
-    return value
+_MISSING = 2  # order classes: 0 a value, 1 NaN (above every number), 2 no value (last either way)
 
 
-def sort_runs(runs: list[RunState], order: list[OrderClause]) -> list[RunState]:
-    """Order runs by the clauses, then start_time DESC, then run_id, as MLflow does."""
-    runs = sorted(runs, key=lambda r: r.run_id)
-    clauses = [*order, OrderClause("attribute", "start_time", ascending=False)]
-    for clause in reversed(clauses):
-        getter = _run_getter(clause.entity, clause.key)
-        present = [(r, getter(r)) for r in runs]
-        valued = [(r, _sort_value(v)) for r, v in present if v is not None]
-        missing = [r for r, v in present if v is None]
-        valued.sort(key=lambda pair: pair[1], reverse=not clause.ascending)
-        runs = [r for r, _v in valued] + missing
-    return runs
+def _order_keys(index: RunIndex, clause: OrderClause, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(class, value) of each row for one clause: ascending lexicographic order is the wanted order."""
+    column = index.column(clause.entity, clause.key)
+    if isinstance(column, StringColumn):
+        codes = column.codes[rows]
+        present = codes >= 0
+        ranks = column.ranks()[np.where(present, codes, 0)] if len(column.values) else np.zeros(len(rows), np.int64)
+        value = np.where(present, ranks if clause.ascending else -ranks, 0)
+        return np.where(present, 0, _MISSING).astype(np.int8), value
+    present = column.present[rows]
+    values = column.values[rows]
+    if values.dtype == np.float64:
+        nan = np.isnan(values)
+        number = present & ~nan
+        nan_class = 1 if clause.ascending else 0
+        number_class = 0 if clause.ascending else 1
+        cls = np.where(number, number_class, np.where(present, nan_class, _MISSING)).astype(np.int8)
+        return cls, np.where(number, values if clause.ascending else -values, 0.0)
+    cls = np.where(present, 0, _MISSING).astype(np.int8)
+    return cls, np.where(present, values if clause.ascending else ~values, 0)  # ~v: descending without overflow
+
+
+class RankedRuns:
+    """The runs one search matched, with their sort keys: ordered on demand, top-k first.
+
+    A snapshot: later pages of the same search slice it, whatever was written since (the keys
+    were copied out of the index when the search ran).
+    """
+
+    _FULL_SORT_BELOW = 4096
+
+    def __init__(self, index: RunIndex, rows: np.ndarray, order: list[OrderClause]) -> None:
+        clauses = [*order, OrderClause("attribute", "start_time", ascending=False)]
+        self._index = index
+        self._rows = rows
+        self._keys = [_order_keys(index, clause, rows) for clause in clauses]
+        self._run_ids = index.run_ids[rows]
+        self._ordered: np.ndarray | None = None  # positions, once fully sorted
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def page(self, offset: int, limit: int) -> list[str]:
+        """Run ids at positions ``offset .. offset + limit`` of the order."""
+        positions = self._top(offset + limit)[offset : offset + limit]
+        return [run_id.decode() for run_id in self._run_ids[positions]]
+
+    def _sorted(self, positions: np.ndarray) -> np.ndarray:
+        keys: list[np.ndarray] = [self._run_ids[positions]]  # the last tie-break: run id ascending
+        for cls, value in reversed(self._keys):
+            keys.extend((value[positions], cls[positions]))
+        return positions[np.lexsort(keys)]
+
+    def _top(self, k: int) -> np.ndarray:
+        n = len(self._rows)
+        if self._ordered is None and (n <= self._FULL_SORT_BELOW or 4 * k >= n):
+            self._ordered = self._sorted(np.arange(n))
+        if self._ordered is not None:
+            return self._ordered[:k]
+        return self._sorted(self._candidates(np.arange(n), 0, k))[:k]
+
+    def _candidates(self, positions: np.ndarray, clause: int, k: int) -> np.ndarray:
+        """A subset of ``positions`` holding its first ``k`` in the order (and few others).
+
+        Classes come in order; inside the class where the k-th row falls, a partition finds the
+        k-th value, every row below it is in, and the rows tied with it are narrowed by the next
+        clause the same way.
+        """
+        if len(positions) <= max(4 * k, 256) or clause == len(self._keys):
+            return positions
+        cls_all, value_all = self._keys[clause]
+        cls = cls_all[positions]
+        chosen: list[np.ndarray] = []
+        need = k
+        for group in (0, 1, _MISSING):
+            members = positions[cls == group]
+            if len(members) == 0:
+                continue
+            if len(members) <= need:
+                chosen.append(members)
+                need -= len(members)
+                if need == 0:
+                    break
+                continue
+            values = value_all[members]
+            kth = np.partition(values, need - 1)[need - 1]
+            below = members[values < kth]
+            chosen.append(below)
+            chosen.append(self._candidates(members[values == kth], clause + 1, need - len(below)))
+            break
+        return np.concatenate(chosen) if chosen else positions[:0]
+
+
+def search_run_index(
+    index: RunIndex,
+    experiment_ids: Sequence[str],
+    stages: set[str],
+    comparisons: list[Comparison],
+    order: list[OrderClause],
+) -> RankedRuns:
+    """The runs of ``experiment_ids`` in lifecycle ``stages`` matching every comparison."""
+    validate_run_filter(comparisons)
+    for clause in order:
+        _check_run_key(clause.entity, clause.key)
+    size = index.size
+    mask = np.isin(index.experiments.codes[:size], index.experiment_codes(list(experiment_ids)))
+    admitted = [code for stage, code in LIFECYCLE_CODES.items() if stage in stages]
+    mask &= np.isin(index.lifecycle[:size], np.array(admitted, dtype=np.int8))
+    for c in comparisons:
+        if not mask.any():
+            break
+        mask &= _run_mask(index, c, size)
+    return RankedRuns(index, np.flatnonzero(mask), order)
 
 
 # -- page tokens ------------------------------------------------------------------------------
@@ -384,29 +492,53 @@ def decode_token(token: str | None) -> dict[str, Any]:
     return payload
 
 
-class PinnedResults:
-    """Result orderings pinned by page tokens, so paging is stable while writes continue.
+class Ranked(Protocol):
+    """Ordered search results that hand out pages (a list of ids, or ``RankedRuns``)."""
 
-    A search that needs more than one page stores the ordered ids it found under a random
-    pin; the page token names the pin and an offset, and later pages slice that list. The
-    pins are a bounded LRU in this process: a token that outlives its pin (restart, another
-    replica, eviction) falls back to re-running the search and slicing at the offset.
+    def __len__(self) -> int: ...
+
+    def page(self, offset: int, limit: int) -> list[str]: ...
+
+
+class _RankedList:
+    def __init__(self, ids: list[str]) -> None:
+        self.ids = ids
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def page(self, offset: int, limit: int) -> list[str]:
+        return self.ids[offset : offset + limit]
+
+
+class PinnedResults:
+    """Search results pinned by page tokens, so paging is stable while writes continue.
+
+    A search that needs more than one page stores what it found under a random pin; the page
+    token names the pin and an offset, and later pages slice it. The pins are a bounded LRU in
+    this process (by count and by the results they hold): a token that outlives its pin
+    (restart, another replica, eviction) falls back to re-running the search and slicing at the
+    offset.
     """
 
-    def __init__(self, capacity: int = 256) -> None:
+    def __init__(self, capacity: int = 256, max_results_held: int = 4_000_000) -> None:
         self._capacity = capacity
-        self._pins: OrderedDict[str, tuple[str, list[str]]] = OrderedDict()
+        self._max_held = max_results_held
+        self._held = 0
+        self._pins: OrderedDict[str, tuple[str, Ranked]] = OrderedDict()
 
-    def pin(self, fingerprint: str, ids: list[str]) -> str:
-        """Remember ``ids`` for later pages; returns the pin id."""
+    def pin(self, fingerprint: str, results: Ranked) -> str:
+        """Remember ``results`` for later pages; returns the pin id."""
         pin_id = uuid.uuid4().hex[:16]
-        self._pins[pin_id] = (fingerprint, ids)
-        while len(self._pins) > self._capacity:
-            self._pins.popitem(last=False)
+        self._pins[pin_id] = (fingerprint, results)
+        self._held += len(results)
+        while len(self._pins) > 1 and (len(self._pins) > self._capacity or self._held > self._max_held):
+            _pin, (_fp, dropped) = self._pins.popitem(last=False)
+            self._held -= len(dropped)
         return pin_id
 
-    def get(self, pin_id: str | None, fingerprint: str) -> list[str] | None:
-        """The pinned ids, if the pin still exists and belongs to the same query."""
+    def get(self, pin_id: str | None, fingerprint: str) -> Ranked | None:
+        """The pinned results, if the pin still exists and belongs to the same query."""
         if pin_id is None:
             return None
         entry = self._pins.get(pin_id)
@@ -417,7 +549,7 @@ class PinnedResults:
 
 
 def paginate(
-    ids_now: Callable[[], list[str]],
+    results_now: Callable[[], list[str] | Ranked],
     *,
     fingerprint: str,
     max_results: int,
@@ -430,11 +562,16 @@ def paginate(
     if token and token.get("query") not in (None, fingerprint):
         raise InvalidArgumentError("Invalid page token: it belongs to a different search")
     pinned = pins.get(token.get("pin"), fingerprint)
-    ids = pinned if pinned is not None else ids_now()
-    page = ids[offset : offset + max_results]
-    if offset + max_results >= len(ids):
+    results: Ranked
+    if pinned is not None:
+        results = pinned
+    else:
+        found = results_now()
+        results = _RankedList(found) if isinstance(found, list) else found
+    page = results.page(offset, max_results)
+    if offset + max_results >= len(results):
         return page, None
-    pin_id = token.get("pin") if pinned is not None else pins.pin(fingerprint, ids)
+    pin_id = token.get("pin") if pinned is not None else pins.pin(fingerprint, results)
     return page, encode_token({"offset": offset + max_results, "pin": pin_id, "query": fingerprint})
 
 

@@ -48,16 +48,17 @@ from lakeops.entities import (
 from lakeops.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
 from lakeops.search import (
     PinnedResults,
+    RankedRuns,
     compile_experiment_filter,
     compile_logged_model_filter,
-    compile_run_filter,
     decode_token,
     encode_token,
     paginate,
     parse_filter,
     parse_order_by,
+    search_run_index,
     sort_experiments,
-    sort_runs,
+    validate_run_filter,
 )
 from lakeops.services.datasets import mlflow_io_rows
 from lakeops.stores.iceberg import IcebergStore, Rows
@@ -867,25 +868,21 @@ class TrackingService:
     ) -> RunPage:
         """Runs of the experiments matching MLflow's filter language, ordered, paged and pinned."""
         _check_max_results(max_results)
-        predicate = compile_run_filter(parse_filter(filter_string))
+        comparisons = parse_filter(filter_string)
         order = parse_order_by(order_by)
+        validate_run_filter(comparisons)
         experiment_ids = [str(e) for e in experiment_ids]
         fingerprint = hashlib.sha1(
             json.dumps([sorted(experiment_ids), filter_string, run_view_type.value, list(order_by or [])]).encode(),
             usedforsecurity=False,
         ).hexdigest()[:16]
+        stages = {stage.value for stage in LifecycleStage if run_view_type.admits(stage)}
 
-        def ids_now() -> list[str]:
-            state = self.state
-            candidates: list[RunState] = []
-            for experiment_id in experiment_ids:
-                candidates.extend(state.runs_by_experiment.get(experiment_id, {}).values())
-            stages = {stage.value for stage in LifecycleStage if run_view_type.admits(stage)}
-            matches = [r for r in candidates if r.lifecycle_stage in stages and predicate(r)]
-            return [r.run_id for r in sort_runs(matches, order)]
+        def results_now() -> RankedRuns:
+            return search_run_index(self.state.run_index, experiment_ids, stages, comparisons, order)
 
         page_ids, nxt = paginate(
-            ids_now, fingerprint=fingerprint, max_results=max_results, page_token=page_token, pins=self._pins
+            results_now, fingerprint=fingerprint, max_results=max_results, page_token=page_token, pins=self._pins
         )
         runs = self.state.runs
         return RunPage(runs=[_run_entity(runs[i]) for i in page_ids if i in runs], next_page_token=nxt)

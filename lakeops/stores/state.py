@@ -36,6 +36,7 @@ from catalog.tables import (
 from lakeops.stores.epochs import epoch_ints
 from lakeops.stores.lineage_state import LineageState
 from lakeops.stores.registry_state import REGISTRY_TABLE_NAMES, RegistryState  # -- model registry --
+from lakeops.stores.run_index import RunIndex
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,8 @@ class TrackingState:
         self.experiment_ids_by_name: dict[str, str] = {}
         self.runs: dict[str, RunState] = {}
         self.runs_by_experiment: dict[str, dict[str, RunState]] = {}
+        # The same runs as columns, for search (lakeops/stores/run_index.py).
+        self.run_index = RunIndex()
         self.logged_models: dict[str, LoggedModelState] = {}
         # Every version of every artifact path, oldest first; the last one is current.
         self.artifact_versions: dict[str, list[ArtifactVersionState]] = {}
@@ -203,6 +206,11 @@ class TrackingState:
         cols = rows.select(names).to_pydict()
         started = epoch_ints(rows.column("started_at"), "ms")
         ended = epoch_ints(rows.column("ended_at"), "ms")
+        with self.run_index.lock:
+            self._fold_runs(cols, started, ended)
+
+    def _fold_runs(self, cols: dict[str, list[Any]], started: list[int | None], ended: list[int | None]) -> None:
+        index = self.run_index
         for i, run_id in enumerate(cols["run_id"]):
             old = self.runs.get(run_id)
             run = RunState(
@@ -224,33 +232,42 @@ class TrackingState:
                     self.runs_by_experiment.get(old.experiment_id, {}).pop(run_id, None)
             self.runs[run_id] = run
             self.runs_by_experiment.setdefault(run.experiment_id, {})[run_id] = run
+            index.upsert_run(run)
 
     def _apply_tags(self, rows: pa.Table | pa.RecordBatch) -> pa.Table | None:
         cols = rows.select(["entity_type", "entity_id", "key", "value", "is_deleted"]).to_pydict()
         missing: list[int] = []
         parents: dict[str, Any] = {"run": self.runs, "experiment": self.experiments, "logged_model": self.logged_models}
-        for i, entity_id in enumerate(cols["entity_id"]):
-            entity: RunState | ExperimentState | LoggedModelState | None = parents[cols["entity_type"][i]].get(
-                entity_id
-            )
-            if entity is None:
-                missing.append(i)
-                continue
-            if cols["is_deleted"][i]:
-                entity.tags.pop(cols["key"][i], None)
-            else:
-                entity.tags[cols["key"][i]] = cols["value"][i] or ""
+        index = self.run_index
+        with index.lock:
+            for i, entity_id in enumerate(cols["entity_id"]):
+                entity_type = cols["entity_type"][i]
+                entity: RunState | ExperimentState | LoggedModelState | None = parents[entity_type].get(entity_id)
+                if entity is None:
+                    missing.append(i)
+                    continue
+                key = cols["key"][i]
+                value = None if cols["is_deleted"][i] else cols["value"][i] or ""
+                if value is None:
+                    entity.tags.pop(key, None)
+                else:
+                    entity.tags[key] = value
+                if entity_type == "run":
+                    index.set_value("tag", key, entity, value)  # type: ignore[arg-type]
         return _take(rows, missing)
 
     def _apply_params(self, rows: pa.Table | pa.RecordBatch) -> pa.Table | None:
         cols = rows.select(["run_id", "key", "value"]).to_pydict()
         missing: list[int] = []
-        for i, run_id in enumerate(cols["run_id"]):
-            run = self.runs.get(run_id)
-            if run is None:
-                missing.append(i)
-            else:
-                run.params.setdefault(cols["key"][i], cols["value"][i])
+        index = self.run_index
+        with index.lock:
+            for i, run_id in enumerate(cols["run_id"]):
+                run = self.runs.get(run_id)
+                if run is None:
+                    missing.append(i)
+                elif (key := cols["key"][i]) not in run.params:  # params are immutable: the first value stays
+                    run.params[key] = cols["value"][i]
+                    index.set_value("param", key, run, cols["value"][i])
         return _take(rows, missing)
 
     def _apply_metrics(self, rows: pa.Table | pa.RecordBatch) -> pa.Table | None:
@@ -261,16 +278,20 @@ class TrackingState:
         stamps = epoch_ints(rows.column("recorded_at"), "ms")
         missing: list[int] = []
         run: RunState | None = None
-        for i, run_id in enumerate(run_ids):
-            if run is None or run.run_id != run_id:
-                run = self.runs.get(run_id)
-                if run is None:
-                    missing.append(i)
-                    continue
-            key, ts, value = keys[i], stamps[i], values[i]
-            current = run.metrics.get(key)
-            if current is None or metric_rank(ts, value, steps[i]) > metric_rank(current[0], current[1], current[2]):  # type: ignore[arg-type]
-                run.metrics[key] = (ts, value, steps[i])  # type: ignore[assignment]
+        index = self.run_index
+        with index.lock:
+            for i, run_id in enumerate(run_ids):
+                if run is None or run.run_id != run_id:
+                    run = self.runs.get(run_id)
+                    if run is None:
+                        missing.append(i)
+                        continue
+                key, ts, value = keys[i], stamps[i], values[i]
+                current = run.metrics.get(key)
+                newer = current is None or metric_rank(ts, value, steps[i]) > metric_rank(*current)  # type: ignore[arg-type]
+                if newer:
+                    run.metrics[key] = (ts, value, steps[i])  # type: ignore[assignment]
+                    index.set_value("metric", key, run, value)
         return _take(rows, missing)
 
     def _apply_logged_models(self, rows: pa.Table | pa.RecordBatch) -> None:

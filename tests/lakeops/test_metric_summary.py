@@ -32,6 +32,16 @@ def _log_sweep(tracking: TrackingService, store: IcebergStore, commits: int = 3)
     return runs
 
 
+def _crash(store: IcebergStore) -> None:
+    """Stop the store as a crash would: its committer does no further round (one still running
+    when the test drops a table could otherwise commit into the table the next process creates)."""
+    store._stop.set()
+    store._wake.set()
+    if store._committer is not None:
+        store._committer.join()
+    store.wal.close()
+
+
 def _latest(tracking: TrackingService, runs: list[str]) -> dict[tuple[str, str], tuple[float, int, int]]:
     found = {}
     for run_id in runs:
@@ -114,8 +124,7 @@ def test_a_lake_from_before_the_summary_is_backfilled_once(store: IcebergStore, 
     tracking.log_batch(runs[0], metrics=[("loss", -7.0, 9_999, 99)])  # logged, not committed: replayed later
     before = _latest(tracking, runs)
     settings = store.settings
-    store.wal.close()  # a crash: the last batch lives only in the write-ahead log
-    store._stop.set()
+    _crash(store)  # the last batch lives only in the write-ahead log
     store.catalog.drop_table((settings.namespace, METRIC_LATEST.name))  # as on a lake written by an older lakeops
     reopened = open_store(settings)
     try:
@@ -145,8 +154,7 @@ def test_a_crash_between_the_points_and_their_summary_loses_nothing(lake_setting
         queue = store._queues[METRICS.name]
         queue.inflight, queue.pending = queue.pending, []
     store._commit_table(METRICS.name, queue.inflight)
-    store.wal.close()
-    store._stop.set()
+    _crash(store)
     reopened = open_store(lake_settings)
     try:
         assert TrackingService(reopened).get_run(run_id).metrics["m"].value == 9.0

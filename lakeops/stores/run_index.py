@@ -1,0 +1,224 @@
+"""Runs as columns: what run search filters and orders on, kept as numpy arrays beside the state.
+
+The state keeps one ``RunState`` per run for reads of single runs; search over 100k or 1M runs
+needs the opposite shape, one array per searchable value, so that a filter is a few vectorised
+comparisons and a top-100 is a partition instead of a full sort (``lakeops/search.py`` evaluates
+queries on it). Every run gets a row number the first time it is seen; rows are never removed
+(a deleted run changes its lifecycle stage), so a row number names the same run forever.
+
+Always kept: run id, experiment, lifecycle stage and start time (every search uses them). Param,
+tag, metric and other attribute columns are built on first use from the ``RunState`` objects and
+maintained from then on by the state's fold; at most ``max_columns`` of them are kept (least
+recently used dropped, rebuilt when asked for again), so memory stays O(runs x columns in use),
+not O(runs x every key ever logged).
+
+Written by our own code rather than kept in polars or DuckDB: the state changes a few rows at a
+time (a metric here, a tag there) and both of those are built for bulk, immutable columns, where
+each small update would copy or re-append a whole column.
+
+Concurrency: the fold (writers) and column builds hold ``lock``; searches read without it. Arrays
+only grow by replacement (a search keeps the array it took) and single cells are overwritten in
+place, so a search sees each run either before or after a concurrent write, as with the objects.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from lakeops.stores.state import RunState
+
+LIFECYCLE_CODES = {"active": 0, "deleted": 1}
+_NUMERIC_ATTRIBUTES = ("start_time", "end_time")
+
+
+def _grown(array: np.ndarray, size: int, fill: Any) -> np.ndarray:
+    """``array`` with room for at least ``size`` rows (doubling), new cells set to ``fill``."""
+    if size <= len(array):
+        return array
+    out = np.full(max(size, 2 * len(array), 1024), fill, dtype=array.dtype)
+    out[: len(array)] = array
+    return out
+
+
+class NumericColumn:
+    """One float (metrics) or integer (start/end time) value per row, with a presence flag."""
+
+    def __init__(self, dtype: type) -> None:
+        self.values: np.ndarray = np.zeros(0, dtype=dtype)
+        self.present = np.zeros(0, dtype=bool)
+
+    def reserve(self, size: int) -> None:
+        self.values = _grown(self.values, size, 0)
+        self.present = _grown(self.present, size, False)
+
+    def set(self, row: int, value: float | int | None) -> None:
+        if value is None:
+            self.present[row] = False
+        else:
+            self.values[row] = value
+            self.present[row] = True
+
+
+class StringColumn:
+    """One string per row, dictionary-encoded: ``codes[row]`` indexes ``values`` (-1 = missing).
+
+    Filters are evaluated once per distinct value and mapped over the codes; ordering uses the
+    rank of each distinct value, cached until a new distinct value arrives.
+    """
+
+    def __init__(self) -> None:
+        self.codes = np.zeros(0, dtype=np.int32)
+        self.values: list[str] = []
+        self.code_of: dict[str, int] = {}
+        self._ranks: np.ndarray | None = None
+
+    def reserve(self, size: int) -> None:
+        self.codes = _grown(self.codes, size, -1)
+
+    def code(self, value: str) -> int:
+        code = self.code_of.get(value)
+        if code is None:
+            code = self.code_of[value] = len(self.values)
+            self.values.append(value)
+        return code
+
+    def set(self, row: int, value: str | None) -> None:
+        self.codes[row] = -1 if value is None else self.code(value)
+
+    def ranks(self) -> np.ndarray:
+        """Rank of each code in Python's string order (what ``sorted`` gives)."""
+        ranks = self._ranks
+        count = len(self.values)
+        if ranks is None or len(ranks) != count:
+            order = sorted(range(count), key=self.values.__getitem__)
+            ranks = np.empty(count, dtype=np.int64)
+            ranks[np.array(order, dtype=np.int64)] = np.arange(count, dtype=np.int64)
+            self._ranks = ranks
+        return ranks
+
+
+Column = NumericColumn | StringColumn
+ColumnKey = tuple[str, str]  # (entity, key): ("metric", "acc"), ("param", "lr"), ("attribute", "status")
+
+
+def _reader(entity: str, key: str) -> Callable[[RunState], Any]:
+    if entity == "metric":
+
+        def metric(run: RunState) -> float | None:
+            latest = run.metrics.get(key)
+            return None if latest is None else latest[1]
+
+        return metric
+    if entity == "param":
+        return lambda run: run.params.get(key)
+    if entity == "tag":
+        return lambda run: run.tags.get(key)
+    return lambda run: getattr(run, key)
+
+
+class RunIndex:
+    """The searchable columns of every run, by row number."""
+
+    def __init__(self, max_columns: int = 64) -> None:
+        self.lock = threading.RLock()
+        self.size = 0
+        self.runs: list[RunState] = []  # row -> current RunState
+        self.row_of: dict[str, int] = {}
+        self.run_ids = np.zeros(0, dtype="S32")  # UTF-8 bytes: byte order is code-point order
+        self.experiments = StringColumn()
+        self.lifecycle = np.zeros(0, dtype=np.int8)  # LIFECYCLE_CODES; -1 for any other stage
+        self.start_time = NumericColumn(np.int64)
+        self.max_columns = max_columns
+        self._columns: OrderedDict[ColumnKey, Column] = OrderedDict()
+        self._attribute_columns: dict[str, Column] = {}
+
+    # -- maintained by the state's fold (callers hold ``lock``) -------------------------------
+
+    def upsert_run(self, run: RunState) -> None:
+        """A run's row (appended the first time) with its attributes as of ``run``."""
+        row = self.row_of.get(run.run_id)
+        if row is None:
+            row = self.size
+            self._reserve(row + 1)
+            encoded = run.run_id.encode()
+            if len(encoded) > self.run_ids.dtype.itemsize:
+                self.run_ids = self.run_ids.astype(f"S{len(encoded)}")
+            self.run_ids[row] = encoded
+            self.row_of[run.run_id] = row
+            self.runs.append(run)
+            self.size = row + 1
+        else:
+            self.runs[row] = run
+        self.experiments.set(row, run.experiment_id)
+        self.lifecycle[row] = LIFECYCLE_CODES.get(run.lifecycle_stage, -1)
+        self.start_time.set(row, run.start_time)
+        for key, column in self._attribute_columns.items():
+            column.set(row, getattr(run, key))
+
+    def set_value(self, entity: str, key: str, run: RunState, value: Any) -> None:
+        """A param, tag or metric of a run changed (``None``: removed); only cached columns care."""
+        column = self._columns.get((entity, key))
+        if column is not None:
+            column.set(self.row_of[run.run_id], value)
+
+    def _reserve(self, size: int) -> None:
+        if size <= len(self.lifecycle):
+            return
+        self.run_ids = _grown(self.run_ids, size, b"")
+        self.lifecycle = _grown(self.lifecycle, size, -1)
+        self.experiments.reserve(size)
+        self.start_time.reserve(size)
+        for column in self._columns.values():
+            column.reserve(size)
+
+    # -- read by search --------------------------------------------------------------------
+
+    def column(self, entity: str, key: str) -> Column:
+        """The column of ``entity.key``, built from the runs on first use."""
+        if entity == "attribute" and key == "start_time":
+            return self.start_time
+        if entity == "attribute" and key == "experiment_id":
+            return self.experiments
+        with self.lock:
+            column = self._columns.get((entity, key))
+            if column is not None:
+                self._columns.move_to_end((entity, key))
+                return column
+            column = self._build(entity, key)
+            self._columns[(entity, key)] = column
+            if entity == "attribute":
+                self._attribute_columns[key] = column
+            while len(self._columns) > self.max_columns:
+                (old_entity, old_key), _ = self._columns.popitem(last=False)
+                if old_entity == "attribute":
+                    self._attribute_columns.pop(old_key, None)
+            return column
+
+    def _build(self, entity: str, key: str) -> Column:
+        read = _reader(entity, key)
+        size = self.size
+        column: Column
+        if entity == "metric" or (entity == "attribute" and key in _NUMERIC_ATTRIBUTES):
+            column = NumericColumn(np.float64 if entity == "metric" else np.int64)
+            column.reserve(len(self.lifecycle))
+            values = [read(run) for run in self.runs[:size]]
+            present = np.fromiter((v is not None for v in values), dtype=bool, count=size)
+            column.present[:size] = present
+            column.values[:size] = [0 if v is None else v for v in values]
+        else:
+            column = StringColumn()
+            column.reserve(len(self.lifecycle))
+            code = column.code
+            column.codes[:size] = [-1 if (v := read(run)) is None else code(v) for run in self.runs[:size]]
+        return column
+
+    def experiment_codes(self, experiment_ids: list[str]) -> np.ndarray:
+        """Codes of the experiments that have runs (others match nothing)."""
+        code_of = self.experiments.code_of
+        return np.array([code_of[e] for e in experiment_ids if e in code_of], dtype=np.int32)
