@@ -186,7 +186,19 @@ def mlflow_logged_model(model: LoggedModel) -> dict[str, Any]:
         value = getattr(model, key)
         if value is not None:
             info[key] = value
-    return {"info": info, "data": {"params": kv(model.params), "metrics": []}}
+    metrics = [
+        {
+            "key": m.key,
+            "value": json_float(m.value),
+            "timestamp": m.timestamp,
+            "step": m.step,
+            "run_id": m.run_id,
+            "model_id": m.model_id,
+            **{k: v for k, v in (("dataset_name", m.dataset_name), ("dataset_digest", m.dataset_digest)) if v},
+        }
+        for m in model.metrics
+    ]
+    return {"info": info, "data": {"params": kv(model.params), "metrics": metrics}}
 
 
 def native_run(run: Run) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from importlib.metadata import version
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.encoding import JSONBody
@@ -50,6 +51,8 @@ from lakeops.sql import SqlEngine
 from lakeops.stores import open_store
 
 MLFLOW_PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
+# The MLflow release whose REST protocol lakeops speaks (answered at GET /version, as MLflow does).
+MLFLOW_PROTOCOL_VERSION = "3.17.2"
 MLFLOW_ARTIFACT_UPLOADS = "/api/2.0/mlflow-artifacts/artifacts/"
 
 
@@ -175,9 +178,15 @@ def create_app(
 
     app.include_router(portal.router)
 
-    @app.get("/version", tags=["service"])
+    @app.get("/version", tags=["mlflow"], response_class=PlainTextResponse)
+    def mlflow_version() -> str:
+        # What an MLflow server answers: its version as plain text. The stock client reads it before
+        # exporting spans (it needs >= 3.4), so lakeops answers the MLflow protocol version it speaks.
+        return MLFLOW_PROTOCOL_VERSION
+
+    @app.get("/api/v1/version", tags=["service"])
     def service_version() -> dict[str, Any]:
-        return {"lakeops": version("lakeops"), **settings.describe()}
+        return {"lakeops": version("lakeops"), "mlflow_protocol": MLFLOW_PROTOCOL_VERSION, **settings.describe()}
 
     @app.get("/api/3.0/mlflow/server-info", tags=["mlflow"])
     def server_info() -> dict[str, Any]:

@@ -227,6 +227,29 @@ LOGGED_MODEL_CHANGES = TableDef(
     ),
 )
 
+LOGGED_MODEL_METRICS = TableDef(
+    name="logged_model_metrics",
+    code=9,
+    # A metric point logged with a model_id (MLflow 3): kept in ``metrics`` for its run and here for
+    # its model, so a logged model's metrics are read by model without scanning the metric points.
+    # Read on demand, never folded into the in-memory state.
+    schema=Schema(
+        _f(1, "model_id", StringType(), required=True),
+        _f(2, "run_id", StringType(), required=True),
+        _f(3, "key", StringType(), required=True),
+        _f(4, "value", DoubleType(), required=True, doc="NaN and +-inf allowed"),
+        _f(5, "recorded_at", TimestamptzType(), required=True, doc="the client's timestamp (ms precision)"),
+        _f(6, "step", LongType(), required=True),
+        _f(7, "dataset_name", StringType()),
+        _f(8, "dataset_digest", StringType()),
+    ),
+    sort_columns=("model_id", "key", "step"),
+    sort_order=SortOrder(
+        SortField(source_id=1, transform=IdentityTransform()),
+        SortField(source_id=3, transform=IdentityTransform()),
+    ),
+)
+
 RUN_IO = TableDef(
     name="run_io",
     code=6,
@@ -518,6 +541,7 @@ TABLES: tuple[TableDef, ...] = (
     PARAMS,
     METRICS,
     METRIC_LATEST,
+    LOGGED_MODEL_METRICS,
     RUN_IO,
     ARTIFACT_VERSIONS,
     # -- model registry --
@@ -543,4 +567,4 @@ TABLES_BY_CODE: dict[int, TableDef] = {t.code: t for t in TABLES}
 TABLES_BY_NAME: dict[str, TableDef] = {t.name: t for t in TABLES}
 # Tables read from the lake on demand, with pruning, and never folded into the in-memory state:
 # their rows grow with the data (one per checkpoint, per stored object), not with the entities.
-ON_DEMAND_TABLES: frozenset[str] = frozenset({CHECKPOINT_CHANGES.name, COMMENT_CHANGES.name})
+ON_DEMAND_TABLES: frozenset[str] = frozenset({CHECKPOINT_CHANGES.name, COMMENT_CHANGES.name, LOGGED_MODEL_METRICS.name})

@@ -137,6 +137,21 @@ class LoggedModel:
     last_update_time: int
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    metrics: list[ModelMetric] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelMetric:
+    """A metric point logged with a ``model_id``: shown on the logged model, as MLflow 3 does."""
+
+    key: str
+    value: float
+    timestamp: int
+    step: int
+    run_id: str
+    model_id: str
+    dataset_name: str | None = None
+    dataset_digest: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

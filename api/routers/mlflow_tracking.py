@@ -47,6 +47,12 @@ class MetricIn(_Req):
     value: float
     timestamp: int
     step: int = 0
+    model_id: str | None = None
+    dataset_name: str | None = None
+    dataset_digest: str | None = None
+
+    def model_link(self) -> tuple[str | None, str | None, str | None]:
+        return (self.model_id or None, self.dataset_name, self.dataset_digest)
 
 
 class CreateExperiment(_Req):
@@ -282,7 +288,9 @@ def get_run(tracking: TrackingDep, run_id: str | None = None, run_uuid: str | No
 
 @router.post("/runs/log-metric")
 def log_metric(body: LogMetric, tracking: TrackingDep) -> dict[str, Any]:
-    tracking.log_batch(body.id(), metrics=[(body.key, body.value, body.timestamp, body.step)])
+    tracking.log_batch(
+        body.id(), metrics=[(body.key, body.value, body.timestamp, body.step)], metric_models=[body.model_link()]
+    )
     return {}
 
 
@@ -325,6 +333,7 @@ def log_batch(body: LogBatch, tracking: TrackingDep) -> dict[str, Any]:
         metrics=[(m.key, m.value, m.timestamp, m.step) for m in body.metrics],
         params=[(p.key, p.value or "") for p in body.params],
         tags=[(t.key, t.value or "") for t in body.tags],
+        metric_models=[m.model_link() for m in body.metrics],
     )
     return {}
 

@@ -673,7 +673,7 @@ class RegistryService:
             edges = [
                 LineageEdge(kind, source_id, NodeKind.MODEL_VERSION, node, Relation.PRODUCED)
                 for kind, source_id in ((NodeKind.RUN, source_run_id), (NodeKind.LOGGED_MODEL, logged_model_id))
-                if source_id
+                if source_id and (kind != NodeKind.RUN or source_id in state.runs)  # no edge from an unknown run
             ]
             if edges:
                 rows[LINEAGE_EDGES.name] = lineage_edge_rows(edges, actor=self.actor, created_at_us=now * 1000)
@@ -691,16 +691,15 @@ class RegistryService:
             if logged is None:
                 raise NotFoundError(f"Logged model with ID '{model_id}' not found", details={"model_id": model_id})
             run_id = run_id or logged.source_run_id
-        if run_id and run_id not in state.runs:
-            raise NotFoundError(f"Run with id={run_id} not found", details={"run_id": run_id})
+        # A run this server does not know (logged to another tracking server, or deleted for good)
+        # is accepted as MLflow accepts it: the version keeps the id, the source stays as given.
         location = source
         if source.startswith("runs:/"):
             source_run, _, path = source[len("runs:/") :].partition("/")
-            run = state.runs.get(source_run)
-            if run is None:
-                raise NotFoundError(f"Run with id={source_run} not found", details={"run_id": source_run})
             run_id = run_id or source_run
-            location = f"{run.artifact_uri}/{path}".rstrip("/")
+            run = state.runs.get(source_run)
+            if run is not None:
+                location = f"{run.artifact_uri}/{path}".rstrip("/")
         elif source.startswith("models:/"):
             ref = source[len("models:/") :].strip("/")
             logged = state.logged_models.get(ref)

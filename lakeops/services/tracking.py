@@ -14,16 +14,20 @@ import json
 import math
 import re
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from pyiceberg.expressions import BooleanExpression, In
 
 from catalog.tables import (
     EXPERIMENT_CHANGES,
     LOGGED_MODEL_CHANGES,
+    LOGGED_MODEL_METRICS,
     METRICS,
     PARAMS,
     RUN_CHANGES,
@@ -39,6 +43,7 @@ from lakeops.entities import (
     LoggedModelStatus,
     Metric,
     MetricHistoryPage,
+    ModelMetric,
     Run,
     RunInfo,
     RunPage,
@@ -61,6 +66,7 @@ from lakeops.search import (
     validate_run_filter,
 )
 from lakeops.services.datasets import mlflow_io_rows
+from lakeops.stores.epochs import epoch_ints
 from lakeops.stores.iceberg import IcebergStore, Rows
 from lakeops.stores.state import ExperimentState, LoggedModelState, RunState, TrackingState
 
@@ -76,6 +82,10 @@ RUN_NAME_TAG = "mlflow.runName"
 
 ARTIFACT_ROOT = "mlflow-artifacts:"
 LOGGED_MODEL_TAG = "logged_model"
+# pyiceberg's pydantic-generated signature for In confuses mypy; this is its documented call form.
+_in = cast(Callable[[str, Any], BooleanExpression], In)
+# (model_id, dataset_name, dataset_digest) of a metric point; model_id None for a run-only point.
+MetricModelLink = tuple[str | None, str | None, str | None]
 
 # Timestamps are stored as microseconds and read back as datetimes: years 1 to 9999.
 MIN_TIMESTAMP_MS = -62_135_596_800_000
@@ -253,6 +263,7 @@ class TrackingService:
         if len(name) > MAX_EXPERIMENT_NAME_LENGTH:
             raise InvalidArgumentError(f"Invalid experiment name: longer than {MAX_EXPERIMENT_NAME_LENGTH} characters")
         clean_tags = {validate_key("tag", k): _validate_text("tag", v, MAX_TAG_VALUE_LENGTH) for k, v in tags.items()}
+        artifact_location = absolute_location(artifact_location) if artifact_location else None
         now = self._now_ms()
 
         def build(state: TrackingState) -> Rows:
@@ -511,8 +522,18 @@ class TrackingService:
         metrics: Iterable[tuple[str, float, int, int] | Metric] = (),
         params: Mapping[str, Any] | Iterable[tuple[str, Any]] = (),
         tags: Mapping[str, str] | Iterable[tuple[str, str]] = (),
+        metric_models: Sequence[MetricModelLink] = (),
     ) -> None:
-        """Log metrics, params and tags of one run atomically: all are stored, or none."""
+        """Log metrics, params and tags of one run atomically: all are stored, or none.
+
+        ``metric_models``, when given, holds one ``(model_id, dataset_name, dataset_digest)`` per
+        metric (all None for a point of the run alone): a point with a model_id also shows on that
+        logged model, as MLflow 3 does.
+
+        Raises:
+            NotFoundError: no such run, or no such logged model.
+            InvalidArgumentError: a bad key or value, a param changed.
+        """
         seen: set[str] = set()
         points = [
             validate_metric(m.key, m.value, m.timestamp, m.step, known_keys=seen)
@@ -520,6 +541,7 @@ class TrackingService:
             else validate_metric(*m, known_keys=seen)
             for m in metrics
         ]
+        linked = [(p, link) for p, link in zip(points, metric_models, strict=False) if link[0]]
         param_items = list(params.items()) if isinstance(params, Mapping) else list(params)
         new_params: dict[str, str] = {}
         for key, value in param_items:
@@ -563,6 +585,10 @@ class TrackingService:
                 rows[TAG_CHANGES.name] = self._tag_rows("run", run_id, new_tags)
             if metric_batch is not None:
                 rows[METRICS.name] = metric_batch
+            if linked:
+                for _point, (model_id, _n, _d) in linked:
+                    self._logged_model(state, str(model_id))
+                rows[LOGGED_MODEL_METRICS.name] = _model_metric_batch(run_id, linked)
             return rows
 
         self.store.write(build)
@@ -725,15 +751,52 @@ class TrackingService:
         self.store.write(build)
         return self.get_logged_model(model_id)
 
-    def _logged_model(self, state: TrackingState, model_id: str, *, allow_deleted: bool = True) -> LoggedModelState:
+    def _logged_model(self, state: TrackingState, model_id: str, *, allow_deleted: bool = False) -> LoggedModelState:
+        """A logged model; a deleted one is not found (as on an MLflow server) unless ``allow_deleted``."""
         model = state.logged_models.get(model_id)
         if model is None or (not allow_deleted and model.lifecycle_stage != LifecycleStage.ACTIVE):
             raise NotFoundError(f"Logged model with ID '{model_id}' not found", details={"model_id": model_id})
         return model
 
-    def get_logged_model(self, model_id: str, *, allow_deleted: bool = True) -> LoggedModel:
-        """A logged model by id."""
-        return _logged_model_entity(self._logged_model(self.state, model_id, allow_deleted=allow_deleted))
+    def get_logged_model(self, model_id: str, *, allow_deleted: bool = False) -> LoggedModel:
+        """A logged model by id (a deleted one only with ``allow_deleted``), with its metrics.
+
+        Raises:
+            NotFoundError: no such model (or it is deleted).
+        """
+        model = self._logged_model(self.state, model_id, allow_deleted=allow_deleted)
+        return _logged_model_entity(model, self._model_metrics([model_id]).get(model_id, []))
+
+    def _model_metrics(self, model_ids: Sequence[str]) -> dict[str, list[ModelMetric]]:
+        """The metric points logged with each of ``model_ids`` (read from the lake, pruned by model)."""
+        if not model_ids:
+            return {}
+        wanted = pa.array(list(model_ids), pa.string())
+        rows = self.store.scan_with_pending(
+            LOGGED_MODEL_METRICS.name,
+            _in("model_id", list(model_ids)),
+            lambda t: pc.is_in(t["model_id"], value_set=wanted),
+        )
+        found: dict[str, list[ModelMetric]] = {}
+        if rows.num_rows == 0:
+            return found
+        rows = rows.sort_by([("model_id", "ascending"), ("key", "ascending"), ("step", "ascending")])
+        data = rows.select(["model_id", "run_id", "key", "value", "step", "dataset_name", "dataset_digest"]).to_pydict()
+        stamps = epoch_ints(rows.column("recorded_at"), "ms")
+        for i, model_id in enumerate(data["model_id"]):
+            found.setdefault(model_id, []).append(
+                ModelMetric(
+                    key=data["key"][i],
+                    value=data["value"][i],
+                    timestamp=stamps[i] or 0,
+                    step=data["step"][i],
+                    run_id=data["run_id"][i],
+                    model_id=model_id,
+                    dataset_name=data["dataset_name"][i],
+                    dataset_digest=data["dataset_digest"][i],
+                )
+            )
+        return found
 
     def _update_logged_model(self, model_id: str, operation: str, **changes: Any) -> LoggedModel:
         def build(state: TrackingState) -> Rows:
@@ -741,7 +804,7 @@ class TrackingService:
             return {LOGGED_MODEL_CHANGES.name: self._logged_model_row(_replace(model, **changes), operation)}
 
         self.store.write(build)
-        return self.get_logged_model(model_id)
+        return self.get_logged_model(model_id, allow_deleted=True)
 
     def finalize_logged_model(self, model_id: str, status: LoggedModelStatus | str) -> LoggedModel:
         """Mark a logged model READY or FAILED."""
@@ -813,7 +876,8 @@ class TrackingService:
         offset = int(decode_token(page_token).get("offset", 0))
         page = found[offset : offset + max_results]
         nxt = encode_token({"offset": offset + max_results}) if offset + max_results < len(found) else None
-        return [_logged_model_entity(m) for m in page], nxt
+        metrics = self._model_metrics([m.model_id for m in page])
+        return [_logged_model_entity(m, metrics.get(m.model_id, [])) for m in page], nxt
 
     # -- reads -----------------------------------------------------------------------------------
 
@@ -891,6 +955,19 @@ class TrackingService:
 # -- helpers ----------------------------------------------------------------------------------
 
 
+def absolute_location(location: str) -> str:
+    """A relative local path (``artifacts``, ``file:artifacts``) made absolute against the working
+    directory, as an MLflow server does with an experiment's ``artifact_location``; URIs pass as given."""
+    parsed = urllib.parse.urlsplit(location)
+    if parsed.scheme not in ("", "file") or (len(parsed.scheme) == 1 and location[1:2] == ":"):
+        return location
+    path = parsed.path if parsed.scheme == "file" else location
+    if PurePosixPath(path).is_absolute() or parsed.netloc:
+        return location
+    absolute = (Path.cwd() / path).as_posix()
+    return urllib.parse.urlunsplit(("file", "", absolute, parsed.query, parsed.fragment)) if parsed.scheme else absolute
+
+
 def _default_actor() -> str:
     try:
         return getpass.getuser()
@@ -919,6 +996,24 @@ def _metric_batch(run_id: str, points: list[tuple[str, float, int, int]]) -> pa.
             "value": values,
             "recorded_at": [t * 1000 for t in stamps],
             "step": steps,
+        },
+    )
+
+
+def _model_metric_batch(
+    run_id: str, linked: list[tuple[tuple[str, float, int, int], MetricModelLink]]
+) -> pa.RecordBatch:
+    return _batch(
+        LOGGED_MODEL_METRICS,
+        {
+            "model_id": [link[0] for _p, link in linked],
+            "run_id": [run_id] * len(linked),
+            "key": [p[0] for p, _l in linked],
+            "value": [p[1] for p, _l in linked],
+            "recorded_at": [p[2] * 1000 for p, _l in linked],
+            "step": [p[3] for p, _l in linked],
+            "dataset_name": [link[1] or None for _p, link in linked],
+            "dataset_digest": [link[2] or None for _p, link in linked],
         },
     )
 
@@ -995,8 +1090,9 @@ def _run_entity(run: RunState) -> Run:
     )
 
 
-def _logged_model_entity(model: LoggedModelState) -> LoggedModel:
+def _logged_model_entity(model: LoggedModelState, metrics: list[ModelMetric] | None = None) -> LoggedModel:
     return LoggedModel(
+        metrics=metrics or [],
         model_id=model.model_id,
         experiment_id=model.experiment_id,
         name=model.name,

@@ -136,8 +136,6 @@ def test_versions_from_run_and_logged_model(store: IcebergStore, tracking: Track
     versions_before = dict(store.state.registry.versions)
     with pytest.raises(InvalidArgumentError, match="pass its model_id"):
         registry.create_model_version("fraud", f"models:/{logged.model_id}")
-    with pytest.raises(NotFoundError, match="Run with id=nope not found"):
-        registry.create_model_version("fraud", "s3://bucket/model", run_id="nope")
     with pytest.raises(NotFoundError, match="Logged model with ID 'm-nope' not found"):
         registry.create_model_version("fraud", "models:/m-nope", model_id="m-nope")
     with pytest.raises(NotFoundError, match="name=ghost not found"):
@@ -158,6 +156,10 @@ def test_versions_from_run_and_logged_model(store: IcebergStore, tracking: Track
         registry.get_model_version("fraud", "one")
     with pytest.raises(NotFoundError, match=r"version=99\) not found"):
         registry.get_model_version("fraud", 99)
+    # A run this server does not know is accepted, as MLflow accepts it: the source stays as given.
+    foreign = registry.create_model_version("fraud", "runs:/elsewhere/model", run_id="elsewhere")
+    assert (foreign.run_id, foreign.source) == ("elsewhere", "runs:/elsewhere/model")
+    assert registry.get_model_version_download_uri("fraud", foreign.version) == "runs:/elsewhere/model"
 
 
 def test_aliases_move_and_time_travel(store: IcebergStore) -> None:
