@@ -14,6 +14,7 @@ from lakeops.services.artifacts import ArtifactService
 from lakeops.services.checkpoints import CheckpointService
 from lakeops.services.comments import CommentService
 from lakeops.services.datasets import DatasetService
+from lakeops.services.iceberg_rest import IcebergCatalogService
 from lakeops.services.lineage import LineageService
 from lakeops.services.openlineage import OpenLineageService
 from lakeops.services.queries import SavedQueryService
@@ -46,3 +47,4 @@ SqlDep = Annotated[SqlEngine, Depends(_from_state("sql"))]
 SavedQueriesDep = Annotated[SavedQueryService, Depends(_from_state("saved_queries"))]
 HealthDep = Annotated[HealthMonitor, Depends(_from_state("health"))]
 CommentsDep = Annotated[CommentService, Depends(_from_state("comments"))]
+IcebergCatalogDep = Annotated[IcebergCatalogService, Depends(_from_state("iceberg_catalog"))]

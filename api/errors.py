@@ -1,7 +1,8 @@
 """One table from domain error to HTTP status, and the handlers that apply it.
 
 Native routes answer ``{"error": {"code", "message", "details"}}``; MLflow routes answer
-MLflow's ``{"error_code", "message"}``, because the stock client reads those codes.
+MLflow's ``{"error_code", "message"}``, because the stock client reads those codes; the Iceberg REST
+catalog's routes answer the spec's ``{"error": {"message", "type", "code"}}``.
 """
 
 from __future__ import annotations
@@ -55,6 +56,31 @@ def is_mlflow_path(path: str) -> bool:
     return path.startswith(_MLFLOW_PREFIXES) or any(marker in path for marker in _MLFLOW_MARKERS)
 
 
+ICEBERG_PREFIX = "/iceberg/"
+# HTTP status -> the Iceberg REST spec's error type (404 is told apart by the route below).
+_ICEBERG_TYPES = {
+    400: "BadRequestException",
+    401: "NotAuthorizedException",
+    403: "ForbiddenException",
+    405: "MethodNotAllowedException",
+    409: "AlreadyExistsException",
+    422: "BadRequestException",
+    503: "ServiceUnavailableException",
+}
+
+
+def _iceberg_error(path: str, status: int, message: str, details: dict[str, Any] | None) -> JSONResponse:
+    if details and isinstance(details.get("iceberg_type"), str):
+        kind = details["iceberg_type"]
+    elif status == 404:
+        kind = "NoSuchTableException" if "/tables/" in path else "NoSuchNamespaceException"
+    else:
+        kind = _ICEBERG_TYPES.get(status, "InternalServerError")
+    if status == 405:
+        message = "lakeops serves the Iceberg REST catalog read-only: write through lakeops' API"
+    return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status_code=status)
+
+
 def _no_route_message(request: Request) -> str:
     """What a 404 for an unknown route says: the route, and where the URL went wrong if we can tell."""
     path = request.url.path
@@ -89,6 +115,8 @@ def error_response(
     """The error body for this request's protocol."""
     if is_mlflow_path(request.url.path):
         return JSONResponse({"error_code": mlflow_code, "message": message}, status_code=mlflow_status)
+    if request.url.path.startswith(ICEBERG_PREFIX):
+        return _iceberg_error(request.url.path, status, message, details)
     return JSONResponse({"error": {"code": code, "message": message, "details": details or {}}}, status_code=status)
 
 

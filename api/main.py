@@ -2,7 +2,8 @@
 
 ``create_app(settings)`` opens the store once in the lifespan, keeps the services on
 ``app.state`` and mounts the native API at ``/api/v1`` and MLflow's protocol at
-``/api/2.0/mlflow`` (mirrored at ``/ajax-api/2.0/mlflow``).
+``/api/2.0/mlflow`` (mirrored at ``/ajax-api/2.0/mlflow``), and the Iceberg REST catalog
+protocol (read-only) at ``/iceberg``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from api.routers import (
     charts,
     checkpoints,
     comments,
+    iceberg_rest,
     lineage,
     mlflow_registry,
     mlflow_tracking,
@@ -41,6 +43,7 @@ from lakeops.services.artifacts import ArtifactService
 from lakeops.services.checkpoints import CheckpointService
 from lakeops.services.comments import CommentService
 from lakeops.services.datasets import DatasetService
+from lakeops.services.iceberg_rest import IcebergCatalogService
 from lakeops.services.lineage import LineageService
 from lakeops.services.openlineage import OpenLineageService
 from lakeops.services.queries import SavedQueryService
@@ -129,6 +132,7 @@ def create_app(
         engine = SqlEngine(settings, store=store)
         app.state.sql = engine
         app.state.comments = CommentService(store, actor=app.state.tracking.actor)
+        app.state.iceberg_catalog = IcebergCatalogService(store)
         app.state.saved_queries = SavedQueryService(store, engine, actor=app.state.tracking.actor)
         pg = None
         if pg_port is not None:
@@ -168,6 +172,7 @@ def create_app(
     app.include_router(charts.router, prefix="/api/v1", tags=["native"])
     app.include_router(comments.router, prefix="/api/v1", tags=["comments"])
     app.include_router(artifacts.mlflow_router, prefix="/api/2.0/mlflow-artifacts", tags=["mlflow"])
+    app.include_router(iceberg_rest.router, prefix=iceberg_rest.PREFIX, tags=["iceberg"])
     for prefix in MLFLOW_PREFIXES:
         app.include_router(
             mlflow_tracking.router, prefix=prefix, tags=["mlflow"], include_in_schema=prefix.startswith("/api")

@@ -57,6 +57,10 @@ class LocalStorageConfig(_Frozen):
         """pyiceberg FileIO properties."""
         return {}
 
+    def client_properties(self) -> dict[str, str]:
+        """FileIO properties an outside engine may be told (no secrets): none for a local warehouse."""
+        return {}
+
 
 class S3StorageConfig(_Frozen):
     """An ``s3://`` warehouse on any S3-compatible endpoint (MinIO, SeaweedFS, AWS)."""
@@ -107,6 +111,10 @@ class S3StorageConfig(_Frozen):
         """The warehouse location as a URI."""
         return f"s3://{self.bucket}/{self.prefix.strip('/')}" if self.prefix.strip("/") else f"s3://{self.bucket}"
 
+    def client_properties(self) -> dict[str, str]:
+        """FileIO properties an outside engine may be told: where the store is, never its keys."""
+        return {k: v for k, v in self.to_properties().items() if k in _PUBLIC_S3_PROPERTIES}
+
     def to_properties(self) -> dict[str, str]:
         """pyiceberg FileIO properties: the only place that spells pyiceberg's s3 keys."""
         props = {"s3.region": self.region, "s3.force-virtual-addressing": str(not self.path_style).lower()}
@@ -117,6 +125,9 @@ class S3StorageConfig(_Frozen):
         if self.secret_access_key:
             props["s3.secret-access-key"] = self.secret_access_key.get_secret_value()
         return props
+
+
+_PUBLIC_S3_PROPERTIES = frozenset({"s3.endpoint", "s3.region", "s3.force-virtual-addressing"})
 
 
 class SqlCatalogConfig(_Frozen):
