@@ -11,6 +11,7 @@ from lakeops.health import HealthMonitor
 from lakeops.quality.gate import QualityGate
 from lakeops.quality.suites import QualityService
 from lakeops.services.artifacts import ArtifactService
+from lakeops.services.auth import AuthService
 from lakeops.services.checkpoints import CheckpointService
 from lakeops.services.comments import CommentService
 from lakeops.services.datasets import DatasetService
@@ -48,3 +49,4 @@ SavedQueriesDep = Annotated[SavedQueryService, Depends(_from_state("saved_querie
 HealthDep = Annotated[HealthMonitor, Depends(_from_state("health"))]
 CommentsDep = Annotated[CommentService, Depends(_from_state("comments"))]
 IcebergCatalogDep = Annotated[IcebergCatalogService, Depends(_from_state("iceberg_catalog"))]
+AuthDep = Annotated[AuthService, Depends(_from_state("auth"))]

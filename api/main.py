@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
+from api.auth import AuthMiddleware
 from api.encoding import JSONBody
 from api.errors import BodyLimitMiddleware, install_error_handlers
 from api.observability import RequestMetricsMiddleware, ServiceMetrics
@@ -34,12 +35,14 @@ from api.routers import (
     portal,
     registry,
     sql,
+    users,
 )
 from lakeops.errors import InvalidArgumentError
 from lakeops.health import HealthMonitor
 from lakeops.quality.gate import QualityGate
 from lakeops.quality.suites import QualityService
 from lakeops.services.artifacts import ArtifactService
+from lakeops.services.auth import AuthService
 from lakeops.services.checkpoints import CheckpointService
 from lakeops.services.comments import CommentService
 from lakeops.services.datasets import DatasetService
@@ -98,7 +101,7 @@ def create_app(
     wire protocol on ``pg_host:pg_port`` (login ``sql.pg_user`` / ``sql.pg_password``).
     """
     settings = settings or LakeopsSettings()
-    if pg_port is not None and settings.sql.pg_password is None:
+    if pg_port is not None and settings.sql.pg_password is None and not settings.auth.enabled:
         raise InvalidArgumentError(
             "serving the PostgreSQL endpoint needs a password: set LAKEOPS_SQL__PG_PASSWORD (user: "
             f"{settings.sql.pg_user}, LAKEOPS_SQL__PG_USER)"
@@ -112,6 +115,8 @@ def create_app(
         app.state.settings = settings
         app.state.store = store
         app.state.tracking = TrackingService(store)
+        app.state.auth = AuthService(store, settings.auth)
+        await run_in_threadpool(app.state.auth.bootstrap)
         app.state.health = HealthMonitor(store)
         metrics.watch(app.state.health)
         objects = await run_in_threadpool(settings.storage.open_objects, settings.home)
@@ -139,7 +144,16 @@ def create_app(
             from api.pgwire import PgWireServer  # buenavista is imported only when the endpoint is served
 
             password = settings.sql.pg_password.get_secret_value() if settings.sql.pg_password else ""
-            pg = PgWireServer(engine, host=pg_host, port=pg_port, user=settings.sql.pg_user, password=password)
+            auth = app.state.auth
+            pg = PgWireServer(
+                engine,
+                host=pg_host,
+                port=pg_port,
+                user=settings.sql.pg_user,
+                password=password,
+                # With authentication on, lakeops users log in (a password or an API token as the password).
+                check_login=(lambda user, secret: auth.login(user, secret) is not None) if auth.enabled else None,
+            )
             pg.start()
         try:
             yield
@@ -160,6 +174,7 @@ def create_app(
     install_error_handlers(app)
     limit_for, is_streamed = body_limits(settings.limits)
     app.add_middleware(BodyLimitMiddleware, limit_for=limit_for, streamed=is_streamed)
+    app.add_middleware(AuthMiddleware)  # outside the body limit: no credentials, no body read
     app.state.metrics = metrics
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)  # outermost: times 413s too
     app.include_router(operations_router)
@@ -171,6 +186,7 @@ def create_app(
     app.include_router(sql.router, prefix="/api/v1", tags=["sql"])
     app.include_router(charts.router, prefix="/api/v1", tags=["native"])
     app.include_router(comments.router, prefix="/api/v1", tags=["comments"])
+    app.include_router(users.native_router, prefix="/api/v1", tags=["users"])
     app.include_router(artifacts.mlflow_router, prefix="/api/2.0/mlflow-artifacts", tags=["mlflow"])
     app.include_router(iceberg_rest.router, prefix=iceberg_rest.PREFIX, tags=["iceberg"])
     for prefix in MLFLOW_PREFIXES:
@@ -179,6 +195,13 @@ def create_app(
         )
         app.include_router(
             mlflow_registry.router, prefix=prefix, tags=["mlflow"], include_in_schema=prefix.startswith("/api")
+        )
+        app.include_router(
+            users.mlflow_router, prefix=prefix, tags=["users"], include_in_schema=prefix.startswith("/api")
+        )
+    for prefix in ("/api/3.0/mlflow", "/ajax-api/3.0/mlflow"):
+        app.include_router(
+            users.mlflow3_router, prefix=prefix, tags=["users"], include_in_schema=prefix.startswith("/api")
         )
 
     app.include_router(portal.router)

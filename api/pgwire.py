@@ -20,6 +20,7 @@ import re
 import secrets
 import struct
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -226,6 +227,26 @@ class _Handler(postgres.BuenaVistaHandler):
     date; here text stays text, and numbers and booleans become numbers and booleans.
     """
 
+    def send_auth_request(self, ctx: Any) -> None:
+        if getattr(self.server, "check_login", None) is None:
+            super().send_auth_request(ctx)
+            return
+        # lakeops users: the password (or an API token) is checked against its argon2 hash, which
+        # needs it in clear (AuthenticationCleartextPassword); use TLS in front on untrusted networks.
+        self.wfile.write(struct.pack("!cii", postgres.ServerResponse.AUTHENTICATION_REQUEST, 8, 3))
+
+    def handle_md5_password(self, ctx: Any, payload: bytes) -> None:
+        check_login = getattr(self.server, "check_login", None)
+        if check_login is None:
+            super().handle_md5_password(ctx, payload)
+            return
+        password = payload.decode("utf-8", errors="replace").rstrip("\x00")
+        if check_login(str(ctx.params.get("user", "")), password):
+            self.send_authentication_ok()
+            self.handle_post_auth(ctx)
+        else:
+            self.send_error("password authentication failed")
+
     def handle_bind(self, ctx: Any, payload: bytes) -> None:
         data = bytearray(payload)
         portal_end = data.index(postgres.NULL_BYTE)
@@ -263,8 +284,18 @@ class PgWireServer(postgres.BuenaVistaServer):
 
     daemon_threads = True
 
-    def __init__(self, engine: SqlEngine, *, host: str, port: int, user: str, password: str) -> None:
-        if not password:
+    def __init__(
+        self,
+        engine: SqlEngine,
+        *,
+        host: str,
+        port: int,
+        user: str,
+        password: str,
+        check_login: Callable[[str, str], bool] | None = None,
+    ) -> None:
+        """``check_login(user, password)``: log in lakeops users instead of the one ``user``/``password``."""
+        if not password and check_login is None:
             raise ValueError("the PostgreSQL endpoint needs a password (sql.pg_password)")
         super().__init__(
             (host, port),
@@ -272,6 +303,7 @@ class PgWireServer(postgres.BuenaVistaServer):
             rewriter=_Rewriter(bv_dialects.BVPostgres(), bv_dialects.BVDuckDB()),
             auth=_Passwords({user: password}),
         )
+        self.check_login = check_login
         self.RequestHandlerClass = _Handler
         self._thread: threading.Thread | None = None
 

@@ -532,6 +532,57 @@ COMMENT_CHANGES = TableDef(
     sort_columns=("target_id", "created_at"),
 )
 
+# -- users, API tokens and permissions (codes 70-79) ---------------------------------------------------
+
+USER_CHANGES = TableDef(
+    name="user_changes",
+    code=70,
+    # One row per user created, changed (password, admin flag) or deleted; the current users are the
+    # latest row per username that is not deleted. Password hashes are argon2id (argon2-cffi).
+    schema=Schema(
+        _f(1, "user_id", LongType(), required=True),
+        _f(2, "username", StringType(), required=True),
+        _f(3, "password_hash", StringType(), required=True, doc="argon2id hash; never the password"),
+        _f(4, "is_admin", BooleanType(), required=True),
+        _f(5, "is_deleted", BooleanType(), required=True),
+        _f(6, "created_at", TimestamptzType(), required=True),
+        *_change_columns(20),
+    ),
+    constraint_keys=(("username",),),
+)
+
+API_TOKEN_CHANGES = TableDef(
+    name="api_token_changes",
+    code=71,
+    # One row per token issued ("create") and one more when it is revoked ("revoke"). The token is
+    # shown once; only its SHA-256 is kept (tokens are 256 random bits: a slow hash adds nothing).
+    schema=Schema(
+        _f(1, "token_id", StringType(), required=True, doc="public id of the token (its first characters)"),
+        _f(2, "username", StringType(), required=True),
+        _f(3, "token_sha256", StringType(), required=True),
+        _f(4, "name", StringType(), doc="what the token is for"),
+        _f(5, "expires_at", TimestamptzType(), doc="null: never"),
+        _f(6, "is_revoked", BooleanType(), required=True),
+        _f(7, "created_at", TimestamptzType(), required=True),
+        *_change_columns(20),
+    ),
+)
+
+PERMISSION_CHANGES = TableDef(
+    name="permission_changes",
+    code=72,
+    # One row per grant, change or revocation of a user's level on one experiment or registered
+    # model; the current grants are the latest row per (resource_type, resource_id, username).
+    schema=Schema(
+        _f(1, "resource_type", StringType(), required=True, doc="experiment or registered_model"),
+        _f(2, "resource_id", StringType(), required=True, doc="experiment id, or registered model name"),
+        _f(3, "username", StringType(), required=True),
+        _f(4, "permission", StringType(), required=True, doc="READ, EDIT, MANAGE or NO_PERMISSIONS"),
+        _f(5, "is_deleted", BooleanType(), required=True, doc="the grant was revoked"),
+        *_change_columns(20),
+    ),
+)
+
 # Parents before children: commits and loads follow this order (see lakeops/stores/iceberg.py).
 TABLES: tuple[TableDef, ...] = (
     EXPERIMENT_CHANGES,
@@ -562,9 +613,15 @@ TABLES: tuple[TableDef, ...] = (
     CHECKPOINT_CHANGES,
     # -- collaboration --
     COMMENT_CHANGES,
+    # -- users, API tokens and permissions --
+    USER_CHANGES,
+    API_TOKEN_CHANGES,
+    PERMISSION_CHANGES,
 )
 TABLES_BY_CODE: dict[int, TableDef] = {t.code: t for t in TABLES}
 TABLES_BY_NAME: dict[str, TableDef] = {t.name: t for t in TABLES}
 # Tables read from the lake on demand, with pruning, and never folded into the in-memory state:
 # their rows grow with the data (one per checkpoint, per stored object), not with the entities.
 ON_DEMAND_TABLES: frozenset[str] = frozenset({CHECKPOINT_CHANGES.name, COMMENT_CHANGES.name, LOGGED_MODEL_METRICS.name})
+# Tables user SQL never sees (they hold password and token hashes); read by lakeops only.
+SQL_HIDDEN_TABLES: frozenset[str] = frozenset({USER_CHANGES.name, API_TOKEN_CHANGES.name})

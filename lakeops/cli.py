@@ -85,7 +85,6 @@ def cmd_maintain(args: argparse.Namespace) -> int:
 
     store = open_store(settings, start_committer=False)
     try:
-        store.commit()
         with progress_bar(len(TABLES), desc="maintaining", unit="tables", enabled=args.progress) as bar:
             report = store.maintain(
                 compact=not args.no_compact,
@@ -208,6 +207,79 @@ def _log_config(level: str) -> dict[str, object]:
     }
 
 
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    import getpass
+
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise SystemExit("lakeops users: the passwords differ")
+    return first
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    """Users, API tokens and permission grants of the lake (what `lakeops serve` with auth on checks)."""
+    from lakeops.errors import LakeopsError
+    from lakeops.services.auth import AuthService
+    from lakeops.stores import open_store
+
+    settings = LakeopsSettings()
+    store = open_store(settings, start_committer=False)
+    try:
+        auth = AuthService(store, settings.auth)
+        action = args.action
+        if action == "list":
+            for user in auth.list_users():
+                print(f"{user.username}{' (admin)' if user.is_admin else ''}")
+        elif action == "create":
+            user = auth.create_user(args.username, _read_password(args), is_admin=args.admin)
+            print(f"created user {user.username!r}{' (admin)' if user.is_admin else ''}")
+        elif action == "delete":
+            auth.delete_user(args.username)
+            print(f"deleted user {args.username!r}")
+        elif action == "set-password":
+            auth.update_password(args.username, _read_password(args))
+            print(f"changed the password of {args.username!r}")
+        elif action == "set-admin":
+            auth.update_admin(args.username, args.admin)
+            print(f"{args.username!r} is {'now' if args.admin else 'no longer'} an admin")
+        elif action == "token":
+            token, info = auth.create_token(args.username, name=args.name, days=args.days)
+            print(token)
+            print(f"token {info.token_id} for {info.username}; shown once, store it now", file=sys.stderr)
+        elif action == "tokens":
+            for t in auth.list_tokens(args.username):
+                print(f"{t.token_id}  {t.username}  expires_at={t.expires_at}  {t.name or ''}".rstrip())
+        elif action == "revoke":
+            auth.revoke_token(args.token_id)
+            print(f"revoked token {args.token_id}")
+        elif action == "grant":
+            auth.grant(args.resource_type, args.resource_id, args.username, args.permission)
+            print(f"{args.username} has {args.permission} on {args.resource_type} {args.resource_id}")
+        elif action == "ungrant":
+            auth.revoke(args.resource_type, args.resource_id, args.username)
+            print(f"{args.username}'s grant on {args.resource_type} {args.resource_id} removed")
+    except LakeopsError as exc:
+        print(f"lakeops users: {exc.message}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the HTTP service (native API, MLflow protocol) on the configured lake."""
     import uvicorn
@@ -216,6 +288,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from lakeops.errors import LakeopsError
 
     settings = LakeopsSettings()
+    exposed = [h for h in {args.host, args.pg_host or args.host} if not _is_loopback(h)]
+    if exposed and not settings.auth.enabled and not args.allow_no_auth:
+        print(
+            f"lakeops serve: refusing to serve {', '.join(exposed)} (beyond this machine) without authentication: "
+            "turn it on (LAKEOPS_AUTH__ENABLED=true, LAKEOPS_AUTH__ADMIN_PASSWORD=...; README: Security), or pass "
+            "--allow-no-auth if something in front of lakeops authenticates",
+            file=sys.stderr,
+        )
+        return 2
     try:
         app = create_app(settings, pg_port=args.pg_port, pg_host=args.pg_host or args.host)
     except LakeopsError as exc:
@@ -568,7 +649,40 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="one line per request on stdout (default: on at level info)",
     )
+    serve.add_argument(
+        "--allow-no-auth",
+        action="store_true",
+        help="serve a non-loopback address without authentication (only behind something that authenticates)",
+    )
     serve.set_defaults(func=cmd_serve)
+    users = sub.add_parser("users", help="users, API tokens and permissions (for `lakeops serve` with auth on)")
+    user_actions = users.add_subparsers(dest="action", required=True)
+    user_actions.add_parser("list", help="list users")
+    for name, text in (("create", "create a user"), ("set-password", "change a user's password")):
+        one = user_actions.add_parser(name, help=text)
+        one.add_argument("username")
+        one.add_argument("--password-stdin", action="store_true", help="read the password from stdin's first line")
+        if name == "create":
+            one.add_argument("--admin", action="store_true", help="an admin: MANAGE on everything, manages users")
+    user_actions.add_parser("delete", help="delete a user").add_argument("username")
+    admin = user_actions.add_parser("set-admin", help="make a user an admin (--no-admin: not)")
+    admin.add_argument("username")
+    admin.add_argument("--admin", action=argparse.BooleanOptionalAction, default=True)
+    token = user_actions.add_parser("token", help="issue an API token (printed once)")
+    token.add_argument("username")
+    token.add_argument("--name", help="what the token is for")
+    token.add_argument("--days", type=float, default=None, help="valid for this many days (default: auth.token_days)")
+    tokens = user_actions.add_parser("tokens", help="list API tokens (not the tokens themselves)")
+    tokens.add_argument("username", nargs="?")
+    user_actions.add_parser("revoke", help="revoke an API token").add_argument("token_id")
+    for name, text in (("grant", "give a user a level on an experiment or model"), ("ungrant", "remove a grant")):
+        one = user_actions.add_parser(name, help=text)
+        one.add_argument("username")
+        one.add_argument("resource_type", choices=["experiment", "registered_model"])
+        one.add_argument("resource_id", help="experiment id, or registered model name")
+        if name == "grant":
+            one.add_argument("permission", choices=["READ", "EDIT", "MANAGE", "NO_PERMISSIONS"])
+    users.set_defaults(func=cmd_users)
     sql = sub.add_parser("sql", help="run one read-only SELECT over the lakeops views and print the answer")
     sql.add_argument("query", nargs="?", help="the SELECT; '-' reads it from stdin")
     sql.add_argument("--saved", metavar="NAME", help="run the saved query NAME instead")

@@ -243,6 +243,28 @@ class LimitsConfig(_Frozen):
     artifact_bytes: int = Field(default=64 * 1024**3, gt=0, description="One artifact uploaded through lakeops.")
 
 
+PermissionLevel = Literal["READ", "EDIT", "MANAGE", "NO_PERMISSIONS"]
+
+
+class AuthConfig(_Frozen):
+    """Who may use the service: users with passwords or API tokens, and levels per experiment and model."""
+
+    enabled: bool = Field(
+        default=False,
+        description="Require HTTP Basic (user, password) or Bearer (API token) credentials on every route but "
+        "/health. Off by default: the embedded service binds to localhost only.",
+    )
+    admin_username: str = Field(default="admin", description="The admin created at start-up if no user exists.")
+    admin_password: SecretStr | None = Field(
+        default=None, description="That admin's first password; required when auth is on and no user exists yet."
+    )
+    default_permission: PermissionLevel = Field(
+        default="READ",
+        description="A user's level on an experiment or registered model without a grant (creators get MANAGE).",
+    )
+    token_days: float = Field(default=90.0, gt=0, description="API tokens expire after this many days by default.")
+
+
 class LakeopsSettings(BaseSettings):
     """Everything lakeops needs to know to open its lake."""
 
@@ -261,6 +283,7 @@ class LakeopsSettings(BaseSettings):
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     sql: SqlConfig = Field(default_factory=SqlConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
 
     @model_validator(mode="before")
     @classmethod

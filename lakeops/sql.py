@@ -269,6 +269,10 @@ class SqlEngine:
     # directly (see catalog/pointers.py); other catalogs through pyiceberg.
 
     def _tables(self) -> list[TableState]:
+        """The tables user SQL may read: every table of the lake but those holding secrets."""
+        return [t for t in self._all_tables() if t.name not in views.HIDDEN_TABLES]
+
+    def _all_tables(self) -> list[TableState]:
         if self._store is not None:
             from catalog.tables import TABLES
 
@@ -295,7 +299,7 @@ class SqlEngine:
         from catalog.tables import TABLES
 
         present = {t.name for t in tables}
-        missing = [d.name for d in TABLES if d.name not in present]
+        missing = [d.name for d in TABLES if d.name not in present and d.name not in views.HIDDEN_TABLES]
         if not missing:
             return None
         return BackendUnavailableError(

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 from pydantic import Field
 
-from api.deps import RegistryDep
+from api.deps import AuthDep, RegistryDep
 from api.encoding import JSONBody, RawJSONRoute, kv
 from api.routers.mlflow_tracking import KeyValue, _paged, _Req, _tags
 from lakeops.errors import InvalidArgumentError
@@ -141,8 +141,9 @@ class DeleteAlias(ModelName):
 
 
 @router.post("/registered-models/create")
-def create_registered_model(body: CreateRegisteredModel, registry: RegistryDep) -> dict[str, Any]:
+def create_registered_model(body: CreateRegisteredModel, registry: RegistryDep, auth: AuthDep) -> dict[str, Any]:
     model = registry.create_registered_model(body.name, description=body.description, tags=_tags(body.tags))
+    auth.grant_creator("registered_model", model.name)
     return {"registered_model": mlflow_registered_model(model)}
 
 

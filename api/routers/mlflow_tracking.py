@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import TrackingDep
+from api.deps import AuthDep, TrackingDep
 from api.encoding import (
     JSONBody,
     RawJSONRoute,
@@ -169,10 +169,11 @@ def _tags(items: list[KeyValue]) -> dict[str, str]:
 
 
 @router.post("/experiments/create")
-def create_experiment(body: CreateExperiment, tracking: TrackingDep) -> dict[str, Any]:
+def create_experiment(body: CreateExperiment, tracking: TrackingDep, auth: AuthDep) -> dict[str, Any]:
     experiment_id = tracking.create_experiment(
         body.name, artifact_location=body.artifact_location, tags=_tags(body.tags)
     )
+    auth.grant_creator("experiment", experiment_id)
     return {"experiment_id": experiment_id}
 
 

@@ -11,7 +11,7 @@ import pyarrow as pa
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import TrackingDep
+from api.deps import AuthDep, TrackingDep
 from api.encoding import JSONBody, RawJSONRoute, history_json, native_run
 from lakeops.entities import RunStatus, ViewType, to_dict
 from lakeops.errors import InvalidArgumentError
@@ -85,8 +85,9 @@ class RunSearch(_Body):
 
 
 @router.post("/experiments", status_code=201)
-def create_experiment(body: ExperimentCreate, tracking: TrackingDep) -> dict[str, Any]:
+def create_experiment(body: ExperimentCreate, tracking: TrackingDep, auth: AuthDep) -> dict[str, Any]:
     experiment_id = tracking.create_experiment(body.name, artifact_location=body.artifact_location, tags=body.tags)
+    auth.grant_creator("experiment", experiment_id)
     return to_dict(tracking.get_experiment(experiment_id))
 
 

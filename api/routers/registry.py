@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import RegistryDep
+from api.deps import AuthDep, RegistryDep
 from api.encoding import JSONBody, RawJSONRoute
 from lakeops.entities import to_dict
 from lakeops.services.registry import DEFAULT_SEARCH_MODELS, DEFAULT_SEARCH_VERSIONS
@@ -79,8 +79,10 @@ class DeploymentRetire(_Body):
 
 
 @router.post("/registered-models", status_code=201)
-def create_registered_model(body: ModelCreate, registry: RegistryDep) -> dict[str, Any]:
-    return to_dict(registry.create_registered_model(body.name, description=body.description, tags=body.tags))
+def create_registered_model(body: ModelCreate, registry: RegistryDep, auth: AuthDep) -> dict[str, Any]:
+    model = registry.create_registered_model(body.name, description=body.description, tags=body.tags)
+    auth.grant_creator("registered_model", model.name)
+    return to_dict(model)
 
 
 @router.get("/registered-models")

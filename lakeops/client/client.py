@@ -50,6 +50,9 @@ def connect(
     flush_interval_s: float = 0.2,
     flush_timeout_s: float = 60.0,
     timeout_s: float = 30.0,
+    token: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
 ) -> Client:
     """Connect to lakeops.
 
@@ -66,6 +69,10 @@ def connect(
         flush_interval_s: how often the sender ships what has accumulated.
         flush_timeout_s: how long ending a run or closing the client waits for the server.
         timeout_s: HTTP timeout of one request.
+        token: an API token for a server with authentication on (default: ``$LAKEOPS_TOKEN``).
+        username: with ``password``, HTTP Basic credentials instead of a token (default:
+            ``$LAKEOPS_USERNAME`` and ``$LAKEOPS_PASSWORD``).
+        password: the password of ``username``.
 
     Raises:
         InvalidArgumentError: ``url`` together with ``embedded=True``, or ``settings`` with a URL.
@@ -84,7 +91,13 @@ def connect(
     else:
         if not url.startswith(("http://", "https://")):
             raise InvalidArgumentError(f"Not an http(s) URL: {url!r}")
-        transport = HttpTransport(url, timeout_s=timeout_s)
+        import os
+
+        token = token or os.environ.get("LAKEOPS_TOKEN") or None
+        username = username or os.environ.get("LAKEOPS_USERNAME") or None
+        password = password or os.environ.get("LAKEOPS_PASSWORD") or None
+        basic = (username, password) if username is not None and password is not None and not token else None
+        transport = HttpTransport(url, timeout_s=timeout_s, token=token, auth=basic)
     return Client(
         transport,
         max_buffered_points=max_buffered_points,

@@ -42,8 +42,10 @@ from lakeops.errors import (
     InvalidArgumentError,
     LakeopsError,
     NotFoundError,
+    PermissionDeniedError,
     ServerTimeoutError,
     ServerUnreachableError,
+    UnauthenticatedError,
 )
 
 if TYPE_CHECKING:
@@ -72,6 +74,8 @@ _ERRORS: dict[str, type[LakeopsError]] = {
     "invalid_argument": InvalidArgumentError,
     "data_quality": DataQualityError,
     "backend_unavailable": BackendUnavailableError,
+    "unauthenticated": UnauthenticatedError,
+    "permission_denied": PermissionDeniedError,
 }
 
 Progress = Callable[[int], object]
@@ -288,7 +292,9 @@ class HttpTransport:
     # Calls that may wait for great-expectations on the server (seconds to import, then validation).
     SLOW_TIMEOUT_S = 300.0
 
-    def __init__(self, url: str, *, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, url: str, *, timeout_s: float = 30.0, token: str | None = None, auth: tuple[str, str] | None = None
+    ) -> None:
         import httpx
 
         self.location = url.rstrip("/")
@@ -298,7 +304,11 @@ class HttpTransport:
         # One pool per thread that uses it: the sender thread and the caller's. Idle connections
         # are dropped after 2 s, well before the server closes them (uvicorn: 5 s; lakeops serve: 65 s).
         self._timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0))
-        self._http = httpx.Client(timeout=self._timeout, limits=httpx.Limits(keepalive_expiry=2.0))
+        # Credentials go to lakeops only (presigned object-store URLs are fetched by another client).
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(
+            timeout=self._timeout, limits=httpx.Limits(keepalive_expiry=2.0), headers=headers, auth=auth
+        )
 
     def _request(self, method: str, path: str, *, timeout_s: float | None = None, **kwargs: Any) -> httpx.Response:
         import httpx

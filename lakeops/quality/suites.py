@@ -22,6 +22,7 @@ from typing import Any
 import pyarrow as pa
 
 from catalog.tables import EXPECTATION_SUITE_CHANGES, VALIDATION_RESULTS
+from lakeops.actor import ActorField
 from lakeops.errors import DataQualityError, InvalidArgumentError, NotFoundError
 from lakeops.services.datasets import DatasetService, table_from_frame, validate_dataset_name
 from lakeops.services.lineage import now_us
@@ -113,6 +114,8 @@ def validation_entity(v: ValidationState) -> dict[str, Any]:
 
 class QualityService:
     """Attach expectation suites to dataset names; validate dataset versions and keep the results."""
+
+    actor = ActorField()  # the request's user when authentication is on (lakeops/actor.py)
 
     def __init__(self, store: IcebergStore, datasets: DatasetService, *, actor: str | None = None) -> None:
         self.store = store

@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from catalog.objects import DirectTransfers, ObjectStore, OutsideRootError, blob_digest, blob_key, is_digest
 from catalog.tables import ARTIFACT_VERSIONS
+from lakeops.actor import ActorField
 from lakeops.errors import InvalidArgumentError, NotFoundError, PermissionDeniedError
 from lakeops.stores.iceberg import IcebergStore, Rows
 from lakeops.stores.state import ArtifactVersionState, TrackingState
@@ -145,6 +146,8 @@ async def spool(chunks: AsyncIterator[bytes], directory: Path, *, limit: int) ->
 
 class ArtifactService:
     """Upload, list, download and version artifacts."""
+
+    actor = ActorField()  # the request's user when authentication is on (lakeops/actor.py)
 
     def __init__(self, store: IcebergStore, objects: ObjectStore, *, actor: str = "unknown") -> None:
         self.store = store

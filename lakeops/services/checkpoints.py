@@ -39,6 +39,7 @@ from pyiceberg.transforms import BucketTransform
 from pyiceberg.types import StringType
 
 from catalog.tables import CHECKPOINT_CHANGES, METRIC_BUCKETS
+from lakeops.actor import ActorField
 from lakeops.entities import checkpoint_dir
 from lakeops.errors import InvalidArgumentError, NotFoundError
 from lakeops.services.artifacts import ArtifactService, validate_artifact_path
@@ -176,6 +177,8 @@ def run_artifact_root(run: RunState) -> str:
 
 class CheckpointService:
     """Record, list, select and retire checkpoints."""
+
+    actor = ActorField()  # the request's user when authentication is on (lakeops/actor.py)
 
     def __init__(self, store: IcebergStore, artifacts: ArtifactService, *, actor: str = "unknown") -> None:
         self.store = store

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 from pyiceberg.expressions import And, BooleanExpression, EqualTo
 
 from catalog.tables import COMMENT_CHANGES
+from lakeops.actor import ActorField
 from lakeops.errors import InvalidArgumentError, NotFoundError
 from lakeops.stores.epochs import epoch_ints
 from lakeops.stores.iceberg import IcebergStore, Rows
@@ -124,6 +125,8 @@ def resolve_target(state: TrackingState, text: object) -> Target:
 
 class CommentService:
     """Post, list and delete comments."""
+
+    actor = ActorField()  # the request's user when authentication is on (lakeops/actor.py)
 
     def __init__(self, store: IcebergStore, *, actor: str, now_ms: Callable[[], int] | None = None) -> None:
         self.store = store

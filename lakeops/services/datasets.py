@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from pyiceberg.exceptions import NoSuchTableError
 
 from catalog.tables import DATASET_VERSIONS, LINEAGE_EDGES, RUN_IO
+from lakeops.actor import ActorField
 from lakeops.errors import InvalidArgumentError, NotFoundError
 from lakeops.services.artifacts import ArtifactService
 from lakeops.services.lineage import (
@@ -111,6 +112,8 @@ def _ipc_digest(table: pa.Table) -> str:
 
 class DatasetService:
     """Log dataset versions and link them to runs."""
+
+    actor = ActorField()  # the request's user when authentication is on (lakeops/actor.py)
 
     def __init__(self, store: IcebergStore, artifacts: ArtifactService, *, actor: str | None = None) -> None:
         self.store = store

@@ -8,8 +8,9 @@ default 0.5 s). A load does not commit queued rows itself: DuckDB reads a table 
 snapshot older than its transaction, so a snapshot made while answering it would be skipped (and a
 table's first one would leave it "no reachable state").
 
-Only the lake's namespace is served, and nothing is written: creating, committing and dropping
-stay with lakeops, which keeps its invariants (write-ahead log, constraints) on every write.
+Only the lake's namespace is served, without the tables of password and token hashes, and
+nothing is written: creating, committing and dropping stay with lakeops, which keeps its
+invariants (write-ahead log, constraints) on every write.
 
 The configuration handed to engines carries the object store's address, never its keys: an
 engine brings its own credentials (``s3.access-key-id`` in pyiceberg, a DuckDB S3 secret).
@@ -21,6 +22,7 @@ from typing import Any
 
 from pyiceberg.exceptions import NoSuchTableError
 
+from catalog.tables import SQL_HIDDEN_TABLES
 from lakeops.errors import NotFoundError
 from lakeops.stores.iceberg import IcebergStore
 
@@ -80,7 +82,9 @@ class IcebergCatalogService:
             NotFoundError: not the lake's namespace.
         """
         self._check_namespace(namespace)
-        names = sorted(ident[-1] for ident in self.store.catalog.list_tables(self.namespace))
+        names = sorted(
+            ident[-1] for ident in self.store.catalog.list_tables(self.namespace) if ident[-1] not in SQL_HIDDEN_TABLES
+        )
         return {"identifiers": [{"namespace": [self.namespace], "name": name} for name in names]}
 
     def load_table(self, namespace: str, name: str) -> tuple[str, str, dict[str, str]]:
@@ -91,6 +95,8 @@ class IcebergCatalogService:
         """
         self._check_namespace(namespace)
         try:
+            if name in SQL_HIDDEN_TABLES:  # users' and tokens' hashes: lakeops' own, like for user SQL
+                raise NoSuchTableError(name)
             table = self.store.catalog.load_table((self.namespace, name))
         except (NoSuchTableError, ValueError) as exc:
             raise NotFoundError(

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 
 from catalog.tables import DATASET_VERSIONS, LINEAGE_EDGES, OPENLINEAGE_EVENTS
+from lakeops.actor import ActorField
 from lakeops.errors import InvalidArgumentError, NotFoundError
 from lakeops.services.lineage import (
     LineageEdge,
@@ -225,6 +226,8 @@ def _us(text: str) -> int:
 
 class OpenLineageService:
     """Ingest OpenLineage RunEvents and emit them for lakeops runs."""
+
+    actor = ActorField()  # the request's user when authentication is on (lakeops/actor.py)
 
     def __init__(self, store: IcebergStore, *, actor: str | None = None, clock_us: Callable[[], int] = now_us) -> None:
         self.store = store

@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 
 from catalog.tables import SAVED_QUERY_CHANGES
+from lakeops.actor import ActorField
 from lakeops.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
 from lakeops.sql import SqlEngine, check_statement
 from lakeops.stores.iceberg import IcebergStore, Rows
@@ -83,6 +84,8 @@ def _validate(name: object, sql: object, description: object) -> tuple[str, str,
 
 class SavedQueryService:
     """Save, list, run and delete named queries."""
+
+    actor = ActorField()  # the request's user when authentication is on (lakeops/actor.py)
 
     def __init__(
         self, store: IcebergStore, engine: SqlEngine, *, actor: str, now_ms: Callable[[], int] | None = None

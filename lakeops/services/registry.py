@@ -34,6 +34,7 @@ from catalog.tables import (
     REGISTRY_TAG_CHANGES,
     TableDef,
 )
+from lakeops.actor import ActorField
 from lakeops.errors import AlreadyExistsError, DataQualityError, InvalidArgumentError, NotFoundError
 from lakeops.search import (
     PinnedResults,
@@ -275,6 +276,8 @@ def _batch(table: TableDef, columns: Mapping[str, Sequence[Any]]) -> pa.RecordBa
 
 class RegistryService:
     """The registry API: what the REST layer (native and MLflow) calls."""
+
+    actor = ActorField()  # the request's user when authentication is on (lakeops/actor.py)
 
     def __init__(
         self,

@@ -35,6 +35,7 @@ from catalog.tables import (
     TAG_CHANGES,
     TableDef,
 )
+from lakeops.actor import ActorField
 from lakeops.entities import (
     Experiment,
     ExperimentPage,
@@ -168,6 +169,8 @@ def _batch(table: TableDef, columns: Mapping[str, Sequence[Any] | pa.Array]) -> 
 
 class TrackingService:
     """The tracking API: what the REST layer, the CLI and the Python client call."""
+
+    actor = ActorField()  # the request's user when authentication is on (lakeops/actor.py)
 
     def __init__(
         self, store: IcebergStore, *, now_ms: Callable[[], int] | None = None, actor: str | None = None

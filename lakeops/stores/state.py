@@ -33,6 +33,7 @@ from catalog.tables import (
     TAG_CHANGES,
     VALIDATION_RESULTS,
 )
+from lakeops.stores.auth_state import AUTH_TABLE_NAMES, AuthState  # -- users, tokens, permissions --
 from lakeops.stores.epochs import epoch_ints
 from lakeops.stores.lineage_state import LineageState
 from lakeops.stores.registry_state import REGISTRY_TABLE_NAMES, RegistryState  # -- model registry --
@@ -149,6 +150,8 @@ class TrackingState:
         self._orphans: list[tuple[str, pa.Table]] = []
         # -- model registry: its tables fold into their own state (lakeops/stores/registry_state.py) --
         self.registry = RegistryState()
+        # -- users, API tokens and permission grants (lakeops/stores/auth_state.py) --
+        self.auth = AuthState()
 
     def apply(self, table: str, rows: pa.Table | pa.RecordBatch) -> None:
         """Fold rows of ``table`` into the state, in row order."""
@@ -156,6 +159,9 @@ class TrackingState:
             return
         if table in REGISTRY_TABLE_NAMES:  # -- model registry --
             self.registry.apply(table, rows)
+            return
+        if table in AUTH_TABLE_NAMES:  # -- users, tokens, permissions --
+            self.auth.apply(table, rows)
             return
         handler = _HANDLERS[table]
         leftover = handler(self, rows)

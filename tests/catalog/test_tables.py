@@ -44,3 +44,10 @@ def test_schema_evolves_by_adding_columns(tmp_path: Path) -> None:
     assert [f.name for f in evolved.schema().fields] == ["run_id", "key", "value", "logged_at", "comment"]
     rows = evolved.scan().to_arrow()
     assert rows.num_rows == 1 and rows.column("comment").to_pylist() == [None]
+
+
+def test_tables_hidden_from_user_sql_are_named_alike_in_both_places() -> None:
+    from catalog import views
+
+    assert views.HIDDEN_TABLES == tables.SQL_HIDDEN_TABLES
+    assert {t.name for t in tables.TABLES} >= tables.SQL_HIDDEN_TABLES
