@@ -382,7 +382,7 @@ class RankedRuns:
     """The runs one search matched, with their sort keys: ordered on demand, top-k first.
 
     A snapshot: later pages of the same search slice it, whatever was written since (the keys
-    were copied out of the index when the search ran).
+    were copied out of the index when the search ran; about 20 bytes per matched run and clause).
     """
 
     _FULL_SORT_BELOW = 4096
@@ -392,7 +392,6 @@ class RankedRuns:
         self._index = index
         self._rows = rows
         self._keys = [_order_keys(index, clause, rows) for clause in clauses]
-        self._run_ids = index.run_ids[rows]
         self._ordered: np.ndarray | None = None  # positions, once fully sorted
 
     def __len__(self) -> int:
@@ -401,10 +400,11 @@ class RankedRuns:
     def page(self, offset: int, limit: int) -> list[str]:
         """Run ids at positions ``offset .. offset + limit`` of the order."""
         positions = self._top(offset + limit)[offset : offset + limit]
-        return [run_id.decode() for run_id in self._run_ids[positions]]
+        return [run_id.decode() for run_id in self._index.run_ids[self._rows[positions]]]
 
     def _sorted(self, positions: np.ndarray) -> np.ndarray:
-        keys: list[np.ndarray] = [self._run_ids[positions]]  # the last tie-break: run id ascending
+        # The last tie-break: run id ascending (a row's run id never changes, so it is read, not copied).
+        keys: list[np.ndarray] = [self._index.run_ids[self._rows[positions]]]
         for cls, value in reversed(self._keys):
             keys.extend((value[positions], cls[positions]))
         return positions[np.lexsort(keys)]

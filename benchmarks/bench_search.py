@@ -1,0 +1,138 @@
+"""Run search at 1M runs in one process: the serving state's memory per run and search latency.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/bench_search.py [--runs 1000000]
+
+``bench_scale.py`` measures a served lake end to end, but building a lake of 1M runs and 100M
+points takes hours here. Search and the state's memory do not depend on the points: the state
+holds runs, params, tags and the latest value of each metric. So this script opens a fresh
+(empty) store and folds the same change rows ``bench_scale.py`` writes (10 params, 5 metrics with
+their latest values, 3 tags and the run name per run) straight into its state, through the fold
+every start-up, replay and write goes through (``TrackingState.apply``); then it times
+``TrackingService.search_runs``, the call the HTTP routes make (server-side time, no HTTP). Figures
+beside issue 9's targets for 1M runs; it is not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_scale import METRIC_KEYS, SEARCH_FILTER, SEARCH_ORDER, _run_rows  # noqa: E402
+
+from catalog.tables import METRIC_LATEST  # noqa: E402
+from lakeops.services.tracking import TrackingService  # noqa: E402
+from lakeops.settings import LakeopsSettings, LocalStorageConfig, SqlCatalogConfig  # noqa: E402
+from lakeops.stores import open_store  # noqa: E402
+
+CHUNK = 10_000
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+
+
+def latest_rows(run_ids: list[str], rng: np.random.Generator) -> pa.Table:
+    """The latest point of each metric of each run, as the ``metric_latest`` summary holds it."""
+    n, k = len(run_ids), len(METRIC_KEYS)
+    now_us = int(time.time() * 1_000_000)
+    return pa.table(
+        {
+            "run_id": pa.array(np.repeat(np.array(run_ids, dtype=object), k)),
+            "key": pa.array(METRIC_KEYS * n),
+            "value": rng.random(n * k),
+            "step": np.full(n * k, 19, dtype=np.int64),
+            "recorded_at": pa.array(np.full(n * k, now_us), pa.timestamp("us", tz="UTC")),
+        }
+    )
+
+
+def timed(call, repeat: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """(first call, median of the next ``repeat``) in ms."""
+    started = time.perf_counter()
+    call()
+    first = (time.perf_counter() - started) * 1e3
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - started) * 1e3)
+    return first, statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=20)
+    args = parser.parse_args()
+    rng = np.random.default_rng(9)
+    rows: list[tuple[str, str, str]] = []
+    with tempfile.TemporaryDirectory(prefix="lakeops-bench-search-") as tmp:
+        settings = LakeopsSettings(home=Path(tmp), storage=LocalStorageConfig(), catalog=SqlCatalogConfig())
+        store = open_store(settings, start_committer=False)
+        try:
+            tracking = TrackingService(store, actor="bench")
+            experiment_id = tracking.create_experiment("search")
+            gc.collect()
+            before = rss_mb()
+            started = time.perf_counter()
+            for start in range(0, args.runs, CHUNK):
+                chunk = [uuid.uuid4().hex for _ in range(min(CHUNK, args.runs - start))]
+                for name, batch in _run_rows(store.writer_id, experiment_id, chunk, rng).items():
+                    store.state.apply(name, batch)
+                store.state.apply(METRIC_LATEST.name, latest_rows(chunk, rng))
+                if start % 200_000 == 0:
+                    print(f"  {start:,} runs folded", file=sys.stderr)
+            fold_s = time.perf_counter() - started
+            gc.collect()
+            state_mb = rss_mb() - before
+            rows.append(("runs folded into the state", f"{args.runs:,} in {fold_s:.1f} s", "(info)"))
+            per_run = state_mb * 2**20 / args.runs
+            rows.append(("state memory", f"{state_mb:,.0f} MB ({per_run:,.0f} B per run)", "(info)"))
+            rows.append(("process RSS with the state", f"{rss_mb():,.0f} MB", "<= 1,536 MB at 1M runs"))
+
+            def top100() -> None:
+                page = tracking.search_runs(
+                    [experiment_id], filter_string=SEARCH_FILTER, order_by=SEARCH_ORDER, max_results=100
+                )
+                assert len(page.runs) == 100
+
+            def page1000() -> None:
+                assert len(tracking.search_runs([experiment_id], max_results=1000).runs) == 1000
+
+            first, median = timed(top100, args.repeat)
+            rows.append(("filtered top-100 search (first: builds columns)", f"{first:.0f} ms", "(info)"))
+            rows.append(("filtered top-100 search, median", f"{median:.1f} ms", "<= 50 ms"))
+            first, median = timed(page1000, args.repeat)
+            rows.append(("unfiltered 1,000-run page, median", f"{median:.1f} ms", "<= 100 ms"))
+            token = tracking.search_runs([experiment_id], order_by=SEARCH_ORDER, max_results=1000).next_page_token
+            _first, median = timed(
+                lambda: tracking.search_runs(
+                    [experiment_id], order_by=SEARCH_ORDER, max_results=1000, page_token=token
+                ),
+                args.repeat,
+            )
+            rows.append(("second 1,000-run page by token, median", f"{median:.1f} ms", "(info)"))
+            rows.append(("process RSS after the searches", f"{rss_mb():,.0f} MB", "<= 1,536 MB at 1M runs"))
+        finally:
+            store.close()
+    width = max(len(r[0]) for r in rows)
+    print(f"run search on the serving state, {args.runs:,} runs x (10 params, 5 metrics, 4 tags)")
+    for name, value, target in rows:
+        print(f"  {name:<{width}}  {value:>28}  {target}")
+
+
+if __name__ == "__main__":
+    main()
