@@ -29,19 +29,18 @@ import numpy as np
 import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_scale import METRIC_KEYS, SEARCH_FILTER, SEARCH_ORDER, _run_rows  # noqa: E402
+from bench_scale import METRIC_KEYS, SEARCH_FILTER, SEARCH_ORDER, _run_rows
 
-from catalog.tables import METRIC_LATEST  # noqa: E402
-from lakeops.services.tracking import TrackingService  # noqa: E402
-from lakeops.settings import LakeopsSettings, LocalStorageConfig, SqlCatalogConfig  # noqa: E402
-from lakeops.stores import open_store  # noqa: E402
+from catalog.tables import METRIC_LATEST
+from lakeops.services.tracking import TrackingService
+from lakeops.settings import LakeopsSettings, LocalStorageConfig, SqlCatalogConfig
+from lakeops.stores import open_store
 
 CHUNK = 10_000
 
 
 def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096 / 2**20
+    return int(Path("/proc/self/statm").read_text().split()[1]) * 4096 / 2**20
 
 
 def latest_rows(run_ids: list[str], rng: np.random.Generator) -> pa.Table:
