@@ -20,6 +20,7 @@ from lakeops.services.lineage import LineageService
 from lakeops.services.openlineage import OpenLineageService
 from lakeops.services.queries import SavedQueryService
 from lakeops.services.registry import RegistryService
+from lakeops.services.traces import TraceService
 from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings
 from lakeops.sql import SqlEngine
@@ -50,3 +51,4 @@ HealthDep = Annotated[HealthMonitor, Depends(_from_state("health"))]
 CommentsDep = Annotated[CommentService, Depends(_from_state("comments"))]
 IcebergCatalogDep = Annotated[IcebergCatalogService, Depends(_from_state("iceberg_catalog"))]
 AuthDep = Annotated[AuthService, Depends(_from_state("auth"))]
+TracesDep = Annotated[TraceService, Depends(_from_state("traces"))]

@@ -30,6 +30,7 @@ from api.routers import (
     iceberg_rest,
     lineage,
     mlflow_registry,
+    mlflow_traces,
     mlflow_tracking,
     native,
     portal,
@@ -51,12 +52,15 @@ from lakeops.services.lineage import LineageService
 from lakeops.services.openlineage import OpenLineageService
 from lakeops.services.queries import SavedQueryService
 from lakeops.services.registry import AliasGate, RegistryService
+from lakeops.services.traces import TraceService
 from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings, LimitsConfig
 from lakeops.sql import SqlEngine
 from lakeops.stores import open_store
 
 MLFLOW_PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
+# MLflow registers its 3.0 RPCs (traces, assessments) under both versions, and mirrors each at /ajax-api.
+MLFLOW_TRACE_PREFIXES = ("/api/2.0/mlflow", "/api/3.0/mlflow", "/ajax-api/2.0/mlflow", "/ajax-api/3.0/mlflow")
 # The MLflow release whose REST protocol lakeops speaks (answered at GET /version, as MLflow does).
 MLFLOW_PROTOCOL_VERSION = "3.17.2"
 MLFLOW_ARTIFACT_UPLOADS = "/api/2.0/mlflow-artifacts/artifacts/"
@@ -138,6 +142,7 @@ def create_app(
         app.state.sql = engine
         app.state.comments = CommentService(store, actor=app.state.tracking.actor)
         app.state.iceberg_catalog = IcebergCatalogService(store)
+        app.state.traces = TraceService(store, actor=app.state.tracking.actor)
         app.state.saved_queries = SavedQueryService(store, engine, actor=app.state.tracking.actor)
         pg = None
         if pg_port is not None:
@@ -203,6 +208,12 @@ def create_app(
         app.include_router(
             users.mlflow3_router, prefix=prefix, tags=["users"], include_in_schema=prefix.startswith("/api")
         )
+
+    for prefix in MLFLOW_TRACE_PREFIXES:
+        app.include_router(
+            mlflow_traces.router, prefix=prefix, tags=["mlflow"], include_in_schema=prefix.startswith("/api")
+        )
+    app.include_router(mlflow_traces.otlp_router, tags=["mlflow"])
 
     app.include_router(portal.router)
 

@@ -583,6 +583,113 @@ PERMISSION_CHANGES = TableDef(
     ),
 )
 
+# -- GenAI: traces, spans, assessments (codes 80-89) ---------------------------------------------------
+# MLflow 3's traces. All are read on demand (never folded into the in-memory state): their rows grow
+# with the traffic of the applications traced, not with the entities people manage.
+
+TRACE_INFO_CHANGES = TableDef(
+    name="trace_info_changes",
+    code=80,
+    # One row when a trace is recorded (the client's StartTraceV3, operation "start"; or, for a trace
+    # sent as OpenTelemetry spans alone, its root span, operation "spans"), one per later change
+    # (linked to a run: "link"; deleted: "delete", is_deleted). The current trace is the latest row
+    # per trace_id, a "start" row ranking above rows derived from spans. Sorted by experiment, then
+    # time, so a search of one experiment's traces prunes the others' files by statistics.
+    schema=Schema(
+        _f(1, "trace_id", StringType(), required=True, doc="MLflow's id: tr-<32 hex> of the OpenTelemetry trace id"),
+        _f(2, "experiment_id", StringType(), required=True),
+        _f(3, "client_request_id", StringType()),
+        _f(4, "request_time", TimestamptzType(), required=True, doc="when the trace started"),
+        _f(5, "execution_duration_ms", LongType(), doc="root span's duration"),
+        _f(6, "state", StringType(), required=True, doc="OK, ERROR, IN_PROGRESS or STATE_UNSPECIFIED"),
+        _f(7, "request_preview", StringType()),
+        _f(8, "response_preview", StringType()),
+        _f(9, "trace_name", StringType(), doc="the root span's name (tag mlflow.traceName)"),
+        _f(10, "metadata_json", StringType(), required=True, doc="trace metadata as a JSON object"),
+        _f(11, "is_deleted", BooleanType(), required=True),
+        *_change_columns(20),
+    ),
+    sort_order=SortOrder(
+        SortField(source_id=2, transform=IdentityTransform()),
+        SortField(source_id=4, transform=IdentityTransform()),
+    ),
+    sort_columns=("experiment_id", "request_time"),
+)
+
+TRACE_TAG_CHANGES = TableDef(
+    name="trace_tag_changes",
+    code=81,
+    schema=Schema(
+        _f(1, "trace_id", StringType(), required=True),
+        _f(2, "experiment_id", StringType(), required=True),
+        _f(3, "key", StringType(), required=True),
+        _f(4, "value", StringType()),
+        _f(5, "is_deleted", BooleanType(), required=True),
+        *_change_columns(20),
+    ),
+    sort_order=SortOrder(SortField(source_id=2, transform=IdentityTransform())),
+    sort_columns=("experiment_id", "trace_id"),
+)
+
+SPANS = TableDef(
+    name="spans",
+    code=82,
+    # The large table, laid out like metrics: one trace's spans sit in one bucket and files are sorted
+    # by trace and start time, so reading a trace prunes other buckets by partition and other traces
+    # by column statistics. ``content_json`` is the span as the OpenTelemetry protobuf's JSON mapping,
+    # returned as received; the other columns are its fields flattened for SQL.
+    schema=Schema(
+        _f(1, "trace_id", StringType(), required=True),
+        _f(2, "span_id", StringType(), required=True, doc="16 hex digits"),
+        _f(3, "parent_span_id", StringType(), doc="null for the root span"),
+        _f(4, "experiment_id", StringType(), required=True),
+        _f(5, "name", StringType(), required=True),
+        _f(6, "span_type", StringType(), doc="MLflow's span type: LLM, CHAIN, TOOL, RETRIEVER, ..."),
+        _f(7, "status_code", StringType(), required=True, doc="OK, ERROR or UNSET"),
+        _f(8, "status_message", StringType()),
+        _f(9, "started_at", TimestamptzType(), required=True),
+        _f(10, "ended_at", TimestamptzType()),
+        _f(11, "attributes_json", StringType(), required=True, doc="attributes as a JSON object, values decoded"),
+        _f(12, "content_json", StringType(), required=True, doc="the OpenTelemetry span (protobuf JSON mapping)"),
+        _f(13, "ingested_at", TimestamptzType(), required=True),
+    ),
+    partition_spec=PartitionSpec(
+        PartitionField(source_id=1, field_id=1000, transform=BucketTransform(METRIC_BUCKETS), name="trace_id_bucket")
+    ),
+    sort_order=SortOrder(
+        SortField(source_id=1, transform=IdentityTransform()),
+        SortField(source_id=9, transform=IdentityTransform()),
+    ),
+    sort_columns=("trace_id", "started_at"),
+)
+
+ASSESSMENT_CHANGES = TableDef(
+    name="assessment_changes",
+    code=83,
+    # Feedback and expectations on traces: one row per create, update, override ("invalidate": an
+    # overriding assessment made this one invalid) and delete; the current assessment is the latest
+    # row per assessment_id. ``content_json`` is the assessment in MLflow's JSON shape.
+    schema=Schema(
+        _f(1, "assessment_id", StringType(), required=True),
+        _f(2, "trace_id", StringType(), required=True),
+        _f(3, "experiment_id", StringType(), required=True),
+        _f(4, "name", StringType(), required=True),
+        _f(5, "kind", StringType(), required=True, doc="feedback or expectation"),
+        _f(6, "value_json", StringType(), doc="the value as JSON (null for a feedback that is an error)"),
+        _f(7, "source_type", StringType(), doc="HUMAN, LLM_JUDGE or CODE"),
+        _f(8, "source_id", StringType()),
+        _f(9, "span_id", StringType()),
+        _f(10, "overrides", StringType(), doc="the assessment this one replaces"),
+        _f(11, "is_valid", BooleanType(), required=True, doc="false once another assessment overrides it"),
+        _f(12, "content_json", StringType(), required=True),
+        _f(13, "created_at", TimestamptzType(), required=True),
+        _f(14, "is_deleted", BooleanType(), required=True),
+        *_change_columns(20),
+    ),
+    sort_order=SortOrder(SortField(source_id=3, transform=IdentityTransform())),
+    sort_columns=("experiment_id", "trace_id"),
+)
+
 # Parents before children: commits and loads follow this order (see lakeops/stores/iceberg.py).
 TABLES: tuple[TableDef, ...] = (
     EXPERIMENT_CHANGES,
@@ -617,11 +724,26 @@ TABLES: tuple[TableDef, ...] = (
     USER_CHANGES,
     API_TOKEN_CHANGES,
     PERMISSION_CHANGES,
+    # -- GenAI: traces --
+    TRACE_INFO_CHANGES,
+    TRACE_TAG_CHANGES,
+    SPANS,
+    ASSESSMENT_CHANGES,
 )
 TABLES_BY_CODE: dict[int, TableDef] = {t.code: t for t in TABLES}
 TABLES_BY_NAME: dict[str, TableDef] = {t.name: t for t in TABLES}
-# Tables read from the lake on demand, with pruning, and never folded into the in-memory state:
-# their rows grow with the data (one per checkpoint, per stored object), not with the entities.
-ON_DEMAND_TABLES: frozenset[str] = frozenset({CHECKPOINT_CHANGES.name, COMMENT_CHANGES.name, LOGGED_MODEL_METRICS.name})
 # Tables user SQL never sees (they hold password and token hashes); read by lakeops only.
 SQL_HIDDEN_TABLES: frozenset[str] = frozenset({USER_CHANGES.name, API_TOKEN_CHANGES.name})
+# Tables read from the lake on demand, with pruning, and never folded into the in-memory state:
+# their rows grow with the data (one per checkpoint, per stored object, per span), not with the entities.
+ON_DEMAND_TABLES: frozenset[str] = frozenset(
+    {
+        CHECKPOINT_CHANGES.name,
+        COMMENT_CHANGES.name,
+        LOGGED_MODEL_METRICS.name,
+        TRACE_INFO_CHANGES.name,
+        TRACE_TAG_CHANGES.name,
+        SPANS.name,
+        ASSESSMENT_CHANGES.name,
+    }
+)

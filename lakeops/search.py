@@ -22,7 +22,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 
@@ -219,13 +219,17 @@ def _comparison(tokens: _Tokens, entity: str, key: str) -> Comparison:
     return Comparison(entity, key, "!=" if op == "<>" else op, _value(tokens))
 
 
-def parse_order_by(clauses: Sequence[str] | None, *, default_entity: str | None = "attribute") -> list[OrderClause]:
-    """Parse ``["metrics.acc DESC", "attributes.start_time"]``."""
+def parse_order_by(
+    clauses: Sequence[str] | None, *, default_entity: str | None = "attribute", validate: bool = True
+) -> list[OrderClause]:
+    """Parse ``["metrics.acc DESC", "attributes.start_time"]`` (run attributes checked unless not ``validate``)."""
     out: list[OrderClause] = []
     for clause in clauses or []:
         tokens = _Tokens(clause)
-        entity, key = _identifier(tokens, _ENTITY_ALIASES, default_entity)
-        if entity == "attribute":
+        entity, key = _identifier(
+            tokens, _ENTITY_ALIASES if validate else {**_ENTITY_ALIASES, "trace": "attribute"}, default_entity
+        )
+        if entity == "attribute" and validate:
             key = _ATTRIBUTE_ALIASES.get(key, key)
             if key not in RUN_STRING_ATTRIBUTES | RUN_NUMERIC_ATTRIBUTES:
                 raise InvalidArgumentError(f"Invalid order_by attribute {key!r}")
@@ -680,3 +684,121 @@ def compile_logged_model_filter(text: str | None) -> Callable[[Any], bool]:
 
 def _param_getter(key: str) -> Callable[[Any], str | None]:
     return lambda m: m.params.get(key)
+
+
+# -- traces ------------------------------------------------------------------------------------------
+
+_TRACE_ENTITIES = {
+    "tag": "tag",
+    "tags": "tag",
+    "attribute": "attribute",
+    "attributes": "attribute",
+    "attr": "attribute",
+    "trace": "attribute",
+    "metadata": "metadata",
+    "request_metadata": "metadata",
+    "feedback": "feedback",
+    "expectation": "expectation",
+}
+_TRACE_NUMERIC = {
+    "timestamp_ms": "request_time",
+    "timestamp": "request_time",
+    "execution_time_ms": "execution_duration",
+    "execution_time": "execution_duration",
+    "end_time_ms": "end_time",
+    "end_time": "end_time",
+}
+_TRACE_STRING = {
+    "request_id": "trace_id",
+    "trace_id": "trace_id",
+    "status": "state",
+    "state": "state",
+    "client_request_id": "client_request_id",
+    "name": "name",
+    "run_id": "run_id",
+    "experiment_id": "experiment_id",
+}
+
+
+def _as_text(value: Any) -> str | None:
+    """A value compared as a string: booleans as JSON writes them (``feedback.ok = 'true'``)."""
+    if value is None:
+        return None
+    return json.dumps(value) if isinstance(value, bool) else str(value)
+
+
+def _metadata_getter(key: str) -> Callable[[Any], str | None]:
+    return lambda t: t.metadata.get(key)
+
+
+def _text_getter(getter: Callable[[Any], Any]) -> Callable[[Any], str | None]:
+    return lambda t: _as_text(getter(t))
+
+
+def _trace_attribute(key: str) -> Callable[[Any], Any]:
+    if key in ("end_time", "end_time_ms"):
+        return lambda t: None if t.execution_duration is None else t.request_time + t.execution_duration
+    return operator.attrgetter(_TRACE_NUMERIC.get(key) or _TRACE_STRING[key])
+
+
+def _assessment_getter(kind: str, name: str) -> Callable[[Any], Any]:
+    def get(trace: Any) -> Any:
+        for a in trace.assessments:
+            if a.kind == kind and a.name == name and a.is_valid:
+                return a.value if isinstance(a.value, str | int | float) else json.dumps(a.value)
+        return None
+
+    return get
+
+
+def compile_trace_filter(text: str | None) -> Callable[[Any], bool]:
+    """Predicate for MLflow's trace filter: attributes (``trace.status``, ``timestamp_ms``,
+    ``execution_time_ms``, ``name``, ``run_id``, ...), ``tags.<k>``, ``metadata.<k>``, and
+    ``feedback.<name>`` / ``expectation.<name>`` (the value of a valid assessment), joined by AND."""
+    tests: list[Callable[[Any], bool]] = []
+    for c in parse_filter(text, entities=_TRACE_ENTITIES, default_entity="attribute"):
+        getter: Callable[[Any], Any]
+        numeric = False
+        if c.entity == "tag":
+            getter = _tag_getter(c.key)
+        elif c.entity == "metadata":
+            getter = _metadata_getter(c.key)
+        elif c.entity in ("feedback", "expectation"):
+            getter = _assessment_getter(c.entity, c.key)
+            numeric = isinstance(c.value, int | float) and not isinstance(c.value, bool)
+        else:
+            if c.key not in _TRACE_NUMERIC and c.key not in _TRACE_STRING:
+                raise InvalidArgumentError(
+                    f"Invalid trace attribute {c.key!r}; valid: {sorted({*_TRACE_NUMERIC, *_TRACE_STRING})}"
+                )
+            getter = _trace_attribute(c.key)
+            numeric = c.key in _TRACE_NUMERIC
+        if c.op in ("IS NULL", "IS NOT NULL"):
+            tests.append(_null_test(getter, want_null=c.op == "IS NULL"))
+            continue
+        if numeric:
+            tests.append(_value_test(getter, _numeric_test(c.op, c.value)))
+        else:
+            value = tuple(str(v) for v in c.value) if isinstance(c.value, tuple) else c.value
+            check = _string_test(c.op, value)
+            tests.append(_value_test(_text_getter(getter), check))
+    return lambda t: all(test(t) for test in tests)
+
+
+def sort_traces(traces: list[Any], order_by: Sequence[str] | None) -> list[Any]:
+    """Order traces; MLflow's default is newest first (``timestamp_ms DESC``), then trace id."""
+    out = sorted(traces, key=lambda t: t.trace_id)
+    clauses = parse_order_by(order_by or ["timestamp_ms DESC"], default_entity="attribute", validate=False)
+    for clause in reversed(clauses):
+        getter: Callable[[Any], Any]
+        if clause.entity == "tag":
+            getter = _tag_getter(clause.key)
+        elif clause.key in _TRACE_NUMERIC or clause.key in _TRACE_STRING:
+            getter = _trace_attribute(clause.key)
+        else:
+            raise InvalidArgumentError(f"Invalid order_by key {clause.key!r} for traces")
+        present = [t for t in out if getter(t) is not None]
+        missing = [t for t in out if getter(t) is None]
+        present.sort(key=cast(Callable[[Any], Any], getter), reverse=not clause.ascending)
+        out = present + missing
+    return out

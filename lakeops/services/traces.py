@@ -1,0 +1,697 @@
+"""Traces, spans and assessments (MLflow 3's GenAI tracing), as append-only lake tables.
+
+Four tables (catalog/tables.py): ``trace_info_changes`` (one row per trace recorded or changed),
+``trace_tag_changes``, ``spans`` (the large one, bucketed and sorted by trace like metrics) and
+``assessment_changes``. All go through ``store.write`` (write-ahead log, group commit) and are read
+on demand: committed rows merged with rows still queued (``scan_with_pending``), so a client reads
+its own writes at once, and never folded into the in-memory state, which holds only what every
+request needs. The trace-level tables are read whole through the store's read cache, which after
+the first read takes only the files appended since; spans are read one trace at a time, pruned by
+bucket and statistics.
+
+How the stock client records a trace: as each span ends, its tracing SDK posts it to ``/v1/traces``
+(OpenTelemetry protobuf, ``log_spans``); when the root span ends it posts the trace's info to
+``/api/3.0/mlflow/traces`` (``start_trace``). The answer carries the tag
+``mlflow.trace.spansLocation = TRACKING_STORE``, so the client uploads no copy of the spans as an
+artifact. A trace sent by a plain OpenTelemetry exporter has spans only: its info is derived from
+its root span (operation ``spans``), and a ``start`` row, whenever it arrives, ranks above it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, cast
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyiceberg.expressions import AlwaysTrue, BooleanExpression, EqualTo
+
+from catalog.tables import ASSESSMENT_CHANGES, SPANS, TRACE_INFO_CHANGES, TRACE_TAG_CHANGES, TableDef
+from lakeops.errors import InvalidArgumentError, NotFoundError
+from lakeops.search import compile_trace_filter, decode_token, encode_token, sort_traces
+from lakeops.stores.epochs import epoch_ints
+from lakeops.stores.iceberg import IcebergStore, Rows
+from lakeops.stores.state import TrackingState
+
+SPANS_LOCATION_TAG = "mlflow.trace.spansLocation"
+TRACKING_STORE = "TRACKING_STORE"
+TRACE_NAME_TAG = "mlflow.traceName"
+SOURCE_RUN_KEY = "mlflow.sourceRun"
+TRACE_STATES = ("OK", "ERROR", "IN_PROGRESS", "STATE_UNSPECIFIED")
+PREVIEW_LENGTH = 1000
+MAX_SEARCH_RESULTS = 50_000
+MAX_TAG_KEY_LENGTH = 250
+MAX_TAG_VALUE_LENGTH = 8000
+# A start row (the client's own account of the trace) outranks one derived from spans, whatever the order.
+_RANK = {"spans": 0}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpanRecord:
+    """One span as received, its fields flattened for the table and its OpenTelemetry JSON kept whole."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    name: str
+    span_type: str | None
+    status_code: str  # OK, ERROR or UNSET
+    status_message: str | None
+    start_ns: int
+    end_ns: int | None
+    attributes: dict[str, Any]
+    content: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TraceInfo:
+    """A trace's info, tags and assessments (MLflow's TraceInfoV3). Times in ms."""
+
+    trace_id: str
+    experiment_id: str
+    request_time: int
+    execution_duration: int | None = None
+    state: str = "OK"
+    client_request_id: str | None = None
+    request_preview: str | None = None
+    response_preview: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    assessments: list[Assessment] = field(default_factory=list)
+
+    @property
+    def name(self) -> str | None:
+        """The trace's name (its root span's)."""
+        return self.tags.get(TRACE_NAME_TAG)
+
+    @property
+    def run_id(self) -> str | None:
+        """The run the trace was recorded in or linked to."""
+        return self.metadata.get(SOURCE_RUN_KEY)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Assessment:
+    """Feedback or an expectation on a trace, in MLflow's JSON shape (``content``) plus what is searched."""
+
+    assessment_id: str
+    trace_id: str
+    name: str
+    kind: str  # feedback or expectation
+    value: Any
+    is_valid: bool
+    content: dict[str, Any]
+
+
+class TraceService:
+    """Record, read, search, tag, link and delete traces; their assessments."""
+
+    def __init__(self, store: IcebergStore, *, actor: str, now_ms: Callable[[], int] | None = None) -> None:
+        self.store = store
+        self.actor = actor
+        self._now_ms = now_ms or (lambda: int(time.time() * 1000))
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def start_trace(self, info: TraceInfo, assessments: Sequence[Mapping[str, Any]] = ()) -> TraceInfo:
+        """Record a trace's info (the client calls this when its root span ends); returns it as stored.
+
+        Raises:
+            NotFoundError: no such experiment.
+            InvalidArgumentError: a malformed id, state or tag, or an experiment that is deleted.
+        """
+        _check_trace_id(info.trace_id)
+        if info.state not in TRACE_STATES:
+            raise InvalidArgumentError(f"Invalid trace state {info.state!r}; one of {', '.join(TRACE_STATES)}")
+        tags = {**{_check_key(k): _check_value(v) for k, v in info.tags.items()}, SPANS_LOCATION_TAG: TRACKING_STORE}
+        now = self._now_ms()
+        stored = replace(info, tags=tags, metadata={str(k): str(v) for k, v in info.metadata.items()})
+        made = [self._new_assessment(stored, a, now) for a in assessments]
+
+        def build(state: TrackingState) -> Rows:
+            _active_experiment(state, info.experiment_id)
+            rows = {
+                TRACE_INFO_CHANGES.name: self._info_rows([stored], "start", now),
+                TRACE_TAG_CHANGES.name: self._tag_rows(info.trace_id, info.experiment_id, tags, now),
+            }
+            if made:
+                rows[ASSESSMENT_CHANGES.name] = self._assessment_rows(stored.experiment_id, made, "create", now)
+            return rows
+
+        self.store.write(build)
+        return replace(stored, assessments=made)
+
+    def log_spans(self, experiment_id: str, spans: Sequence[SpanRecord]) -> int:
+        """Store spans; a root span also records its trace's info if the client sends none. Returns the count.
+
+        Raises:
+            NotFoundError: no such experiment.
+            InvalidArgumentError: a malformed span, or an experiment that is deleted.
+        """
+        if not spans:
+            return 0
+        for span in spans:
+            _check_trace_id(span.trace_id)
+        now = self._now_ms()
+        roots = [s for s in spans if s.parent_span_id is None]
+        infos = [_info_from_root(experiment_id, s) for s in roots]
+
+        def build(state: TrackingState) -> Rows:
+            _active_experiment(state, experiment_id)
+            rows: Rows = {SPANS.name: _span_rows(experiment_id, spans, now)}
+            if infos:
+                rows[TRACE_INFO_CHANGES.name] = self._info_rows(infos, "spans", now)
+                rows[TRACE_TAG_CHANGES.name] = pa.concat_batches(
+                    [self._tag_rows(i.trace_id, experiment_id, i.tags, now) for i in infos]
+                )
+            return rows
+
+        self.store.write(build)
+        return len(spans)
+
+    def set_trace_tag(self, trace_id: str, key: str, value: str) -> None:
+        """Set a tag on a trace.
+
+        Raises:
+            NotFoundError: no such trace.
+            InvalidArgumentError: a bad key or value.
+        """
+        tags = {_check_key(key): _check_value(value)}
+        info = self.get_trace_info(trace_id)
+        now = self._now_ms()
+        self.store.write(lambda _s: {TRACE_TAG_CHANGES.name: self._tag_rows(trace_id, info.experiment_id, tags, now)})
+
+    def delete_trace_tag(self, trace_id: str, key: str) -> None:
+        """Remove a tag from a trace.
+
+        Raises:
+            NotFoundError: no such trace, or no such tag on it.
+        """
+        info = self.get_trace_info(trace_id)
+        if key not in info.tags:
+            raise NotFoundError(f"No tag with key '{key}' on trace '{trace_id}'", details={"key": key})
+        now = self._now_ms()
+        self.store.write(
+            lambda _s: {TRACE_TAG_CHANGES.name: self._tag_rows(trace_id, info.experiment_id, {key: None}, now)}
+        )
+
+    def link_traces_to_run(self, trace_ids: Sequence[str], run_id: str) -> None:
+        """Link traces to a run (trace metadata ``mlflow.sourceRun``), as MLflow's LinkTracesToRun.
+
+        Raises:
+            NotFoundError: no such run or trace.
+            InvalidArgumentError: more than 100 traces.
+        """
+        if len(trace_ids) > 100:
+            raise InvalidArgumentError(f"At most 100 traces can be linked at once, got {len(trace_ids)}")
+        infos = [self.get_trace_info(t) for t in trace_ids]
+        now = self._now_ms()
+        linked = [replace(i, metadata={**i.metadata, SOURCE_RUN_KEY: run_id}) for i in infos]
+
+        def build(state: TrackingState) -> Rows:
+            if run_id not in state.runs:
+                raise NotFoundError(f"Run with id={run_id} not found", details={"run_id": run_id})
+            return {TRACE_INFO_CHANGES.name: self._info_rows(linked, "link", now)} if linked else {}
+
+        self.store.write(build)
+
+    def delete_traces(
+        self,
+        experiment_id: str,
+        *,
+        max_timestamp_millis: int | None = None,
+        max_traces: int | None = None,
+        trace_ids: Sequence[str] | None = None,
+    ) -> int:
+        """Delete traces of an experiment: those listed, or the oldest (up to ``max_traces``) before a time.
+
+        Raises:
+            InvalidArgumentError: neither trace ids nor a time given, or both.
+        """
+        if bool(trace_ids) == (max_timestamp_millis is not None):
+            raise InvalidArgumentError("Pass either request_ids or max_timestamp_millis (with max_traces), not both")
+        infos = self._infos(experiment_ids=[experiment_id])
+        if trace_ids:
+            wanted = set(trace_ids)
+            doomed = [i for i in infos if i.trace_id in wanted]
+        else:
+            doomed = sorted(
+                (i for i in infos if i.request_time <= (max_timestamp_millis or 0)), key=lambda i: i.request_time
+            )
+            if max_traces is not None:
+                doomed = doomed[: max(0, max_traces)]
+        if not doomed:
+            return 0
+        now = self._now_ms()
+        self.store.write(lambda _s: {TRACE_INFO_CHANGES.name: self._info_rows(doomed, "delete", now, deleted=True)})
+        return len(doomed)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def get_trace_info(self, trace_id: str) -> TraceInfo:
+        """A trace's info with its tags and assessments.
+
+        Raises:
+            NotFoundError: no such trace (or it is deleted).
+        """
+        found = self._infos(trace_ids=[trace_id])
+        if not found:
+            raise NotFoundError(f"Trace with ID '{trace_id}' not found.", details={"trace_id": trace_id})
+        return found[0]
+
+    def batch_get_trace_infos(self, trace_ids: Sequence[str]) -> list[TraceInfo]:
+        """The infos of those of ``trace_ids`` that exist, in the order asked."""
+        found = {i.trace_id: i for i in self._infos(trace_ids=list(trace_ids))}
+        return [found[t] for t in dict.fromkeys(trace_ids) if t in found]
+
+    def get_spans(self, trace_id: str) -> list[dict[str, Any]]:
+        """A trace's spans as received (OpenTelemetry JSON), ordered by start time."""
+        rows = self.store.scan_with_pending(
+            SPANS.name,
+            _equal_to("trace_id", trace_id),
+            lambda t: pc.equal(t["trace_id"], trace_id),
+        )
+        if rows.num_rows == 0:
+            return []
+        # The same span may arrive twice (a client retry): keep its latest copy.
+        rows = rows.sort_by([("ingested_at", "ascending")])
+        latest: dict[str, str] = dict(
+            zip(rows.column("span_id").to_pylist(), rows.column("content_json").to_pylist(), strict=True)
+        )
+        starts = dict(zip(rows.column("span_id").to_pylist(), epoch_ints(rows.column("started_at"), "ns"), strict=True))
+        return [json.loads(latest[s]) for s in sorted(latest, key=lambda s: (starts[s] or 0, s))]
+
+    def search_traces(
+        self,
+        experiment_ids: Sequence[str],
+        *,
+        filter_string: str | None = None,
+        max_results: int = 100,
+        order_by: Sequence[str] | None = None,
+        page_token: str | None = None,
+    ) -> tuple[list[TraceInfo], str | None]:
+        """Traces of the experiments matching MLflow's trace filter, newest first by default; one page.
+
+        Raises:
+            InvalidArgumentError: a bad filter, order, page token or page size.
+        """
+        if isinstance(max_results, bool) or not 1 <= max_results <= MAX_SEARCH_RESULTS:
+            raise InvalidArgumentError(
+                f"Invalid max_results {max_results!r}: must be between 1 and {MAX_SEARCH_RESULTS}"
+            )
+        predicate = compile_trace_filter(filter_string)
+        offset = int(decode_token(page_token).get("offset", 0))
+        found = sort_traces([i for i in self._infos(experiment_ids=list(experiment_ids)) if predicate(i)], order_by)
+        page = found[offset : offset + max_results]
+        nxt = encode_token({"offset": offset + max_results}) if offset + max_results < len(found) else None
+        return page, nxt
+
+    # -- assessments -----------------------------------------------------------------------------
+
+    def create_assessment(self, trace_id: str, content: Mapping[str, Any]) -> Assessment:
+        """Log feedback or an expectation on a trace; an ``overrides`` makes the overridden one invalid.
+
+        Raises:
+            NotFoundError: no such trace, or no such assessment to override.
+            InvalidArgumentError: no name, or neither (or both) of feedback and expectation.
+        """
+        info = self.get_trace_info(trace_id)
+        now = self._now_ms()
+        made = self._new_assessment(info, content, now)
+        rows: list[Assessment] = [made]
+        overridden = made.content.get("overrides")
+        if overridden:
+            old = self.get_assessment(trace_id, overridden)
+            rows.append(replace(old, is_valid=False, content={**old.content, "valid": False}))
+        self.store.write(
+            lambda _s: {ASSESSMENT_CHANGES.name: self._assessment_rows(info.experiment_id, rows, "create", now)}
+        )
+        return made
+
+    def get_assessment(self, trace_id: str, assessment_id: str) -> Assessment:
+        """One assessment of a trace.
+
+        Raises:
+            NotFoundError: no such assessment on that trace.
+        """
+        found = self._assessments(trace_ids=[trace_id]).get(trace_id, [])
+        for a in found:
+            if a.assessment_id == assessment_id:
+                return a
+        raise NotFoundError(
+            f"Assessment with ID '{assessment_id}' not found for trace '{trace_id}'",
+            details={"assessment_id": assessment_id},
+        )
+
+    def update_assessment(self, trace_id: str, assessment_id: str, changes: Mapping[str, Any]) -> Assessment:
+        """Change an assessment's name, value, rationale or metadata (the fields present in ``changes``).
+
+        Raises:
+            NotFoundError: no such assessment on that trace.
+            InvalidArgumentError: a change of kind (feedback to expectation) or an empty name.
+        """
+        old = self.get_assessment(trace_id, assessment_id)
+        content = dict(old.content)
+        for key in ("assessment_name", "rationale"):
+            if key in changes:
+                content[key] = changes[key]
+        if "metadata" in changes:
+            content["metadata"] = {**content.get("metadata", {}), **dict(changes["metadata"] or {})}
+        for kind in ("feedback", "expectation"):
+            if kind in changes:
+                if kind != old.kind:
+                    raise InvalidArgumentError(f"Cannot turn a {old.kind} into a {kind}")
+                content[kind] = changes[kind]
+        if not content.get("assessment_name"):
+            raise InvalidArgumentError("An assessment needs a name")
+        now = self._now_ms()
+        content["last_update_time"] = _rfc3339(now)
+        updated = _assessment_from_content(content)
+        info = self.get_trace_info(trace_id)
+        self.store.write(
+            lambda _s: {ASSESSMENT_CHANGES.name: self._assessment_rows(info.experiment_id, [updated], "update", now)}
+        )
+        return updated
+
+    def delete_assessment(self, trace_id: str, assessment_id: str) -> None:
+        """Delete an assessment; one it overrode becomes valid again, as in MLflow.
+
+        Raises:
+            NotFoundError: no such assessment on that trace.
+        """
+        old = self.get_assessment(trace_id, assessment_id)
+        info = self.get_trace_info(trace_id)
+        now = self._now_ms()
+        restored: list[Assessment] = []
+        overridden = old.content.get("overrides")
+        if overridden:
+            previous = next(
+                (a for a in self._assessments(trace_ids=[trace_id]).get(trace_id, []) if a.assessment_id == overridden),
+                None,
+            )
+            if previous is not None:
+                restored.append(replace(previous, is_valid=True, content={**previous.content, "valid": True}))
+
+        def build(_s: TrackingState) -> Rows:
+            batches = [self._assessment_rows(info.experiment_id, [old], "delete", now, deleted=True)]
+            if restored:
+                batches.append(self._assessment_rows(info.experiment_id, restored, "restore", now))
+            return {ASSESSMENT_CHANGES.name: pa.concat_batches(batches)}
+
+        self.store.write(build)
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _infos(
+        self, *, experiment_ids: Sequence[str] | None = None, trace_ids: Sequence[str] | None = None
+    ) -> list[TraceInfo]:
+        """Current (not deleted) traces of some experiments or with some ids, with tags and assessments."""
+        column, wanted = ("trace_id", trace_ids) if trace_ids is not None else ("experiment_id", experiment_ids)
+        values = pa.array([str(v) for v in wanted or []], pa.string())
+        rows = self._read(TRACE_INFO_CHANGES, column, values)
+        if rows.num_rows == 0:
+            return []
+        frame = pl.from_arrow(rows)
+        assert isinstance(frame, pl.DataFrame)
+        current = (
+            frame.with_columns(
+                pl.col("operation").replace_strict(_RANK, default=1, return_dtype=pl.Int8).alias("_rank"),
+                pl.col("is_deleted").any().over("trace_id").alias("_gone"),
+            )
+            .filter(~pl.col("_gone"))
+            .sort(["_rank", "changed_at", "writer_id", "wal_seq"])
+            .group_by("trace_id", maintain_order=True)
+            .last()
+        )
+        if current.is_empty():
+            return []
+        ids = current.get_column("trace_id").to_list()
+        tags = self._tags(ids)
+        assessments = self._assessments(trace_ids=ids)
+        times = epoch_ints(current.get_column("request_time").to_arrow(), "ms", null=0)
+        data = current.select(
+            [
+                "trace_id",
+                "experiment_id",
+                "execution_duration_ms",
+                "state",
+                "client_request_id",
+                "request_preview",
+                "response_preview",
+                "metadata_json",
+            ]
+        ).to_dict(as_series=False)
+        return [
+            TraceInfo(
+                trace_id=trace_id,
+                experiment_id=data["experiment_id"][i],
+                request_time=times[i],
+                execution_duration=data["execution_duration_ms"][i],
+                state=data["state"][i],
+                client_request_id=data["client_request_id"][i],
+                request_preview=data["request_preview"][i],
+                response_preview=data["response_preview"][i],
+                metadata=json.loads(data["metadata_json"][i]),
+                tags=tags.get(trace_id, {}),
+                assessments=assessments.get(trace_id, []),
+            )
+            for i, trace_id in enumerate(data["trace_id"])
+        ]
+
+    def _read(self, table: TableDef, column: str, values: pa.Array) -> pa.Table:
+        """Committed and queued rows of a trace-level table whose ``column`` is one of ``values``.
+
+        The committed part is read whole through the store's read cache (later reads take only the
+        files appended since), then filtered here.
+        """
+        rows = self.store.scan_with_pending(
+            table.name, AlwaysTrue(), lambda t: pc.is_in(t[column], value_set=values), cache_key="all"
+        )
+        return rows.filter(pc.is_in(rows[column], value_set=values))
+
+    def _tags(self, trace_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        rows = self._read(TRACE_TAG_CHANGES, "trace_id", pa.array(list(trace_ids), pa.string()))
+        rows = rows.sort_by([("changed_at", "ascending"), ("writer_id", "ascending"), ("wal_seq", "ascending")])
+        found: dict[str, dict[str, str]] = {}
+        data = rows.select(["trace_id", "key", "value", "is_deleted"]).to_pydict()
+        for trace_id, key, value, deleted in zip(
+            data["trace_id"], data["key"], data["value"], data["is_deleted"], strict=True
+        ):
+            tags = found.setdefault(trace_id, {})
+            if deleted:
+                tags.pop(key, None)
+            else:
+                tags[key] = value
+        return found
+
+    def _assessments(self, *, trace_ids: Sequence[str]) -> dict[str, list[Assessment]]:
+        rows = self._read(ASSESSMENT_CHANGES, "trace_id", pa.array(list(trace_ids), pa.string()))
+        rows = rows.sort_by([("changed_at", "ascending"), ("writer_id", "ascending"), ("wal_seq", "ascending")])
+        latest: dict[str, Assessment | None] = {}
+        data = rows.select(["assessment_id", "content_json", "is_deleted"]).to_pydict()
+        for assessment_id, content, deleted in zip(
+            data["assessment_id"], data["content_json"], data["is_deleted"], strict=True
+        ):
+            latest[assessment_id] = None if deleted else _assessment_from_content(json.loads(content))
+        found: dict[str, list[Assessment]] = {}
+        for a in latest.values():
+            if a is not None:
+                found.setdefault(a.trace_id, []).append(a)
+        for items in found.values():
+            items.sort(key=lambda a: (str(a.content.get("create_time", "")), a.assessment_id))
+        return found
+
+    def _new_assessment(self, info: TraceInfo, content: Mapping[str, Any], now: int) -> Assessment:
+        body = {k: v for k, v in content.items() if v is not None}
+        name = body.get("assessment_name")
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidArgumentError("An assessment needs a name (assessment_name)")
+        if ("feedback" in body) == ("expectation" in body):
+            raise InvalidArgumentError("An assessment is either a feedback or an expectation (exactly one of them)")
+        body.update(
+            assessment_id=f"a-{uuid.uuid4().hex}",
+            trace_id=info.trace_id,
+            create_time=body.get("create_time") or _rfc3339(now),
+            last_update_time=_rfc3339(now),
+            valid=True,
+        )
+        body.setdefault("source", {"source_type": "SOURCE_TYPE_UNSPECIFIED"})
+        return _assessment_from_content(body)
+
+    def _change(self, operation: str, now: int, n: int) -> dict[str, list[Any]]:
+        return {
+            "changed_at": [now * 1000] * n,
+            "actor": [self.actor] * n,
+            "operation": [operation] * n,
+            "writer_id": [self.store.writer_id] * n,
+            "wal_seq": [0] * n,
+        }
+
+    def _info_rows(
+        self, infos: Sequence[TraceInfo], operation: str, now: int, *, deleted: bool = False
+    ) -> pa.RecordBatch:
+        columns = {
+            "trace_id": [i.trace_id for i in infos],
+            "experiment_id": [i.experiment_id for i in infos],
+            "client_request_id": [i.client_request_id for i in infos],
+            "request_time": [i.request_time * 1000 for i in infos],
+            "execution_duration_ms": [i.execution_duration for i in infos],
+            "state": [i.state for i in infos],
+            "request_preview": [i.request_preview for i in infos],
+            "response_preview": [i.response_preview for i in infos],
+            "trace_name": [i.name for i in infos],
+            "metadata_json": [json.dumps(i.metadata, sort_keys=True) for i in infos],
+            "is_deleted": [deleted] * len(infos),
+            **self._change(operation, now, len(infos)),
+        }
+        return pa.RecordBatch.from_pydict(columns, schema=TRACE_INFO_CHANGES.arrow_schema)
+
+    def _tag_rows(self, trace_id: str, experiment_id: str, tags: Mapping[str, str | None], now: int) -> pa.RecordBatch:
+        n = len(tags)
+        columns = {
+            "trace_id": [trace_id] * n,
+            "experiment_id": [experiment_id] * n,
+            "key": list(tags),
+            "value": list(tags.values()),
+            "is_deleted": [v is None for v in tags.values()],
+            **self._change("set", now, n),
+        }
+        return pa.RecordBatch.from_pydict(columns, schema=TRACE_TAG_CHANGES.arrow_schema)
+
+    def _assessment_rows(
+        self, experiment_id: str, items: Sequence[Assessment], operation: str, now: int, *, deleted: bool = False
+    ) -> pa.RecordBatch:
+        columns = {
+            "assessment_id": [a.assessment_id for a in items],
+            "trace_id": [a.trace_id for a in items],
+            "experiment_id": [experiment_id] * len(items),
+            "name": [a.name for a in items],
+            "kind": [a.kind for a in items],
+            "value_json": [None if a.value is None else json.dumps(a.value) for a in items],
+            "source_type": [a.content.get("source", {}).get("source_type") for a in items],
+            "source_id": [a.content.get("source", {}).get("source_id") for a in items],
+            "span_id": [a.content.get("span_id") for a in items],
+            "overrides": [a.content.get("overrides") for a in items],
+            "is_valid": [a.is_valid for a in items],
+            "content_json": [json.dumps(a.content, sort_keys=True) for a in items],
+            "created_at": [_parse_time_ms(a.content.get("create_time"), default=now) * 1000 for a in items],
+            "is_deleted": [deleted] * len(items),
+            **self._change(operation, now, len(items)),
+        }
+        return pa.RecordBatch.from_pydict(columns, schema=ASSESSMENT_CHANGES.arrow_schema)
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+# pyiceberg's pydantic-generated signature for EqualTo confuses mypy; this is its documented call form.
+_equal_to = cast(Callable[[str, Any], BooleanExpression], EqualTo)
+
+
+def _check_trace_id(trace_id: object) -> str:
+    if not isinstance(trace_id, str) or not trace_id or len(trace_id) > 128:
+        raise InvalidArgumentError(f"Invalid trace id {trace_id!r}")
+    return trace_id
+
+
+def _check_key(key: object) -> str:
+    if not isinstance(key, str) or not key or len(key) > MAX_TAG_KEY_LENGTH:
+        raise InvalidArgumentError(f"Invalid tag key {key!r}: 1 to {MAX_TAG_KEY_LENGTH} characters")
+    return key
+
+
+def _check_value(value: object) -> str:
+    if not isinstance(value, str) or len(value) > MAX_TAG_VALUE_LENGTH:
+        raise InvalidArgumentError(f"Invalid tag value: a string of at most {MAX_TAG_VALUE_LENGTH} characters")
+    return value
+
+
+def _active_experiment(state: TrackingState, experiment_id: str) -> None:
+    exp = state.experiments.get(str(experiment_id))
+    if exp is None:
+        raise NotFoundError(f"No Experiment with id={experiment_id} exists", details={"experiment_id": experiment_id})
+    if exp.lifecycle_stage != "active":
+        raise InvalidArgumentError(f"The experiment {experiment_id} must be active to record traces in it")
+
+
+def _preview(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text[:PREVIEW_LENGTH]
+
+
+def _info_from_root(experiment_id: str, span: SpanRecord) -> TraceInfo:
+    """A trace's info as its root span tells it (for traces sent as OpenTelemetry spans alone)."""
+    start_ms = span.start_ns // 1_000_000
+    duration = (span.end_ns - span.start_ns) // 1_000_000 if span.end_ns is not None else None
+    state = {"OK": "OK", "ERROR": "ERROR"}.get(span.status_code, "OK" if span.end_ns is not None else "IN_PROGRESS")
+    return TraceInfo(
+        trace_id=span.trace_id,
+        experiment_id=experiment_id,
+        request_time=start_ms,
+        execution_duration=duration,
+        state=state,
+        request_preview=_preview(span.attributes.get("mlflow.spanInputs")),
+        response_preview=_preview(span.attributes.get("mlflow.spanOutputs")),
+        tags={TRACE_NAME_TAG: span.name, SPANS_LOCATION_TAG: TRACKING_STORE},
+    )
+
+
+def _span_rows(experiment_id: str, spans: Iterable[SpanRecord], now: int) -> pa.RecordBatch:
+    spans = list(spans)
+    columns = {
+        "trace_id": [s.trace_id for s in spans],
+        "span_id": [s.span_id for s in spans],
+        "parent_span_id": [s.parent_span_id for s in spans],
+        "experiment_id": [experiment_id] * len(spans),
+        "name": [s.name for s in spans],
+        "span_type": [s.span_type for s in spans],
+        "status_code": [s.status_code for s in spans],
+        "status_message": [s.status_message for s in spans],
+        "started_at": [s.start_ns // 1000 for s in spans],
+        "ended_at": [None if s.end_ns is None else s.end_ns // 1000 for s in spans],
+        "attributes_json": [json.dumps(s.attributes, default=str) for s in spans],
+        "content_json": [json.dumps(s.content) for s in spans],
+        "ingested_at": [now * 1000] * len(spans),
+    }
+    return pa.RecordBatch.from_pydict(columns, schema=SPANS.arrow_schema)
+
+
+def _assessment_from_content(content: Mapping[str, Any]) -> Assessment:
+    kind = "feedback" if "feedback" in content else "expectation"
+    body = content.get(kind) or {}
+    value = body.get("value")
+    if value is None and isinstance(body.get("serialized_value"), dict):
+        value = body["serialized_value"].get("value")
+    return Assessment(
+        assessment_id=str(content["assessment_id"]),
+        trace_id=str(content["trace_id"]),
+        name=str(content.get("assessment_name", "")),
+        kind=kind,
+        value=value,
+        is_valid=bool(content.get("valid", True)),
+        content=dict(content),
+    )
+
+
+def _rfc3339(ms: int) -> str:
+    """Milliseconds as protobuf's JSON Timestamp (``2024-01-02T03:04:05.678Z``)."""
+    seconds, millis = divmod(ms, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+
+
+def _parse_time_ms(text: object, *, default: int) -> int:
+    from datetime import datetime
+
+    if not isinstance(text, str):
+        return default
+    try:
+        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+    except ValueError:
+        return default
