@@ -224,7 +224,9 @@ class ObjectStoreCatalog(MetastoreCatalog):
         namespace, name, prefix, current = self._table(table.name())
         current_table = None
         if current is not None and not current.dropped:
-            current_table = self._table_at(namespace, name, str(current.body["metadata-location"]))
+            location = str(current.body["metadata-location"])
+            # The committer's table is usually the current one: its metadata need not be read again.
+            current_table = table if table.metadata_location == location else self._table_at(namespace, name, location)
         staged = self._update_and_stage_table(current_table, table.name(), requirements, updates)
         if current_table is not None and staged.metadata == current_table.metadata:
             return CommitTableResponse(

@@ -209,13 +209,13 @@ class S3VersionStore:
             raise VersionStoreError(f"cannot delete {error.name}: {error.code}")
 
 
-def open_version_store(warehouse: str, properties: Mapping[str, str]) -> VersionStore:
-    """The version store under ``<warehouse>/_catalog``, with pyiceberg's ``s3.*`` properties for ``s3://``."""
+def open_version_store(warehouse: str, properties: Mapping[str, str], *, directory: str = CATALOG_DIR) -> VersionStore:
+    """Create-only objects under ``<warehouse>/<directory>`` (pyiceberg's ``s3.*`` properties for ``s3://``)."""
     url = urlparse(warehouse.rstrip("/"))
     if url.scheme in ("", "file"):
-        return LocalVersionStore(Path(url.path) / CATALOG_DIR)
+        return LocalVersionStore(Path(url.path) / directory)
     if url.scheme in ("s3", "s3a"):
-        return S3VersionStore(_minio_client(properties), url.netloc, f"{url.path.strip('/')}/{CATALOG_DIR}")
+        return S3VersionStore(_minio_client(properties), url.netloc, f"{url.path.strip('/')}/{directory}")
     raise ValueError(f"the object-store catalog needs a file:// or s3:// warehouse, not {warehouse!r}")
 
 

@@ -20,7 +20,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from catalog.tables import TABLES
@@ -170,14 +169,8 @@ class HealthMonitor:
 
 
 def _wal_bytes(store: IcebergStore) -> int:
-    """Bytes of this process's write-ahead log on disk."""
-    total = 0
-    for segment in Path(store.wal.directory).glob("*.log"):
-        try:
-            total += segment.stat().st_size
-        except FileNotFoundError:  # truncated by the committer meanwhile
-            continue
-    return total
+    """Bytes of this process's write-ahead log (on disk, or in the object store)."""
+    return store.wal.size_bytes()
 
 
 def _iso(epoch_s: float | None) -> str | None:

@@ -189,6 +189,17 @@ class WriteConfig(_Frozen):
     commit_interval_s: float = Field(default=0.5, gt=0, description="Group-commit period.")
     commit_max_rows: int = Field(default=200_000, gt=0, description="Commit early once this many rows wait.")
     fsync: bool = Field(default=True, description="fsync the write-ahead log before acknowledging.")
+    log: Literal["local", "object"] = Field(
+        default="local",
+        description="Where the write-ahead log lives: 'local' (<home>/wal, fsync'd) or 'object' (segments in the "
+        "warehouse's object store, <warehouse>/_wal/<log_name>/: a replica's disk then holds nothing an "
+        "acknowledgement depends on).",
+    )
+    log_name: str | None = Field(
+        default=None,
+        description="This replica's log in the object store (log='object'); default the host name. One process "
+        "per name: a replacement with the same name replays it.",
+    )
     maintain_every_commits: int = Field(default=50, ge=0, description="Background maintenance period; 0 = never.")
     snapshot_retention_s: float = Field(default=3600.0, ge=0, description="Expire snapshots older than this.")
     max_snapshots: int = Field(

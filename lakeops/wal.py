@@ -26,14 +26,61 @@ import struct
 import threading
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("<IIQ")
 _SEGMENT_BYTES = 64 * 1024 * 1024
+
+
+class RecordLog(Protocol):
+    """What the store needs of a write-ahead log: this module's local log or ``lakeops/object_wal.py``."""
+
+    @property
+    def writer_id(self) -> str:
+        """The log's identity, recorded in the tables' marks."""
+        ...
+
+    @property
+    def last_seq(self) -> int:
+        """The highest sequence number appended so far."""
+        ...
+
+    def append(self, payload: bytes) -> tuple[int, int]:
+        """Add a record; ``(seq, ticket)``."""
+        ...
+
+    def sync(self, ticket: int) -> None:
+        """Make every record up to ``ticket`` durable."""
+        ...
+
+    def replay(self, after_seq: int = 0) -> Iterator[tuple[int, bytes]]:
+        """Records after ``after_seq``, in order."""
+        ...
+
+    def truncate_through(self, seq: int) -> int:
+        """Forget records committed through ``seq``."""
+        ...
+
+    def orphans(self) -> Sequence[RecordLog]:
+        """Logs of dead processes this one drains."""
+        ...
+
+    def size_bytes(self) -> int:
+        """Bytes the log holds."""
+        ...
+
+    def close(self) -> None:
+        """Flush and release."""
+        ...
+
+    def discard(self) -> None:
+        """Delete a drained log."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -95,6 +142,20 @@ class WriteAheadLog:
                 claimed.append(cls(candidate, fd, fsync=True))
         return claimed
 
+    def size_bytes(self) -> int:
+        """Bytes of the log's segment files."""
+        total = 0
+        for segment in self.directory.glob("*.log"):
+            try:
+                total += segment.stat().st_size
+            except FileNotFoundError:  # truncated by the committer meanwhile
+                continue
+        return total
+
+    def orphans(self) -> list[WriteAheadLog]:
+        """The other logs of the same home whose owners are gone, locked for draining."""
+        return WriteAheadLog.claim_orphans(self.directory.parent, keep=self.writer_id)
+
     def discard(self) -> None:
         """Delete a drained log (every record is committed) and release it."""
         self.close()
@@ -139,7 +200,7 @@ class WriteAheadLog:
             seq = self._next_seq
             if self._size >= _SEGMENT_BYTES:
                 self._rotate(seq)
-            record = _HEADER.pack(len(payload), zlib.crc32(payload, zlib.crc32(struct.pack("<Q", seq))), seq) + payload
+            record = pack_record(seq, payload)
             os.write(self._fd, record)
             self._next_seq = seq + 1
             self._size += len(record)
@@ -246,6 +307,16 @@ def _read_records(path: Path) -> Iterator[tuple[int, bytes, int]]:
         data = path.read_bytes()
     except FileNotFoundError:
         return
+    yield from parse_records(data)
+
+
+def pack_record(seq: int, payload: bytes) -> bytes:
+    """One record as the log stores it: header (length, crc32 of seq+payload, seq), then the payload."""
+    return _HEADER.pack(len(payload), zlib.crc32(payload, zlib.crc32(struct.pack("<Q", seq))), seq) + payload
+
+
+def parse_records(data: bytes) -> Iterator[tuple[int, bytes, int]]:
+    """Yield ``(seq, payload, end_offset)`` for each intact record of ``data``; stop at the first torn one."""
     pos = 0
     while pos + _HEADER.size <= len(data):
         length, crc, seq = _HEADER.unpack_from(data, pos)

@@ -23,6 +23,8 @@ def test_compose_environment_is_valid_settings(monkeypatch: pytest.MonkeyPatch) 
     assert settings.storage.kind == "s3"
     assert settings.warehouse() == "s3://lakeops/lakeops"
     assert settings.catalog.kind == "object"  # no database: the catalog is kept in the bucket
+    assert settings.write.log == "object"  # and the write-ahead log: nothing on the container's disk
+    assert spec["services"]["lakeops"]["hostname"]  # the log's name, stable when the container is recreated
     assert settings.catalog_properties()["s3.endpoint"] == "http://minio:9000"
     command = spec["services"]["lakeops"]["command"]
     from lakeops.cli import build_parser

@@ -51,7 +51,7 @@ from catalog.tables import METRIC_BUCKETS, METRICS, ON_DEMAND_TABLES, TABLES, TA
 from lakeops.errors import BackendUnavailableError, ConflictError, LakeopsError
 from lakeops.settings import LakeopsSettings
 from lakeops.stores.state import TrackingState
-from lakeops.wal import WriteAheadLog
+from lakeops.wal import RecordLog, WriteAheadLog
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +156,17 @@ class CommitStats:
     seconds: float
 
 
+def _open_log(settings: LakeopsSettings) -> RecordLog:
+    """The write-ahead log ``write.log`` names: on the local disk (default) or in the object store."""
+    if settings.write.log == "object":
+        from catalog.versions import open_version_store
+        from lakeops.object_wal import WAL_DIR, ObjectWriteAheadLog, default_log_name
+
+        objects = open_version_store(settings.warehouse(), settings.storage.to_properties(), directory=WAL_DIR)
+        return ObjectWriteAheadLog.open(objects, settings.write.log_name or default_log_name())
+    return WriteAheadLog.open(settings.home / "wal", fsync=settings.write.fsync)
+
+
 def _refuse_unmigrated(settings: LakeopsSettings, catalog: Catalog) -> None:
     """Refuse to start an empty object-store catalog over a lake whose tables are in a SQLite catalog.
 
@@ -214,7 +225,7 @@ class IcebergStore:
             raise
         except Exception as exc:
             raise BackendUnavailableError(f"cannot open the lake at {settings.warehouse()}: {exc}") from exc
-        self.wal = WriteAheadLog.open(settings.home / "wal", fsync=settings.write.fsync)
+        self.wal: RecordLog = _open_log(settings)
         self.writer_id = self.wal.writer_id
         self._queues: dict[str, _Queue] = {t.name: _Queue() for t in TABLES}
         self.state = TrackingState()
@@ -324,7 +335,7 @@ class IcebergStore:
         than came back) are drained here, so no acknowledged write waits for a process that may
         never start again.
         """
-        for orphan in WriteAheadLog.claim_orphans(self.settings.home / "wal", keep=self.writer_id):
+        for orphan in self.wal.orphans():
             marks = {name: self._mark(table, orphan.writer_id) for name, table in self._tables.items()}
             batches: dict[str, list[tuple[int, pa.RecordBatch]]] = {}
             for seq, payload in orphan.replay(after_seq=min(marks.values())):

@@ -7,6 +7,7 @@ once, through nothing but the object store, lose no commit and apply none twice.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -182,6 +183,7 @@ for seq in range(commits):
         except CommitFailedException:
             conflicts += 1
             table = catalog.load_table(("lake", "t"))
+    print(json.dumps({"committed": seq}), flush=True)
 print(json.dumps({"conflicts": conflicts}))
 """
 
@@ -190,27 +192,42 @@ print(json.dumps({"conflicts": conflicts}))
 def test_concurrent_committers_in_several_processes_lose_nothing(
     catalog: Catalog, properties: dict[str, str], tmp_path: Path
 ) -> None:
-    writers, commits = 4, 8
+    """4 processes commit to one table; a 5th is killed with SIGKILL while it commits in a loop."""
+    writers, commits, victim = 4, 8, 4
     catalog.create_namespace("lake")
     # pyiceberg's own retries off: every conflict reaches the committer, which reloads and retries.
     catalog.create_table(("lake", "t"), schema=SCHEMA, properties={"commit.retry.num-retries": "0"})
     go = tmp_path / "go"
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", _COMMITTER, json.dumps(properties), str(w), str(commits), str(go)],
+
+    def committer(writer: int, count: int) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-c", _COMMITTER, json.dumps(properties), str(writer), str(count), str(go)],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for w in range(writers)
-    ]
+
+    procs = [committer(w, commits) for w in range(writers)]
+    doomed = committer(victim, 1_000)
     time.sleep(0.5)  # not a timing assertion: lets the interpreters start so the commits overlap more
     go.touch()
+    assert doomed.stdout is not None
+    acknowledged = [json.loads(doomed.stdout.readline())["committed"] for _ in range(3)]
+    doomed.send_signal(signal.SIGKILL)  # it is committing its next row right now
+    doomed.wait()
+    acknowledged += [json.loads(line)["committed"] for line in doomed.stdout.read().splitlines()]  # printed before
     outputs = [p.communicate(timeout=240) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err[-2000:] for _out, err in outputs]
-    assert all("conflicts" in json.loads(out) for out, _err in outputs)  # each counted its refused commits
+    assert all("conflicts" in out for out, _err in outputs)
+
     table = catalog.load_table(("lake", "t"))
     rows = sorted((r["writer"], r["seq"]) for r in table.scan().to_arrow().to_pylist())
-    assert rows == [(w, s) for w in range(writers) for s in range(commits)]  # none lost, none twice
-    assert len(table.metadata.snapshots) == writers * commits
+    survivors = [r for r in rows if r[0] != victim]
+    assert survivors == [(w, s) for w in range(writers) for s in range(commits)]  # none lost, none twice
+    killed = [s for w, s in rows if w == victim]
+    # every commit it saw succeed is there once; the one it was killed in landed whole or not at all
+    assert killed in ([*range(len(acknowledged))], [*range(len(acknowledged) + 1)]), killed
+    assert len(table.metadata.snapshots) == len(rows)
+    table.append(_rows(9, 0))  # the table takes commits after the kill
+    assert catalog.load_table(("lake", "t")).scan().to_arrow().num_rows == len(rows) + 1
