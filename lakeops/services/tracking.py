@@ -69,6 +69,7 @@ from lakeops.search import (
 from lakeops.services.datasets import mlflow_io_rows
 from lakeops.stores.epochs import epoch_ints
 from lakeops.stores.iceberg import IcebergStore, Rows
+from lakeops.stores.run_index import unpack_latest
 from lakeops.stores.state import ExperimentState, LoggedModelState, RunState, TrackingState
 
 MAX_KEY_LENGTH = 250
@@ -1086,7 +1087,10 @@ def _run_entity(run: RunState) -> Run:
             parent_run_id=run.parent_run_id,
         ),
         params=dict(run.params),
-        metrics={k: Metric(key=k, value=v, timestamp=t, step=s) for k, (t, v, s) in run.metrics.items()},
+        metrics={
+            k: Metric(key=k, value=v, timestamp=t, step=s)
+            for k, (t, v, s) in ((k, unpack_latest(packed)) for k, packed in run.metrics.items())
+        },
         tags=dict(run.tags),
         inputs=list(run.inputs),
         outputs=list(run.outputs),

@@ -37,11 +37,9 @@ from lakeops.stores.auth_state import AUTH_TABLE_NAMES, AuthState  # -- users, t
 from lakeops.stores.epochs import epoch_ints
 from lakeops.stores.lineage_state import LineageState
 from lakeops.stores.registry_state import REGISTRY_TABLE_NAMES, RegistryState  # -- model registry --
-from lakeops.stores.run_index import RunIndex
+from lakeops.stores.run_index import RunIndex, pack_latest, unpack_latest
 
 log = logging.getLogger(__name__)
-
-LatestMetric = tuple[int, float, int]  # (timestamp ms, value, step)
 
 
 def metric_rank(timestamp: int, value: float, step: int) -> tuple[int, int, float, int]:
@@ -79,10 +77,11 @@ class RunState:
     parent_run_id: str | None
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
-    metrics: dict[str, LatestMetric] = field(default_factory=dict)
+    metrics: dict[str, bytes] = field(default_factory=dict)  # key -> pack_latest(timestamp ms, value, step)
     # Most runs link nothing: one shared empty tuple until the first link (56 bytes per run less).
     inputs: list[dict[str, Any]] | tuple[()] = ()
     outputs: list[dict[str, Any]] | tuple[()] = ()
+    row: int = -1  # the run's row in the run index (lakeops/stores/run_index.py)
 
 
 @dataclass(slots=True)
@@ -137,7 +136,6 @@ class TrackingState:
         self.experiments: dict[str, ExperimentState] = {}
         self.experiment_ids_by_name: dict[str, str] = {}
         self.runs: dict[str, RunState] = {}
-        self.runs_by_experiment: dict[str, dict[str, RunState]] = {}
         # The same runs as columns, for search (lakeops/stores/run_index.py).
         self.run_index = RunIndex()
         self.logged_models: dict[str, LoggedModelState] = {}
@@ -208,7 +206,6 @@ class TrackingState:
             )
             self.experiments[experiment_id] = exp
             self.experiment_ids_by_name[exp.name] = experiment_id
-            self.runs_by_experiment.setdefault(experiment_id, {})
 
     def _apply_runs(self, rows: pa.Table | pa.RecordBatch) -> None:
         names = [
@@ -247,11 +244,8 @@ class TrackingState:
             )
             if old is not None:
                 run.params, run.tags, run.metrics = old.params, old.tags, old.metrics
-                run.inputs, run.outputs = old.inputs, old.outputs
-                if old.experiment_id != run.experiment_id:
-                    self.runs_by_experiment.get(old.experiment_id, {}).pop(run_id, None)
+                run.inputs, run.outputs, run.row = old.inputs, old.outputs, old.row
             self.runs[run_id] = run
-            self.runs_by_experiment.setdefault(run.experiment_id, {})[run_id] = run
             index.upsert_run(run)
 
     def _apply_tags(self, rows: pa.Table | pa.RecordBatch) -> pa.Table | None:
@@ -310,9 +304,9 @@ class TrackingState:
                         continue
                 key, ts, value = keys[i], stamps[i], values[i]
                 current = run.metrics.get(key)
-                newer = current is None or metric_rank(ts, value, steps[i]) > metric_rank(*current)  # type: ignore[arg-type]
+                newer = current is None or metric_rank(ts, value, steps[i]) > metric_rank(*unpack_latest(current))  # type: ignore[arg-type]
                 if newer:
-                    run.metrics[key] = (ts, value, steps[i])  # type: ignore[assignment]
+                    run.metrics[key] = pack_latest(ts, value, steps[i])
                     index.set_value("metric", key, run, value)
         return _take(rows, missing)
 

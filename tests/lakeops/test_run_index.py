@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from lakeops.search import RankedRuns, parse_filter, parse_order_by, search_run_index
-from lakeops.stores.run_index import RunIndex
+from lakeops.stores.run_index import RunIndex, pack_latest, unpack_latest
 from lakeops.stores.state import RunState
 
 N = 12_000
@@ -42,7 +42,7 @@ def _index(max_columns: int = 64) -> tuple[RunIndex, list[RunState]]:
             index.upsert_run(run)
             if rng.random() < 0.9:
                 value = rng.choice([math.nan, 0.5, 0.25, -0.0, 0.0, rng.random()])
-                run.metrics["acc"] = (1, value, 0)
+                run.metrics["acc"] = pack_latest(1, value, 0)
                 index.set_value("metric", "acc", run, value)
             if rng.random() < 0.7:
                 lr = rng.choice(["0.1", "0.01", "1e-3", "Z", "a"])
@@ -58,7 +58,7 @@ def _reference(runs: list[RunState], order: list[tuple[str, bool]]) -> list[str]
     def get(run: RunState, what: str) -> Any:
         kind, key = what.split(".", 1)
         if kind == "metrics":
-            return run.metrics[key][1] if key in run.metrics else None
+            return unpack_latest(run.metrics[key])[1] if key in run.metrics else None
         if kind == "params":
             return run.params.get(key)
         return getattr(run, key)
@@ -110,7 +110,11 @@ def test_filters_with_top_k(indexed: tuple[RunIndex, list[RunState]]) -> None:
         parse_filter("metrics.acc >= 0 AND params.lr IN ('0.1', 'Z')"),
         parse_order_by(["metrics.acc DESC"]),
     )
-    chosen = [r for r in runs if r.params.get("lr") in ("0.1", "Z") and "acc" in r.metrics and r.metrics["acc"][1] >= 0]
+    chosen = [
+        r
+        for r in runs
+        if r.params.get("lr") in ("0.1", "Z") and "acc" in r.metrics and unpack_latest(r.metrics["acc"])[1] >= 0
+    ]
     assert ranked.page(0, 100) == _reference(chosen, [("metrics.acc", False)])[:100]
 
 
@@ -120,12 +124,12 @@ def test_columns_follow_writes_and_evicted_columns_come_back() -> None:
     first = search_run_index(index, ["0"], {"active"}, [], by_acc).page(0, 1)[0]
     target = next(r for r in runs if r.experiment_id == "0" and r.lifecycle_stage == "active" and r.run_id != first)
     with index.lock:  # as the state's fold does: the object, then the column
-        target.metrics["acc"] = (2, -5.0, 0)
+        target.metrics["acc"] = pack_latest(2, -5.0, 0)
         index.set_value("metric", "acc", target, -5.0)
     assert search_run_index(index, ["0"], {"active"}, [], by_acc).page(0, 1) == [target.run_id]
     search_run_index(index, ["0"], {"active"}, parse_filter("params.lr = 'Z'"), [])  # evicts the acc column
     with index.lock:
-        target.metrics["acc"] = (3, 5.0, 0)
+        target.metrics["acc"] = pack_latest(3, 5.0, 0)
         index.set_value("metric", "acc", target, 5.0)  # no column to update: rebuilt from the runs
     assert search_run_index(index, ["0"], {"active"}, [], by_acc).page(0, 1) == [first]
 
@@ -136,7 +140,7 @@ def test_a_ranked_snapshot_ignores_later_writes() -> None:
     before = ranked.page(0, 5_000)
     run = next(r for r in runs if r.run_id == before[0])
     with index.lock:
-        run.metrics["acc"] = (9, 99.0, 0)
+        run.metrics["acc"] = pack_latest(9, 99.0, 0)
         index.set_value("metric", "acc", run, 99.0)
     assert ranked.page(0, 5_000) == before  # later pages of a search slice what it found
     fresh = search_run_index(index, ["1"], {"active"}, [], parse_order_by(["metrics.acc ASC"])).page(0, 5_000)
