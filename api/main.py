@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from importlib.metadata import version
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -22,6 +22,7 @@ from api.encoding import JSONBody
 from api.errors import BodyLimitMiddleware, install_error_handlers
 from api.observability import RequestMetricsMiddleware, ServiceMetrics
 from api.observability import router as operations_router
+from api.permissions import authorize
 from api.routers import (
     artifacts,
     charts,
@@ -175,6 +176,8 @@ def create_app(
         description="Lakehouse-native ML metadata: experiments, runs and metrics on Apache Iceberg.",
         lifespan=lifespan,
         default_response_class=JSONBody,
+        # Every route's declared permission (api/permissions.py), checked before its handler runs.
+        dependencies=[Depends(authorize)],
     )
     install_error_handlers(app)
     limit_for, is_streamed = body_limits(settings.limits)

@@ -11,11 +11,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import Field
 
 from api.deps import AuthDep, RegistryDep
 from api.encoding import JSONBody, RawJSONRoute, kv
+from api.permissions import readable_only, require_level
 from api.routers.mlflow_tracking import KeyValue, _paged, _Req, _tags
 from lakeops.errors import InvalidArgumentError
 from lakeops.services.registry import (
@@ -173,6 +174,7 @@ def delete_registered_model(body: ModelName, registry: RegistryDep) -> dict[str,
 
 @router.get("/registered-models/search")
 def search_registered_models(
+    request: Request,
     registry: RegistryDep,
     filter: str | None = None,
     max_results: int = DEFAULT_SEARCH_MODELS,
@@ -183,9 +185,10 @@ def search_registered_models(
     page = registry.search_registered_models(
         filter, max_results=max_results, order_by=order_by, page_token=page_token, as_of=as_of
     )
-    return _paged(
+    answer = _paged(
         "registered_models", [mlflow_registered_model(m) for m in page.registered_models], page.next_page_token
     )
+    return readable_only(request, answer, "registered_models", "registered_model", "name")
 
 
 @router.post("/registered-models/get-latest-versions")
@@ -216,7 +219,9 @@ def delete_registered_model_tag(body: ModelTag, registry: RegistryDep) -> dict[s
 
 
 @router.post("/registered-models/alias")
-def set_registered_model_alias(body: SetAlias, registry: RegistryDep) -> dict[str, Any]:
+def set_registered_model_alias(body: SetAlias, request: Request, registry: RegistryDep) -> dict[str, Any]:
+    if body.force:  # past the quality gate: the model's managers only
+        require_level(request, "registered_model", body.name, "MANAGE")
     registry.set_registered_model_alias(
         body.name, body.alias, _version(body.version), force=body.force, reason=body.reason
     )
@@ -282,6 +287,7 @@ def transition_model_version_stage(body: TransitionStage, registry: RegistryDep)
 
 @router.get("/model-versions/search")
 def search_model_versions(
+    request: Request,
     registry: RegistryDep,
     filter: str | None = None,
     max_results: int = DEFAULT_SEARCH_VERSIONS,
@@ -292,7 +298,8 @@ def search_model_versions(
     page = registry.search_model_versions(
         filter, max_results=max_results, order_by=order_by, page_token=page_token, as_of=as_of
     )
-    return _paged("model_versions", [mlflow_model_version(v) for v in page.model_versions], page.next_page_token)
+    answer = _paged("model_versions", [mlflow_model_version(v) for v in page.model_versions], page.next_page_token)
+    return readable_only(request, answer, "model_versions", "registered_model", "name")
 
 
 @router.get("/model-versions/get-download-uri")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AuthDep, TrackingDep
@@ -22,6 +22,7 @@ from api.encoding import (
     mlflow_run,
     mlflow_run_info,
 )
+from api.permissions import readable_only
 from lakeops.entities import Metric, ViewType
 from lakeops.errors import InvalidArgumentError
 
@@ -199,12 +200,13 @@ def _search_experiments(body: SearchExperiments, tracking: TrackingDep) -> dict[
 
 
 @router.post("/experiments/search")
-def search_experiments_post(body: SearchExperiments, tracking: TrackingDep) -> dict[str, Any]:
-    return _search_experiments(body, tracking)
+def search_experiments_post(body: SearchExperiments, request: Request, tracking: TrackingDep) -> dict[str, Any]:
+    return readable_only(request, _search_experiments(body, tracking), "experiments", "experiment", "experiment_id")
 
 
 @router.get("/experiments/search")
 def search_experiments_get(
+    request: Request,
     tracking: TrackingDep,
     max_results: int = 1000,
     page_token: str | None = None,
@@ -215,7 +217,7 @@ def search_experiments_get(
     body = SearchExperiments(
         max_results=max_results, page_token=page_token, filter=filter, order_by=order_by, view_type=view_type
     )
-    return _search_experiments(body, tracking)
+    return readable_only(request, _search_experiments(body, tracking), "experiments", "experiment", "experiment_id")
 
 
 @router.post("/experiments/update")

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AuthDep, TrackingDep
 from api.encoding import JSONBody, RawJSONRoute, history_json, native_run
+from api.permissions import readable_only, require_level, resources_of
 from lakeops.entities import RunStatus, ViewType, to_dict
 from lakeops.errors import InvalidArgumentError
 
@@ -93,6 +94,7 @@ def create_experiment(body: ExperimentCreate, tracking: TrackingDep, auth: AuthD
 
 @router.get("/experiments")
 def list_experiments(
+    request: Request,
     tracking: TrackingDep,
     filter: str | None = None,
     view_type: ViewType = ViewType.ACTIVE_ONLY,
@@ -103,7 +105,7 @@ def list_experiments(
     page = tracking.search_experiments(
         view_type=view_type, max_results=max_results, filter_string=filter, order_by=order_by, page_token=page_token
     )
-    return to_dict(page)
+    return readable_only(request, to_dict(page), "experiments", "experiment", "experiment_id")
 
 
 @router.get("/experiments/by-name/{name}")
@@ -260,6 +262,10 @@ async def ingest_metrics(request: Request, tracking: TrackingDep) -> dict[str, A
         if len(body) > MAX_INGEST_BYTES:
             raise InvalidArgumentError(f"Ingest body larger than {MAX_INGEST_BYTES} bytes; split it")
     table = _parse_ingest(bytes(body), content_type)
+    if "run_id" in table.column_names:  # EDIT on every run the points belong to
+        for run_id in pa.compute.unique(table.column("run_id")).to_pylist():
+            for kind, experiment_id in resources_of(request, "run", str(run_id)):
+                require_level(request, kind, experiment_id, "EDIT")
     from starlette.concurrency import run_in_threadpool
 
     count = await run_in_threadpool(tracking.log_metrics_table, table)

@@ -8,11 +8,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AuthDep, RegistryDep
 from api.encoding import JSONBody, RawJSONRoute
+from api.permissions import readable_only, require_level
 from lakeops.entities import to_dict
 from lakeops.services.registry import DEFAULT_SEARCH_MODELS, DEFAULT_SEARCH_VERSIONS
 
@@ -87,6 +88,7 @@ def create_registered_model(body: ModelCreate, registry: RegistryDep, auth: Auth
 
 @router.get("/registered-models")
 def search_registered_models(
+    request: Request,
     registry: RegistryDep,
     filter: str | None = None,
     max_results: int = DEFAULT_SEARCH_MODELS,
@@ -97,7 +99,7 @@ def search_registered_models(
     page = registry.search_registered_models(
         filter, max_results=max_results, order_by=order_by, page_token=page_token, as_of=as_of
     )
-    return to_dict(page)
+    return readable_only(request, to_dict(page), "registered_models", "registered_model", "name")
 
 
 @router.get("/registered-models/{name}")
@@ -167,6 +169,7 @@ def list_model_versions(
 
 @router.get("/model-versions")
 def search_model_versions(
+    request: Request,
     registry: RegistryDep,
     filter: str | None = None,
     max_results: int = DEFAULT_SEARCH_VERSIONS,
@@ -177,7 +180,7 @@ def search_model_versions(
     page = registry.search_model_versions(
         filter, max_results=max_results, order_by=order_by, page_token=page_token, as_of=as_of
     )
-    return to_dict(page)
+    return readable_only(request, to_dict(page), "model_versions", "registered_model", "name")
 
 
 @router.get("/registered-models/{name}/versions/{version}")
@@ -223,7 +226,9 @@ def get_model_version_download_uri(name: str, version: str, registry: RegistryDe
 
 
 @router.put("/registered-models/{name}/aliases/{alias}")
-def set_alias(name: str, alias: str, body: AliasSet, registry: RegistryDep) -> dict[str, Any]:
+def set_alias(name: str, alias: str, body: AliasSet, request: Request, registry: RegistryDep) -> dict[str, Any]:
+    if body.force:  # past the quality gate: the model's managers only
+        require_level(request, "registered_model", name, "MANAGE")
     return to_dict(registry.set_registered_model_alias(name, alias, body.version, force=body.force, reason=body.reason))
 
 

@@ -257,7 +257,9 @@ def get_user_permission(
     username: str, resource_type: str, resource_id: str, request: Request, auth: AuthDep
 ) -> dict[str, Any]:
     kind = _resource_type(resource_type)
-    _admin_or_self(request, auth, username)
+    caller = request_user(request)
+    if caller is not None and not (caller.is_admin or caller.username == username):
+        require_level(request, kind, resource_id, "MANAGE")  # who manages a resource sees who may use it
     level = auth.level(auth.get_user(username), kind, resource_id)
     return {"allowed": LEVELS[level] >= LEVELS["EDIT"], "permission": level}
 
