@@ -6,6 +6,7 @@ import math
 import random
 import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -22,11 +23,9 @@ N_RUNS = 240
 def _generate(tracking: TrackingService) -> str:
     rng = random.Random(7)
     exp = tracking.create_experiment("search")
+    plans = []
     for i in range(N_RUNS):
-        run = tracking.create_run(
-            exp, run_name=f"run-{i:03d}", user_id=rng.choice(["ana", "bo", "cy"]), start_time=1_000 + rng.randint(0, 50)
-        )
-        rid = run.info.run_id
+        user_id, start_time = rng.choice(["ana", "bo", "cy"]), 1_000 + rng.randint(0, 50)
         params = {"opt": rng.choice(["adam", "sgd", "Adam"]), "depth": str(rng.randint(1, 5))}
         if rng.random() < 0.8:
             params["lr"] = rng.choice(["0.1", "0.01", "0.001"])
@@ -34,11 +33,21 @@ def _generate(tracking: TrackingService) -> str:
         if rng.random() < 0.7:
             metrics.append(("loss", rng.uniform(-1, 3), 5, 0))
         tags = {"team": rng.choice(["vision", "nlp", "speech"])} if rng.random() < 0.6 else {}
+        plans.append((i, user_id, start_time, params, metrics, tags))
+
+    def write(plan: tuple[int, str, int, dict[str, str], list[Any], dict[str, str]]) -> None:
+        i, user_id, start_time, params, metrics, tags = plan
+        rid = tracking.create_run(exp, run_name=f"run-{i:03d}", user_id=user_id, start_time=start_time).info.run_id
         tracking.log_batch(rid, params=params, metrics=metrics, tags=tags)
         if i % 4 == 0:
             tracking.update_run(rid, status=RunStatus.FINISHED, end_time=2_000 + i)
         if i % 17 == 0:
             tracking.delete_run(rid)
+
+    # Written by 16 threads, as by concurrent clients: their constrained writes share commit rounds
+    # (one at a time, the 240 runs cost ~40 CPU-s of commits). Same data: every random draw is made above.
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(write, plans))
     return exp
 
 
