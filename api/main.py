@@ -28,11 +28,13 @@ from api.routers import (
     charts,
     checkpoints,
     comments,
+    graphql,
     iceberg_rest,
     lineage,
     mlflow_registry,
     mlflow_traces,
     mlflow_tracking,
+    mlflow_ui,
     native,
     portal,
     registry,
@@ -217,6 +219,13 @@ def create_app(
             mlflow_traces.router, prefix=prefix, tags=["mlflow"], include_in_schema=prefix.startswith("/api")
         )
     app.include_router(mlflow_traces.otlp_router, tags=["mlflow"])
+    # What MLflow's own web UI calls besides the client's protocol.
+    for prefix in MLFLOW_PREFIXES:
+        app.include_router(
+            mlflow_ui.router, prefix=prefix, tags=["mlflow"], include_in_schema=prefix.startswith("/api")
+        )
+    app.include_router(mlflow_ui.root_router, tags=["mlflow"])
+    app.include_router(graphql.router, tags=["mlflow"])
 
     app.include_router(portal.router)
 
@@ -231,6 +240,7 @@ def create_app(
         return {"lakeops": version("lakeops"), "mlflow_protocol": MLFLOW_PROTOCOL_VERSION, **settings.describe()}
 
     @app.get("/api/3.0/mlflow/server-info", tags=["mlflow"])
+    @app.get("/ajax-api/3.0/mlflow/server-info", include_in_schema=False)
     def server_info() -> dict[str, Any]:
         direct = app.state.artifacts.direct is not None  # S3 stores: bytes go straight to the store
         return {

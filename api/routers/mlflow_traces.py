@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import TracesDep
 from api.encoding import JSONBody, RawJSONRoute
 from api.otlp import decode_export_request
+from api.permissions import require_level
 from lakeops.errors import InvalidArgumentError
 from lakeops.services.traces import Assessment, TraceInfo, TraceService
 
@@ -212,8 +213,19 @@ def _mask_paths(mask: str | dict[str, Any] | None, assessment: dict[str, Any]) -
 # -- routes ----------------------------------------------------------------------------------------
 
 
+def _allow(request: Request, experiment_id: str, level: str) -> None:
+    require_level(request, "experiment", experiment_id, level)
+
+
+def _trace_for(request: Request, traces: TraceService, trace_id: str, level: str) -> TraceInfo:
+    """The trace, once the caller is seen to hold ``level`` on its experiment."""
+    info = traces.get_trace_info(trace_id)
+    _allow(request, info.experiment_id, level)
+    return info
+
+
 @router.post("/traces")
-def start_trace(body: StartTraceV3, traces: TracesDep) -> dict[str, Any]:
+def start_trace(body: StartTraceV3, request: Request, traces: TracesDep) -> dict[str, Any]:
     info = body.trace.get("trace_info") or body.trace.get("traceInfo")
     if not isinstance(info, dict):
         raise InvalidArgumentError(
@@ -221,40 +233,49 @@ def start_trace(body: StartTraceV3, traces: TracesDep) -> dict[str, Any]:
             "use an mlflow client >= 3.0"
         )
     parsed, assessments = parse_trace_info(info)
+    _allow(request, parsed.experiment_id, "EDIT")
     return {"trace": {"trace_info": trace_info_v3(traces.start_trace(parsed, assessments))}}
 
 
 @router.get("/traces/get")
-def get_trace(traces: TracesDep, trace_id: str) -> dict[str, Any]:
+def get_trace(request: Request, traces: TracesDep, trace_id: str) -> dict[str, Any]:
     # allow_partial (a trace whose spans are still arriving) needs nothing: whatever has arrived is returned.
-    info = traces.get_trace_info(trace_id)
+    info = _trace_for(request, traces, trace_id, "READ")
     return {"trace": {"trace_info": trace_info_v3(info), "spans": traces.get_spans(trace_id)}}
 
 
-def _full_traces(traces: TraceService, trace_ids: list[str]) -> dict[str, Any]:
+def _full_traces(request: Request, traces: TraceService, trace_ids: list[str]) -> dict[str, Any]:
     infos = traces.batch_get_trace_infos(trace_ids)
+    for info in infos:
+        _allow(request, info.experiment_id, "READ")
     return {"traces": [{"trace_info": trace_info_v3(i), "spans": traces.get_spans(i.trace_id)} for i in infos]}
 
 
 @router.get("/traces/batchGet")
-def batch_get_traces(traces: TracesDep, trace_ids: list[str] = Query(default=[])) -> dict[str, Any]:
-    return _full_traces(traces, trace_ids)
+def batch_get_traces(request: Request, traces: TracesDep, trace_ids: list[str] = Query(default=[])) -> dict[str, Any]:
+    return _full_traces(request, traces, trace_ids)
 
 
 @router.post("/traces/batchGet")
-def batch_get_traces_post(body: TraceIds, traces: TracesDep) -> dict[str, Any]:
-    return _full_traces(traces, body.trace_ids)
+def batch_get_traces_post(body: TraceIds, request: Request, traces: TracesDep) -> dict[str, Any]:
+    return _full_traces(request, traces, body.trace_ids)
 
 
 @router.post("/traces/batchGetInfos")
-def batch_get_trace_infos(body: TraceIds, traces: TracesDep) -> dict[str, Any]:
-    return {"trace_infos": [trace_info_v3(i) for i in traces.batch_get_trace_infos(body.trace_ids)]}
+def batch_get_trace_infos(body: TraceIds, request: Request, traces: TracesDep) -> dict[str, Any]:
+    infos = traces.batch_get_trace_infos(body.trace_ids)
+    for info in infos:
+        _allow(request, info.experiment_id, "READ")
+    return {"trace_infos": [trace_info_v3(i) for i in infos]}
 
 
 @router.post("/traces/search")
-def search_traces_v3(body: SearchTracesV3, traces: TracesDep) -> dict[str, Any]:
+def search_traces_v3(body: SearchTracesV3, request: Request, traces: TracesDep) -> dict[str, Any]:
+    experiment_ids = _experiment_ids(body.locations)
+    for experiment_id in experiment_ids:
+        _allow(request, experiment_id, "READ")
     found, token = traces.search_traces(
-        _experiment_ids(body.locations),
+        experiment_ids,
         filter_string=body.filter,
         max_results=body.max_results,
         order_by=body.order_by,
@@ -268,6 +289,7 @@ def search_traces_v3(body: SearchTracesV3, traces: TracesDep) -> dict[str, Any]:
 
 @router.get("/traces")
 def search_traces_v2(
+    request: Request,
     traces: TracesDep,
     experiment_ids: list[str] = Query(default=[]),
     filter: str | None = None,
@@ -277,6 +299,8 @@ def search_traces_v2(
 ) -> dict[str, Any]:
     if not experiment_ids:
         raise InvalidArgumentError("Search traces in at least one experiment (experiment_ids)")
+    for experiment_id in experiment_ids:
+        _allow(request, experiment_id, "READ")
     found, token = traces.search_traces(
         experiment_ids, filter_string=filter, max_results=max_results, order_by=order_by, page_token=page_token
     )
@@ -287,7 +311,8 @@ def search_traces_v2(
 
 
 @router.post("/traces/delete-traces")
-def delete_traces(body: DeleteTraces, traces: TracesDep) -> dict[str, Any]:
+def delete_traces(body: DeleteTraces, request: Request, traces: TracesDep) -> dict[str, Any]:
+    _allow(request, body.experiment_id, "EDIT")
     deleted = traces.delete_traces(
         body.experiment_id,
         max_timestamp_millis=body.max_timestamp_millis,
@@ -298,14 +323,16 @@ def delete_traces(body: DeleteTraces, traces: TracesDep) -> dict[str, Any]:
 
 
 @router.post("/traces/link-to-run")
-def link_traces_to_run(body: LinkToRun, traces: TracesDep) -> dict[str, Any]:
+def link_traces_to_run(body: LinkToRun, request: Request, traces: TracesDep) -> dict[str, Any]:
+    for trace_id in body.trace_ids:
+        _trace_for(request, traces, trace_id, "EDIT")
     traces.link_traces_to_run(body.trace_ids, body.run_id)
     return {}
 
 
 @router.post("/traces/link-prompts")
-def link_prompts_to_trace(body: LinkPrompts, traces: TracesDep) -> dict[str, Any]:
-    info = traces.get_trace_info(body.trace_id)
+def link_prompts_to_trace(body: LinkPrompts, request: Request, traces: TracesDep) -> dict[str, Any]:
+    info = _trace_for(request, traces, body.trace_id, "EDIT")
     linked = json.loads(info.tags.get(LINKED_PROMPTS_TAG, "[]"))
     for ref in body.prompt_versions:
         entry = {"name": str(ref.get("name", "")), "version": str(ref.get("version", ""))}
@@ -316,23 +343,25 @@ def link_prompts_to_trace(body: LinkPrompts, traces: TracesDep) -> dict[str, Any
 
 
 @router.get("/traces/{trace_id}/info")
-def get_trace_info_v2(trace_id: str, traces: TracesDep) -> dict[str, Any]:
-    return {"trace_info": trace_info_v2(traces.get_trace_info(trace_id))}
+def get_trace_info_v2(trace_id: str, request: Request, traces: TracesDep) -> dict[str, Any]:
+    return {"trace_info": trace_info_v2(_trace_for(request, traces, trace_id, "READ"))}
 
 
 @router.get("/traces/{trace_id}")
-def get_trace_info_v3(trace_id: str, traces: TracesDep) -> dict[str, Any]:
-    return {"trace": {"trace_info": trace_info_v3(traces.get_trace_info(trace_id))}}
+def get_trace_info_v3(trace_id: str, request: Request, traces: TracesDep) -> dict[str, Any]:
+    return {"trace": {"trace_info": trace_info_v3(_trace_for(request, traces, trace_id, "READ"))}}
 
 
 @router.patch("/traces/{trace_id}/tags")
-def set_trace_tag(trace_id: str, body: TraceTag, traces: TracesDep) -> dict[str, Any]:
+def set_trace_tag(trace_id: str, body: TraceTag, request: Request, traces: TracesDep) -> dict[str, Any]:
+    _trace_for(request, traces, trace_id, "EDIT")
     traces.set_trace_tag(trace_id, body.key, body.value or "")
     return {}
 
 
 @router.delete("/traces/{trace_id}/tags")
 def delete_trace_tag(
+    request: Request,
     trace_id: str,
     traces: TracesDep,
     key: str | None = None,
@@ -341,29 +370,36 @@ def delete_trace_tag(
     name = key or (body or {}).get("key")
     if not name:
         raise InvalidArgumentError("Missing value for required parameter 'key'")
+    _trace_for(request, traces, trace_id, "EDIT")
     traces.delete_trace_tag(trace_id, str(name))
     return {}
 
 
 @router.post("/traces/{trace_id}/assessments")
-def create_assessment(trace_id: str, body: CreateAssessment, traces: TracesDep) -> dict[str, Any]:
+def create_assessment(trace_id: str, body: CreateAssessment, request: Request, traces: TracesDep) -> dict[str, Any]:
+    _trace_for(request, traces, trace_id, "EDIT")
     return _assessment(traces.create_assessment(trace_id, body.assessment))
 
 
 @router.get("/traces/{trace_id}/assessments/{assessment_id}")
-def get_assessment(trace_id: str, assessment_id: str, traces: TracesDep) -> dict[str, Any]:
+def get_assessment(trace_id: str, assessment_id: str, request: Request, traces: TracesDep) -> dict[str, Any]:
+    _trace_for(request, traces, trace_id, "READ")
     return _assessment(traces.get_assessment(trace_id, assessment_id))
 
 
 @router.patch("/traces/{trace_id}/assessments/{assessment_id}")
-def update_assessment(trace_id: str, assessment_id: str, body: UpdateAssessment, traces: TracesDep) -> dict[str, Any]:
+def update_assessment(
+    trace_id: str, assessment_id: str, body: UpdateAssessment, request: Request, traces: TracesDep
+) -> dict[str, Any]:
+    _trace_for(request, traces, trace_id, "EDIT")
     paths = _mask_paths(body.update_mask, body.assessment)
     changes = {p: body.assessment.get(p) for p in paths if p in body.assessment or p == "rationale"}
     return _assessment(traces.update_assessment(trace_id, assessment_id, changes))
 
 
 @router.delete("/traces/{trace_id}/assessments/{assessment_id}")
-def delete_assessment(trace_id: str, assessment_id: str, traces: TracesDep) -> dict[str, Any]:
+def delete_assessment(trace_id: str, assessment_id: str, request: Request, traces: TracesDep) -> dict[str, Any]:
+    _trace_for(request, traces, trace_id, "EDIT")
     traces.delete_assessment(trace_id, assessment_id)
     return {}
 
@@ -382,6 +418,7 @@ async def export_spans(
     """OTLP/HTTP span export (protobuf or JSON); the experiment comes from ``x-mlflow-experiment-id``."""
     if not experiment_id:
         raise InvalidArgumentError(f"Spans need an experiment: set the {EXPERIMENT_ID_HEADER} header")
+    _allow(request, experiment_id, "EDIT")
     body = await request.body()
     spans = await run_in_threadpool(
         decode_export_request, body, content_type=content_type, content_encoding=content_encoding

@@ -576,6 +576,7 @@ class RegistryService:
         _check_max_results(max_results, MAX_SEARCH_MODELS)
         when = as_of_ms(as_of)
         test = _compile_filter(filter_string, _MODEL_ATTRIBUTES, set())
+        hide_prompts = not _asks_for_prompts(filter_string)
         order = _parse_order(order_by, _MODEL_ORDER_KEYS, default=[("name", True)])
         fingerprint = _fingerprint("models", filter_string, order, when)
         reg = self.registry
@@ -587,6 +588,8 @@ class RegistryService:
                 if record is None or record.is_deleted:
                     continue
                 view = _ModelView(record, reg.tags_at(model_id, None, when))
+                if hide_prompts and _is_prompt(view.tags):
+                    continue
                 if test(view):
                     found.append(view)
             return [m.registered_model_id for m in _sort(found, order, tiebreak="registered_model_id")]
@@ -856,6 +859,7 @@ class RegistryService:
         when = as_of_ms(as_of)
         comparisons = parse_filter(filter_string, entities=_FILTER_ENTITIES, default_entity="attribute")
         test = _compile_filter(filter_string, _VERSION_STRING_ATTRIBUTES, _VERSION_NUMERIC_ATTRIBUTES)
+        hide_prompts = not _asks_for_prompts(filter_string)
         order = _parse_order(order_by, _VERSION_ORDER_KEYS, default=[("name", True), ("version", False)])
         fingerprint = _fingerprint("versions", filter_string, order, when)
         reg = self.registry
@@ -871,6 +875,8 @@ class RegistryService:
             for model_id in model_ids:
                 model = latest(reg.models.get(model_id, []), when)
                 if model is None or model.is_deleted:
+                    continue
+                if hide_prompts and _is_prompt(reg.tags_at(model_id, None, when)):
                     continue
                 live = self._live_versions(reg, model_id, when)
                 if not live:
@@ -1334,3 +1340,16 @@ def _deployment(d: DeploymentRecord, name: str, since: int) -> Deployment:
         since=since,
         is_retired=d.is_retired,
     )
+
+
+PROMPT_TAG = "mlflow.prompt.is_prompt"
+
+
+def _asks_for_prompts(filter_string: str | None) -> bool:
+    """Whether a search names the prompt tag: then prompts are searched like models, as MLflow does."""
+    return PROMPT_TAG in (filter_string or "")
+
+
+def _is_prompt(tags: Mapping[str, str]) -> bool:
+    """A prompt (MLflow's prompt registry keeps prompts as registered models with this tag)."""
+    return str(tags.get(PROMPT_TAG, "false")).lower() == "true"
