@@ -1,7 +1,7 @@
 -- Current registered models: the latest change row per registered_model_id (a rename is a new row
 -- of the same id; deleted models left out), with their number of live versions and the newest one.
--- (GROUP BY + arg_max rather than a window: DuckDB 1.5.5 gave incomplete results for QUALIFY views
--- read inside a recursive CTE.)
+-- (GROUP BY + arg_max rather than a window. Neither is safe in a recursive CTE's recursive term
+-- in DuckDB 1.5.5, see lineage_edges.sql; this view is read outside it, e.g. by `deployments`.)
 WITH latest AS (
     SELECT unnest(arg_max(c, (c.changed_at, c.writer_id, c.wal_seq)))
     FROM lake.registered_model_changes AS c
