@@ -8,11 +8,15 @@ PATH (as after ``source .venv/bin/activate``) and ``set -euo pipefail``, SQL blo
 statement through ``POST /api/v1/sql``. The fixture fills the
 placeholders: the server's address replaces ``127.0.0.1:5000``/``localhost:5000``, the
 PostgreSQL port replaces ``5433``, and ``LAKEOPS_HOME`` is the server's lake (as ``./.lakeops`` is
-for ``make serve``).
+for ``make serve``). What a block leaves to the reader comes from the fixture too: Python names a
+fragment uses (``PYTHON_FIXTURES``), and for the shell ``$URL``, ``$RUN``, ``$VERSION``,
+``<exp>/<run>``, ``customers.arrows`` and ``event.json`` (``_shell_fixture``). curl without
+``--fail`` exits 0 on an error answer, so no shell block may print one.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -36,22 +40,16 @@ PG_PASSWORD = "change-me"  # the README's
 # Blocks not run here, by their first line, and why. Keep reasons true; prefer making a block runnable.
 NOT_RUN: dict[str, str] = {
     "make serve   # installs the locked environment and serves lakeops on h": "the set-up itself; tried from a fresh clone",
-    "curl $URL/api/v1/artifact-versions/<exp>/<run>/artifacts/ckpt.pt        # every": "placeholders <exp>/<run>",
-    'client.metric_history(run_id, "loss", points=1000)                             # ≤': "fragment: client and run_id of the Python client section below",
-    "client.import_metrics(points, batch_size=100_000)   # bulk-load an Arrow table / polars frame:": "fragment: points is your table",
     "LAKEOPS_HOME=/tmp/lake .venv/bin/jupyter execute notebooks/quickstart.ipynb   # or open it in Jupyter": "tests/notebooks runs the notebooks",
     "import json": "checkpoints recipe: tested by tests/lakeops/client/test_client_checkpoints.py",
     ".venv/bin/lakeops maintain --checkpoints": "needs checkpoints logged first",
-    "import mlflow": "registry with the mlflow client: model is your trained model; tests/api/test_mlflow_registry.py",
     '# which version held "production" on 1 March?': "1 March: before the test's lake existed (a 404 then)",
     ".venv/bin/python benchmarks/bench_registry.py [--quick] [--servers lakeops,mlflow]": "a benchmark (minutes)",
-    "from lakeops.services.datasets import DatasetService   # built on the store and ArtifactService": "fragment: datasets, df are yours",
-    "# a DataFrame as an Arrow IPC stream (lakeops stores it as Parquet)": "placeholders $RUN, $VERSION, customers.arrows",
+    "from lakeops.services.datasets import DatasetService   # built on the store and ArtifactService": "fragment: datasets, df, preds and the Iceberg table sales.orders are yours",
+    "# a DataFrame as an Arrow IPC stream (lakeops stores it as Parquet)": (
+        "the artifact folder raw/iris and the Iceberg table sales.orders at snapshot 123456789 are yours"
+    ),
     "from catalog.tables import LINEAGE_EDGES": "contributor recipe inside a service (state, store, actor)",
-    "curl -X POST localhost:5000/api/v1/lineage -H 'content-type: application/json' -d @event.json": "event.json is yours",
-    'curl localhost:5000/api/v1/runs/$RUN/openlineage     # {"events": [...]}': "placeholder $RUN",
-    "curl -X PUT localhost:5000/api/v1/datasets/customers/suites/basic -H 'content-type: application/json' -d '{": "placeholder $VERSION, $RUN",
-    'curl -X POST "localhost:5000/api/v1/datasets/customers/dataframe?validate=true&run_id=$RUN" \\': "placeholders $RUN, customers.arrows",
     "LAKEOPS_SQL__PG_PASSWORD=change-me lakeops serve --port 5000 --pg-port 5433   # user: lakeops (LAKEOPS_SQL__PG_USER)": "starts a server: the fixture starts it so",
     "LOAD iceberg; LOAD httpfs;": "needs an S3 endpoint and a REST catalog; tests/lakeops/test_external_engines.py",
     "from pyiceberg.catalog import load_catalog": "paths /path/.lakeops are yours; tests/lakeops/test_external_engines.py",
@@ -61,6 +59,50 @@ NOT_RUN: dict[str, str] = {
     "lakeops migrate-catalog --dry-run    # lists the tables it would register from <home>/catalog.db": "needs a lake made with the SQLite catalog; tests/lakeops/test_object_catalog_lake.py runs it",
     "# prometheus.yml": "Prometheus configuration",
 }
+
+# What a Python block leaves to the reader, filled before it runs (by the block's first line):
+# the charts fragment uses the client and a run of the client section below (the mlflow quickstart's
+# run stands for it, that client is closed before the section connects its own); `points` is a
+# table of metric points of the client section's run, `checkpoint.pt` a file; `model` of the
+# registry block is a trained sklearn model.
+PYTHON_FIXTURES: dict[str, str] = {
+    'client.metric_history(run_id, "loss", points=1000)': textwrap.dedent(
+        """
+        import lakeops as _lakeops
+
+        client = _lakeops.connect("http://127.0.0.1:5000")
+        run_id = client.runs("churn")["run_id"][0]
+        """
+    ),
+    "import lakeops": "client.close()",
+    "import mlflow": textwrap.dedent(
+        """
+        from sklearn.linear_model import LogisticRegression as _LogisticRegression
+
+        model = _LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
+        _lakeops_client = client  # the registry block names its MlflowClient `client` too
+        """
+    ),
+    "client.import_metrics(points, batch_size=100_000)": textwrap.dedent(
+        """
+        import time as _time
+
+        import pyarrow as _pa
+
+        points = _pa.table({
+            "run_id": [run.run_id] * 3,
+            "key": ["imported"] * 3,
+            "value": [0.5, 0.25, 0.125],
+            "timestamp": [int(_time.time() * 1000)] * 3,
+            "step": [0, 1, 2],
+        })
+        with open("checkpoint.pt", "wb") as _f:
+            _f.write(b"checkpoint bytes")
+        """
+    ),
+}
+# ... and put back after it runs: the blocks after the registry block use lakeops' client.
+PYTHON_AFTER: dict[str, str] = {"import mlflow": "client = _lakeops_client"}
 
 
 @dataclass(frozen=True)
@@ -153,17 +195,68 @@ def _statements(sql: str) -> list[str]:
     return found
 
 
-def _fill(code: str, srv: ReadmeServer) -> str:
+def _fill(code: str, srv: ReadmeServer, placeholders: dict[str, str] | None = None) -> str:
     address = f"127.0.0.1:{srv.server.port}"
     code = code.replace("127.0.0.1:5000", address).replace("localhost:5000", address)
+    for placeholder, value in (placeholders or {}).items():
+        code = code.replace(placeholder, value)
     return code.replace("5433", str(srv.pg_port))
+
+
+def _python_fixture(block: Block, fixtures: dict[str, str]) -> str | None:
+    return next((code for key, code in fixtures.items() if block.key.startswith(key)), None)
+
+
+def _shell_fixture(srv: ReadmeServer) -> tuple[dict[str, str], dict[str, str]]:
+    """The shell blocks' placeholders, filled from what the Python blocks stored, as a reader's would be.
+
+    ``$RUN`` is the run the client section logged its training data in (churn/train), ``$VERSION``
+    that data's dataset version; ``customers.arrows`` (an Arrow IPC stream that passes the suite)
+    and ``event.json`` (an OpenLineage RunEvent) are written to the working directory; the run gets
+    two versions of ``ckpt.pt`` for the artifact-versions block (``<exp>/<run>``, ``version_id=…``).
+    Returns the environment variables and the text placeholders.
+    """
+    import uuid
+
+    import pyarrow as pa
+    from openlineage_events import ol_event
+
+    url = srv.server.url
+    experiment = httpx.get(f"{url}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": "churn"})
+    experiment_id = experiment.raise_for_status().json()["experiment"]["experiment_id"]
+    search = {"experiment_ids": [experiment_id], "filter": "attributes.run_name = 'train'"}
+    (train,) = httpx.post(f"{url}/api/2.0/mlflow/runs/search", json=search).raise_for_status().json()["runs"]
+    run_id = train["info"]["run_id"]
+    versions = httpx.get(f"{url}/api/v1/datasets/customers/versions").raise_for_status().json()["versions"]
+    version_id = versions[0]["dataset_version_id"]
+
+    customers = pa.table({"age": [38, 62, 23], "churned": [0, 1, 0]})
+    with pa.ipc.new_stream(srv.work / "customers.arrows", customers.schema) as stream:
+        stream.write_table(customers)
+    event = ol_event("COMPLETE", str(uuid.uuid4()), inputs=[("s3://shop", "raw.customers", "v1")])
+    (srv.work / "event.json").write_text(json.dumps(event))
+
+    checkpoint = f"{experiment_id}/{run_id}/artifacts/ckpt.pt"
+    first = httpx.put(f"{url}/api/v1/artifacts/{checkpoint}", content=b"epoch 1").raise_for_status().json()
+    httpx.put(f"{url}/api/v1/artifacts/{checkpoint}", content=b"epoch 2").raise_for_status()
+
+    env = {"URL": url, "RUN": run_id, "VERSION": version_id}
+    return env, {"<exp>/<run>": f"{experiment_id}/{run_id}", "version_id=…": f"version_id={first['version_id']}"}
 
 
 @pytest.mark.timeout(900)  # a user's first hour in a few minutes: mlflow's log_model, a dozen CLI calls
 def test_the_readme_runs_as_written(readme_server: ReadmeServer) -> None:
     blocks = [b for b in readme_blocks(README.read_text()) if _not_run(b) is None]
     assert {b.language for b in blocks} <= {"python", "bash", "sql"}
-    python = [(b.line, _fill(b.code, readme_server)) for b in blocks if b.language == "python"]
+    python: list[tuple[str, str]] = []
+    for b in (b for b in blocks if b.language == "python"):
+        fixture = _python_fixture(b, PYTHON_FIXTURES)
+        if fixture is not None:
+            python.append((f"the fixture of README.md:{b.line}", _fill(fixture, readme_server)))
+        python.append((f"README.md:{b.line}", _fill(b.code, readme_server)))
+        after = _python_fixture(b, PYTHON_AFTER)
+        if after is not None:
+            python.append((f"after README.md:{b.line}", after))
     runner = readme_server.work / "run_readme.py"
     runner.write_text(
         textwrap.dedent(
@@ -174,8 +267,8 @@ def test_the_readme_runs_as_written(readme_server: ReadmeServer) -> None:
             import time
             for line, code in blocks:
                 started = time.perf_counter()
-                exec(compile(code, f"README.md:{{line}}", "exec"), namespace)
-                print(f"README.md:{{line}}: ran in {{time.perf_counter() - started:.1f}} s", flush=True)
+                exec(compile(code, line, "exec"), namespace)
+                print(f"{{line}}: ran in {{time.perf_counter() - started:.1f}} s", flush=True)
             namespace["client"].close()
             """
         ).format(blocks=python)
@@ -189,16 +282,20 @@ def test_the_readme_runs_as_written(readme_server: ReadmeServer) -> None:
         timeout=600,
     )
     assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    shell_env, placeholders = _shell_fixture(readme_server)
     for block in (b for b in blocks if b.language == "bash"):
         ran = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", _fill(block.code, readme_server)],
+            ["bash", "-euo", "pipefail", "-c", _fill(block.code, readme_server, placeholders)],
             cwd=readme_server.work,
-            env=readme_server.env,
+            env={**readme_server.env, **shell_env},
             capture_output=True,
             text=True,
             timeout=300,
         )
         assert ran.returncode == 0, f"README.md:{block.line}:\n{block.code}\n{ran.stdout[-2000:]}\n{ran.stderr[-3000:]}"
+        # curl without --fail exits 0 on an error answer: none may come back
+        refused = '{"error"' in ran.stdout or '"error_code"' in ran.stdout
+        assert not refused, f"README.md:{block.line}:\n{block.code}\n{ran.stdout[-3000:]}"
     # SQL blocks: each statement through POST /api/v1/sql, the sandbox every entry point shares.
     for block in (b for b in blocks if b.language == "sql"):
         for statement in _statements(block.code):
