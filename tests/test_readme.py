@@ -308,4 +308,9 @@ def test_the_readme_runs_as_written(readme_server: ReadmeServer) -> None:
     # The recursive lineage query walks from the deployment back to the training data.
     (walk,) = [b for b in blocks if b.language == "sql" and b.key.startswith("WITH RECURSIVE up")]
     answer = httpx.post(f"{readme_server.server.url}/api/v1/sql", json={"sql": _statements(walk.code)[0]}).json()
-    assert {row[0] for row in answer["rows"]} == {"deployment", "model_version", "run", "dataset_version"}
+    kinds = {row[0] for row in answer["rows"]}
+    if kinds != {"deployment", "model_version", "run", "dataset_version"}:
+        url = readme_server.server.url
+        edges = httpx.post(f"{url}/api/v1/sql", json={"sql": "SELECT * FROM lineage_edges"}).json()
+        deployments = httpx.post(f"{url}/api/v1/sql", json={"sql": "SELECT * FROM deployments"}).json()
+        pytest.fail(f"walk found {answer['rows']}\nedges {edges}\ndeployments {deployments}")
