@@ -17,7 +17,7 @@ fails on it: forgetting one cannot open a hole. The forms of a declaration:
   catalog read whole tables: they are for admins and for users no grant or default holds back);
 * ``"<LEVEL> <resource> <field>[|<field>...]"``: the level on the resource named by the first of
   these fields found in the path, the query or the JSON body. Resources: ``experiment`` (an id),
-  ``experiment_name``, ``run`` (its experiment), ``logged_model`` (its experiment), ``model`` (a
+  ``experiment_name``, ``run``, ``logged_model`` and ``trace`` (each its experiment), ``model`` (a
   registered model's name), ``artifact`` (a path whose first segment is an experiment id; other
   paths need authentication only) and ``target`` (a comment target: ``run:``, ``model:``,
   ``version:``). A field holding a list names several resources, each checked. A resource that
@@ -36,10 +36,11 @@ from lakeops.errors import LakeopsError, PermissionDeniedError, UnauthenticatedE
 from lakeops.services.auth import LEVELS, AuthService, User
 
 _SPECIAL = ("open", "admin", "handler", "all")
-_RESOURCES = ("experiment", "experiment_name", "run", "logged_model", "model", "artifact", "target")
+_RESOURCES = ("experiment", "experiment_name", "run", "logged_model", "trace", "model", "artifact", "target")
 
 _T = "api.routers.mlflow_tracking."
 _R = "api.routers.mlflow_registry."
+_X = "api.routers.mlflow_traces."
 _N = "api.routers.native."
 _G = "api.routers.registry."
 _A = "api.routers.artifacts."
@@ -94,6 +95,26 @@ RULES: dict[str, str] = {
     _T + "set_logged_model_tags": "EDIT logged_model model_id",
     _T + "delete_logged_model_tag": "EDIT logged_model model_id",
     _T + "log_logged_model_params": "EDIT logged_model model_id",
+    # -- MLflow traces and assessments -----------------------------------------------------------------
+    _X + "start_trace": "handler",  # EDIT on the trace's experiment, read from the nested trace_info
+    _X + "export_spans": "handler",  # EDIT on the x-mlflow-experiment-id header's experiment
+    _X + "search_traces_v3": "handler",  # READ on each experiment of the nested locations
+    _X + "search_traces_v2": "READ experiment experiment_ids",
+    _X + "get_trace": "READ trace trace_id",
+    _X + "get_trace_info_v2": "READ trace trace_id",
+    _X + "get_trace_info_v3": "READ trace trace_id",
+    _X + "batch_get_traces": "READ trace trace_ids",
+    _X + "batch_get_traces_post": "READ trace trace_ids",
+    _X + "batch_get_trace_infos": "READ trace trace_ids",
+    _X + "set_trace_tag": "EDIT trace trace_id",
+    _X + "delete_trace_tag": "EDIT trace trace_id",
+    _X + "delete_traces": "MANAGE experiment experiment_id",
+    _X + "link_traces_to_run": "EDIT run run_id",
+    _X + "link_prompts_to_trace": "EDIT trace trace_id",
+    _X + "create_assessment": "EDIT trace trace_id",
+    _X + "get_assessment": "READ trace trace_id",
+    _X + "update_assessment": "EDIT trace trace_id",
+    _X + "delete_assessment": "EDIT trace trace_id",
     # -- MLflow model registry -----------------------------------------------------------------------
     _R + "create_registered_model": "open",
     _R + "get_registered_model": "READ model name",
@@ -397,6 +418,8 @@ def resources_of(request: Request, kind: str, value: str) -> list[tuple[str, str
             return [("experiment", state.tracking.get_run(value).info.experiment_id)]
         if kind == "logged_model":
             return [("experiment", state.tracking.get_logged_model(value, allow_deleted=True).experiment_id)]
+        if kind == "trace":
+            return [("experiment", state.traces.get_trace_info(value).experiment_id)]
         if kind == "model":
             return [("registered_model", value)]
         if kind == "artifact":

@@ -117,6 +117,15 @@ class Resources:
             "/api/2.0/mlflow/model-versions/create",
             json={"name": self.model, "source": f"runs:/{self.run_id}/model", "run_id": self.run_id},
         )
+        self.trace_id = f"tr-{uuid.uuid4().hex}"
+        info = {
+            "trace_id": self.trace_id,
+            "trace_location": {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": self.experiment_id}},
+            "request_time": "2026-01-02T03:04:05.678Z",
+            "state": "OK",
+        }
+        started = admin.post("/api/2.0/mlflow/traces", json={"trace": {"trace_info": info}})
+        assert started.status_code == 200, started.text
         self.artifact = f"{self.experiment_id}/{self.run_id}/artifacts/file.txt"
         admin.put(f"/api/v1/artifacts/{self.artifact}", content=b"bytes")
         for who, level in (("none", "NO_PERMISSIONS"), ("read", "READ"), ("edit", "EDIT"), ("manage", "MANAGE")):
@@ -147,6 +156,9 @@ class Resources:
             "version": "1",
             "alias": "champion",
             "step": "1",
+            "trace_id": self.trace_id,
+            "trace_ids": [self.trace_id],
+            "assessment_id": "a-0",
             "upload_id": "0" * 32,
             "comment_id": "0" * 32,
             "version_id": "0" * 32,
@@ -270,3 +282,19 @@ def test_whole_table_reads_need_read_on_everything(server: Server, users: dict[s
     assert users["admin"].post("/api/v1/sql", json=sql).status_code == 200
     assert users["read"].get("/iceberg/v1/config").status_code == 403
     assert users["nobody"].post("/api/v1/sql", json=sql).status_code == 401
+
+
+def test_trace_routes_checked_in_their_handlers(users: dict[str, httpx.Client], shared: Resources) -> None:
+    location = {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": shared.experiment_id}}
+
+    def start(who: str) -> int:
+        info = {"trace_id": f"tr-{uuid.uuid4().hex}", "trace_location": location, "request_time": 1, "state": "OK"}
+        return users[who].post("/api/2.0/mlflow/traces", json={"trace": {"trace_info": info}}).status_code
+
+    assert [start(who) for who in ("none", "read", "edit")] == [403, 403, 200]
+    search = {"locations": [location], "max_results": 10}
+    assert users["none"].post("/api/2.0/mlflow/traces/search", json=search).status_code == 403
+    assert users["read"].post("/api/2.0/mlflow/traces/search", json=search).status_code == 200
+    headers = {"x-mlflow-experiment-id": shared.experiment_id, "content-type": "application/json"}
+    assert users["read"].post("/v1/traces", content=b"{}", headers=headers).status_code == 403
+    assert users["edit"].post("/v1/traces", content=b"{}", headers=headers).status_code not in (401, 403)
