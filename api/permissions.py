@@ -115,6 +115,14 @@ RULES: dict[str, str] = {
     _X + "get_assessment": "READ trace trace_id",
     _X + "update_assessment": "EDIT trace trace_id",
     _X + "delete_assessment": "EDIT trace trace_id",
+    # -- MLflow's web UI paths and GraphQL: each read checks READ on what it returns ------------------
+    "api.routers.graphql.graphql_get": "handler",
+    "api.routers.graphql.graphql_post": "handler",
+    "api.routers.mlflow_ui.get_artifact": "handler",
+    "api.routers.mlflow_ui.get_metric_history_bulk": "handler",
+    "api.routers.mlflow_ui.get_model_version_artifact": "handler",
+    "api.routers.mlflow_ui.list_artifacts": "handler",
+    "api.routers.mlflow_ui.search_datasets": "handler",
     # -- MLflow model registry -----------------------------------------------------------------------
     _R + "create_registered_model": "open",
     _R + "get_registered_model": "READ model name",
