@@ -22,6 +22,7 @@ from lakeops.services.queries import SavedQueryService
 from lakeops.services.registry import RegistryService
 from lakeops.services.traces import TraceService
 from lakeops.services.tracking import TrackingService
+from lakeops.services.webhooks import WebhookService
 from lakeops.settings import LakeopsSettings
 from lakeops.sql import SqlEngine
 
@@ -52,3 +53,4 @@ CommentsDep = Annotated[CommentService, Depends(_from_state("comments"))]
 IcebergCatalogDep = Annotated[IcebergCatalogService, Depends(_from_state("iceberg_catalog"))]
 AuthDep = Annotated[AuthService, Depends(_from_state("auth"))]
 TracesDep = Annotated[TraceService, Depends(_from_state("traces"))]
+WebhooksDep = Annotated[WebhookService, Depends(_from_state("webhooks"))]

@@ -35,6 +35,7 @@ from api.routers import (
     mlflow_traces,
     mlflow_tracking,
     mlflow_ui,
+    mlflow_webhooks,
     native,
     portal,
     registry,
@@ -57,6 +58,7 @@ from lakeops.services.queries import SavedQueryService
 from lakeops.services.registry import AliasGate, RegistryService
 from lakeops.services.traces import TraceService
 from lakeops.services.tracking import TrackingService
+from lakeops.services.webhooks import WebhookService
 from lakeops.settings import LakeopsSettings, LimitsConfig
 from lakeops.sql import SqlEngine
 from lakeops.stores import open_store
@@ -146,6 +148,14 @@ def create_app(
         app.state.comments = CommentService(store, actor=app.state.tracking.actor)
         app.state.iceberg_catalog = IcebergCatalogService(store)
         app.state.traces = TraceService(store, actor=app.state.tracking.actor)
+        app.state.webhooks = WebhookService(
+            store,
+            actor=app.state.tracking.actor,
+            max_attempts=settings.webhooks.max_attempts,
+            first_backoff_s=settings.webhooks.first_backoff_s,
+            timeout_s=settings.webhooks.timeout_s,
+        )
+        await run_in_threadpool(app.state.webhooks.start)  # resumes deliveries a previous process left
         app.state.saved_queries = SavedQueryService(store, engine, actor=app.state.tracking.actor)
         pg = None
         if pg_port is not None:
@@ -168,6 +178,7 @@ def create_app(
         finally:
             if pg is not None:
                 await run_in_threadpool(pg.stop)
+            await run_in_threadpool(app.state.webhooks.stop)
             engine.close()
             metrics.unwatch()
             await run_in_threadpool(store.close)
@@ -226,6 +237,10 @@ def create_app(
         )
     app.include_router(mlflow_ui.root_router, tags=["mlflow"])
     app.include_router(graphql.router, tags=["mlflow"])
+    for prefix in MLFLOW_PREFIXES:
+        app.include_router(
+            mlflow_webhooks.router, prefix=prefix, tags=["mlflow"], include_in_schema=prefix.startswith("/api")
+        )
 
     app.include_router(portal.router)
 

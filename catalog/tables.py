@@ -690,6 +690,49 @@ ASSESSMENT_CHANGES = TableDef(
     sort_columns=("experiment_id", "trace_id"),
 )
 
+# -- webhooks (codes 90-99) ---------------------------------------------------------------------------
+
+WEBHOOK_CHANGES = TableDef(
+    name="webhook_changes",
+    code=90,
+    # One row per webhook created, updated or deleted; the current webhooks are the latest row per
+    # webhook_id that is not deleted. The HMAC secret signs deliveries, so it is kept as given: the
+    # table is hidden from user SQL and the API never returns it.
+    schema=Schema(
+        _f(1, "webhook_id", StringType(), required=True),
+        _f(2, "name", StringType(), required=True),
+        _f(3, "description", StringType()),
+        _f(4, "url", StringType(), required=True),
+        _f(5, "events_json", StringType(), required=True, doc='[{"entity": ..., "action": ...}] subscribed to'),
+        _f(6, "secret", StringType(), doc="HMAC-SHA256 key of the X-MLflow-Signature header"),
+        _f(7, "status", StringType(), required=True, doc="ACTIVE or DISABLED"),
+        _f(8, "is_deleted", BooleanType(), required=True),
+        _f(9, "created_at", TimestamptzType(), required=True),
+        *_change_columns(20),
+    ),
+)
+
+WEBHOOK_DELIVERIES = TableDef(
+    name="webhook_deliveries",
+    code=91,
+    # The delivery log: one row when an event is queued for a webhook ("pending"), one per attempt
+    # ("retrying" after a failure with attempts left, "delivered", or "failed" once they run out).
+    # A delivery whose latest row is pending or retrying is resumed when the service starts.
+    schema=Schema(
+        _f(1, "delivery_id", StringType(), required=True),
+        _f(2, "webhook_id", StringType(), required=True),
+        _f(3, "entity", StringType(), required=True, doc="model_version, model_version_alias, ..."),
+        _f(4, "action", StringType(), required=True, doc="created, set, deleted, ..."),
+        _f(5, "payload_json", StringType(), required=True, doc="the body sent"),
+        _f(6, "status", StringType(), required=True, doc="pending, retrying, delivered or failed"),
+        _f(7, "attempt", LongType(), required=True, doc="attempts made so far"),
+        _f(8, "response_status", LongType()),
+        _f(9, "error", StringType()),
+        _f(10, "recorded_at", TimestamptzType(), required=True),
+    ),
+    sort_columns=("webhook_id", "recorded_at"),
+)
+
 # Parents before children: commits and loads follow this order (see lakeops/stores/iceberg.py).
 TABLES: tuple[TableDef, ...] = (
     EXPERIMENT_CHANGES,
@@ -729,11 +772,14 @@ TABLES: tuple[TableDef, ...] = (
     TRACE_TAG_CHANGES,
     SPANS,
     ASSESSMENT_CHANGES,
+    # -- webhooks --
+    WEBHOOK_CHANGES,
+    WEBHOOK_DELIVERIES,
 )
 TABLES_BY_CODE: dict[int, TableDef] = {t.code: t for t in TABLES}
 TABLES_BY_NAME: dict[str, TableDef] = {t.name: t for t in TABLES}
 # Tables user SQL never sees (they hold password and token hashes); read by lakeops only.
-SQL_HIDDEN_TABLES: frozenset[str] = frozenset({USER_CHANGES.name, API_TOKEN_CHANGES.name})
+SQL_HIDDEN_TABLES: frozenset[str] = frozenset({USER_CHANGES.name, API_TOKEN_CHANGES.name, WEBHOOK_CHANGES.name})
 # Tables read from the lake on demand, with pruning, and never folded into the in-memory state:
 # their rows grow with the data (one per checkpoint, per stored object, per span), not with the entities.
 ON_DEMAND_TABLES: frozenset[str] = frozenset(
@@ -745,5 +791,7 @@ ON_DEMAND_TABLES: frozenset[str] = frozenset(
         TRACE_TAG_CHANGES.name,
         SPANS.name,
         ASSESSMENT_CHANGES.name,
+        WEBHOOK_CHANGES.name,
+        WEBHOOK_DELIVERIES.name,
     }
 )

@@ -230,6 +230,14 @@ class RegistryConfig(_Frozen):
     )
 
 
+class WebhooksConfig(_Frozen):
+    """Webhook delivery: attempts per event and the backoff between them (doubling from the first)."""
+
+    max_attempts: int = Field(default=5, ge=1, le=20, description="Attempts per delivery before it is failed.")
+    first_backoff_s: float = Field(default=1.0, gt=0, description="Wait after the first failed attempt; doubles.")
+    timeout_s: float = Field(default=10.0, gt=0, description="HTTP timeout of one attempt.")
+
+
 class SqlConfig(_Frozen):
     """SQL for people and BI tools: the sandbox's limits and the PostgreSQL-wire endpoint's login."""
 
@@ -295,6 +303,7 @@ class LakeopsSettings(BaseSettings):
     sql: SqlConfig = Field(default_factory=SqlConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
 
     @model_validator(mode="before")
     @classmethod

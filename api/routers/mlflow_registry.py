@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from pydantic import Field
 
-from api.deps import AuthDep, RegistryDep
+from api.deps import AuthDep, RegistryDep, WebhooksDep
 from api.encoding import JSONBody, RawJSONRoute, kv
 from api.permissions import readable_only, require_level
 from api.routers.mlflow_tracking import KeyValue, _paged, _Req, _tags
@@ -25,6 +25,7 @@ from lakeops.services.registry import (
     ModelVersion,
     RegisteredModel,
 )
+from lakeops.services.webhooks import emit_registry_event
 
 router = APIRouter(default_response_class=JSONBody, route_class=RawJSONRoute)
 
@@ -142,9 +143,18 @@ class DeleteAlias(ModelName):
 
 
 @router.post("/registered-models/create")
-def create_registered_model(body: CreateRegisteredModel, registry: RegistryDep, auth: AuthDep) -> dict[str, Any]:
+def create_registered_model(
+    body: CreateRegisteredModel, registry: RegistryDep, auth: AuthDep, webhooks: WebhooksDep
+) -> dict[str, Any]:
     model = registry.create_registered_model(body.name, description=body.description, tags=_tags(body.tags))
     auth.grant_creator("registered_model", model.name)
+    emit_registry_event(
+        webhooks,
+        model.tags,
+        "model",
+        "created",
+        {"name": model.name, "tags": model.tags, "description": body.description},
+    )
     return {"registered_model": mlflow_registered_model(model)}
 
 
@@ -219,18 +229,24 @@ def delete_registered_model_tag(body: ModelTag, registry: RegistryDep) -> dict[s
 
 
 @router.post("/registered-models/alias")
-def set_registered_model_alias(body: SetAlias, request: Request, registry: RegistryDep) -> dict[str, Any]:
+def set_registered_model_alias(
+    body: SetAlias, request: Request, registry: RegistryDep, webhooks: WebhooksDep
+) -> dict[str, Any]:
     if body.force:  # past the quality gate: the model's managers only
         require_level(request, "registered_model", body.name, "MANAGE")
     registry.set_registered_model_alias(
         body.name, body.alias, _version(body.version), force=body.force, reason=body.reason
     )
+    payload = {"name": body.name, "alias": body.alias, "version": _version(body.version)}
+    emit_registry_event(webhooks, registry.get_registered_model(body.name).tags, "alias", "created", payload)
     return {}
 
 
 @router.delete("/registered-models/alias")
-def delete_registered_model_alias(body: DeleteAlias, registry: RegistryDep) -> dict[str, Any]:
+def delete_registered_model_alias(body: DeleteAlias, registry: RegistryDep, webhooks: WebhooksDep) -> dict[str, Any]:
     registry.delete_registered_model_alias(body.name, body.alias)
+    payload = {"name": body.name, "alias": body.alias}
+    emit_registry_event(webhooks, registry.get_registered_model(body.name).tags, "alias", "deleted", payload)
     return {}
 
 
@@ -245,7 +261,7 @@ def get_model_version_by_alias(
 
 
 @router.post("/model-versions/create")
-def create_model_version(body: CreateModelVersion, registry: RegistryDep) -> dict[str, Any]:
+def create_model_version(body: CreateModelVersion, registry: RegistryDep, webhooks: WebhooksDep) -> dict[str, Any]:
     version = registry.create_model_version(
         body.name,
         body.source,
@@ -255,6 +271,15 @@ def create_model_version(body: CreateModelVersion, registry: RegistryDep) -> dic
         run_link=body.run_link,
         description=body.description,
     )
+    payload = {
+        "name": body.name,
+        "version": str(version.version),
+        "source": version.source,
+        "run_id": version.run_id,
+        "tags": _tags(body.tags),
+        "description": body.description or None,
+    }
+    emit_registry_event(webhooks, registry.get_registered_model(body.name).tags, "version", "created", payload)
     return {"model_version": mlflow_model_version(version)}
 
 
@@ -310,12 +335,16 @@ def get_model_version_download_uri(
 
 
 @router.post("/model-versions/set-tag")
-def set_model_version_tag(body: VersionTag, registry: RegistryDep) -> dict[str, Any]:
+def set_model_version_tag(body: VersionTag, registry: RegistryDep, webhooks: WebhooksDep) -> dict[str, Any]:
     registry.set_model_version_tag(body.name, _version(body.version), body.key, body.value or "")
+    payload = {"name": body.name, "version": _version(body.version), "key": body.key, "value": body.value or ""}
+    emit_registry_event(webhooks, registry.get_registered_model(body.name).tags, "version_tag", "set", payload)
     return {}
 
 
 @router.delete("/model-versions/delete-tag")
-def delete_model_version_tag(body: VersionTag, registry: RegistryDep) -> dict[str, Any]:
+def delete_model_version_tag(body: VersionTag, registry: RegistryDep, webhooks: WebhooksDep) -> dict[str, Any]:
     registry.delete_model_version_tag(body.name, _version(body.version), body.key)
+    payload = {"name": body.name, "version": _version(body.version), "key": body.key}
+    emit_registry_event(webhooks, registry.get_registered_model(body.name).tags, "version_tag", "deleted", payload)
     return {}

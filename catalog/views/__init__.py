@@ -42,9 +42,9 @@ import duckdb
 VIEWS_DIR = Path(__file__).parent
 MACROS_DIR = VIEWS_DIR / "macros"
 LAKE_SCHEMA = "lake"
-# Tables user SQL never sees: they hold password and token hashes (catalog/tables.py says which;
+# Tables user SQL never sees: they hold password and token hashes, webhook secrets (catalog/tables.py says which;
 # named here too so that `lakeops sql` need not import pyiceberg; tests/catalog/test_tables.py checks both agree).
-HIDDEN_TABLES: frozenset[str] = frozenset({"user_changes", "api_token_changes"})
+HIDDEN_TABLES: frozenset[str] = frozenset({"user_changes", "api_token_changes", "webhook_changes"})
 ACTIVITY_VIEW = "activity"
 ACTIVITY_PREFIX = "activity_"
 WIDE_VARIABLE = "lakeops_runs_wide"
