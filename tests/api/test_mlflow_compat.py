@@ -48,7 +48,9 @@ def test_logged_model_differences(client: MlflowClient) -> None:
 
     run = client.create_run(exp_id)
     model = client.create_logged_model(exp_id, name="clf", source_run_id=run.info.run_id)
-    client.log_metric(run.info.run_id, "acc", 0.75, step=3, model_id=model.model_id, dataset_name="val", dataset_digest="d1")
+    client.log_metric(
+        run.info.run_id, "acc", 0.75, step=3, model_id=model.model_id, dataset_name="val", dataset_digest="d1"
+    )
     client.log_metric(run.info.run_id, "loss", 0.5)  # the run's alone
     shown = client.get_logged_model(model.model_id)
     assert [(m.key, m.value, m.step, m.run_id, m.model_id, m.dataset_name) for m in shown.metrics] == [
@@ -68,5 +70,9 @@ def test_model_version_from_unknown_run_is_accepted(client: MlflowClient) -> Non
     name = f"compat-{uuid.uuid4().hex[:8]}"
     client.create_registered_model(name)
     version = client.create_model_version(name, "runs:/0123456789abcdef/model", run_id="0123456789abcdef")
-    assert (version.version, version.run_id, version.source) == ("1", "0123456789abcdef", "runs:/0123456789abcdef/model")
+    assert (version.version, version.run_id, version.source) == (
+        "1",
+        "0123456789abcdef",
+        "runs:/0123456789abcdef/model",
+    )
     assert client.get_model_version_download_uri(name, "1") == "runs:/0123456789abcdef/model"

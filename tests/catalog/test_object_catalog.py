@@ -193,7 +193,7 @@ def test_concurrent_committers_in_several_processes_lose_nothing(
     catalog: Catalog, properties: dict[str, str], tmp_path: Path
 ) -> None:
     """4 processes commit to one table; a 5th is killed with SIGKILL while it commits in a loop."""
-    writers, commits, victim = 4, 8, 4
+    writers, commits, victim = 4, 6, 4
     catalog.create_namespace("lake")
     # pyiceberg's own retries off: every conflict reaches the committer, which reloads and retries.
     catalog.create_table(("lake", "t"), schema=SCHEMA, properties={"commit.retry.num-retries": "0"})

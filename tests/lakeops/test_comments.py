@@ -13,7 +13,11 @@ from lakeops.stores import IcebergStore, open_store
 
 
 def test_mentions_are_found_once_and_emails_are_not_mentions() -> None:
-    assert mentions_in("@ana look, and @bo.b too; cc @ana. Mail me at x@example.com (@carl-)") == ["ana", "bo.b", "carl"]
+    assert mentions_in("@ana look, and @bo.b too; cc @ana. Mail me at x@example.com (@carl-)") == [
+        "ana",
+        "bo.b",
+        "carl",
+    ]
     assert mentions_in("no one here") == []
 
 
