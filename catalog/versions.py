@@ -221,16 +221,20 @@ def open_version_store(warehouse: str, properties: Mapping[str, str], *, directo
 
 def _minio_client(properties: Mapping[str, str]) -> Any:
     from minio import Minio
+    from minio.credentials.providers import AWSConfigProvider, ChainedProvider, EnvAWSProvider, IamAwsProvider
 
     region = properties.get("s3.region") or "us-east-1"
     endpoint = urlparse(properties.get("s3.endpoint") or f"https://s3.{region}.amazonaws.com")
+    # Without keys in the settings, the AWS chain (environment, ~/.aws, instance or pod role), as pyarrow's FileIO does.
+    keys = properties.get("s3.access-key-id")
     return Minio(
         endpoint.netloc or endpoint.path,
-        access_key=properties.get("s3.access-key-id"),
+        access_key=keys,
         secret_key=properties.get("s3.secret-access-key"),
         session_token=properties.get("s3.session-token"),
         secure=endpoint.scheme != "http",
         region=region,
+        credentials=None if keys else ChainedProvider([EnvAWSProvider(), AWSConfigProvider(), IamAwsProvider()]),
     )
 
 

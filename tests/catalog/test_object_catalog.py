@@ -231,3 +231,18 @@ def test_concurrent_committers_in_several_processes_lose_nothing(
     assert len(table.metadata.snapshots) == len(rows)
     table.append(_rows(9, 0))  # the table takes commits after the kill
     assert catalog.load_table(("lake", "t")).scan().to_arrow().num_rows == len(rows) + 1
+
+
+@pytest.mark.s3
+def test_without_keys_in_the_settings_the_aws_chain_is_used(
+    s3_server: S3Target, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """As on AWS with an instance or pod role: no keys configured, the environment's credentials apply."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
+    properties = _properties("s3", tmp_path, s3_server)
+    del properties["s3.access-key-id"], properties["s3.secret-access-key"]
+    catalog = open_catalog("lakeops", properties)
+    catalog.create_namespace("lake")
+    catalog.create_table(("lake", "t"), schema=SCHEMA).append(_rows(1, 1))
+    assert open_catalog("lakeops", properties).load_table(("lake", "t")).scan().to_arrow().num_rows == 1
