@@ -14,6 +14,7 @@ from importlib.metadata import version
 from typing import Any
 
 from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -196,6 +197,14 @@ def create_app(
     limit_for, is_streamed = body_limits(settings.limits)
     app.add_middleware(BodyLimitMiddleware, limit_for=limit_for, streamed=is_streamed)
     app.add_middleware(AuthMiddleware)  # outside the body limit: no credentials, no body read
+    if settings.http.cors_origins:  # closed by default: only the origins configured may call from a browser
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.http.cors_origins,
+            allow_credentials=True,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
     app.state.metrics = metrics
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)  # outermost: times 413s too
     app.include_router(operations_router)

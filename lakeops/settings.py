@@ -262,6 +262,16 @@ class LimitsConfig(_Frozen):
     artifact_bytes: int = Field(default=64 * 1024**3, gt=0, description="One artifact uploaded through lakeops.")
 
 
+class HttpConfig(_Frozen):
+    """The HTTP service's edges."""
+
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Web origins (e.g. https://notebooks.example.com) whose pages may call the API from a browser; "
+        "none by default (CORS closed).",
+    )
+
+
 PermissionLevel = Literal["READ", "EDIT", "MANAGE", "NO_PERMISSIONS"]
 
 
@@ -304,6 +314,7 @@ class LakeopsSettings(BaseSettings):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
 
     @model_validator(mode="before")
     @classmethod

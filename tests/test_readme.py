@@ -58,6 +58,18 @@ NOT_RUN: dict[str, str] = {
     "# MinIO (or any S3 endpoint): the catalog lives in the bucket too (kind=object), no database anywhere": "configuration for other stores",
     "lakeops migrate-catalog --dry-run    # lists the tables it would register from <home>/catalog.db": "needs a lake made with the SQLite catalog; tests/lakeops/test_object_catalog_lake.py runs it",
     "# prometheus.yml": "Prometheus configuration",
+    "# turn it on: the first admin is created from the settings when the lake has no user yet": (
+        "starts a server with auth on: tests/api/test_auth.py starts it so"
+    ),
+    "# MLFLOW_TRACKING_USERNAME=alice MLFLOW_TRACKING_PASSWORD=... (or MLFLOW_TRACKING_TOKEN=lko_...) for mlflow": (
+        "needs a token of a server with auth on: tests/api/test_auth.py connects with one"
+    ),
+    "# users and tokens from the command line, on the lake the server uses": (
+        "<token_id> is yours; tests/lakeops/test_auth.py runs every command"
+    ),
+    "# MLflow's own client for its basic-auth API, unchanged (as an admin, or a user who manages the resource)": (
+        "needs a server with auth on and experiment 1234: tests/api/test_permissions.py does this"
+    ),
 }
 
 # What a Python block leaves to the reader, filled before it runs (by the block's first line):

@@ -83,6 +83,8 @@ def test_anonymous_requests_refused_with_a_challenge(server: Server) -> None:
     assert native.status_code == 401 and native.json()["error"]["code"] == "unauthenticated"
     assert httpx.get(f"{server.url}/", follow_redirects=False).status_code == 401  # the portal too
     assert httpx.get(f"{server.url}/health").status_code == 200  # load balancers may probe
+    cross = httpx.get(f"{server.url}/health", headers={"origin": "https://evil.example.com"})
+    assert "access-control-allow-origin" not in cross.headers  # CORS closed by default
     wrong = httpx.get(f"{server.url}/api/v1/experiments", auth=(ADMIN[0], "not-the-password"))
     assert wrong.status_code == 401 and "not-the-password" not in wrong.text
 

@@ -37,6 +37,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             "LAKEOPS_LIMITS__JSON_BODY_BYTES": str(JSON_LIMIT),
             "LAKEOPS_LIMITS__DATAFRAME_BYTES": str(DATAFRAME_LIMIT),
             "LAKEOPS_SQL__MEMORY_LIMIT": "300MB",
+            "LAKEOPS_HTTP__CORS_ORIGINS": '["https://notebooks.example.com"]',
         },
     )
     yield srv
@@ -250,3 +251,11 @@ def test_mlflow_fluent_still_works(server: Server, monkeypatch: pytest.MonkeyPat
         mlflow.log_metric("loss", 0.5, step=3)
     got = MlflowClient(server.url).get_run(run.info.run_id)
     assert got.data.params == {"ünïcode": "välue ☃ \U0001f600"} and got.data.metrics == {"loss": 0.5}
+
+
+def test_cors_only_for_configured_origins(http: httpx.Client) -> None:
+    preflight = {"access-control-request-method": "POST", "access-control-request-headers": "content-type"}
+    allowed = http.options("/api/v1/experiments", headers={"origin": "https://notebooks.example.com", **preflight})
+    assert allowed.headers.get("access-control-allow-origin") == "https://notebooks.example.com"
+    other = http.get("/api/v1/experiments", headers={"origin": "https://evil.example.com"})
+    assert "access-control-allow-origin" not in other.headers
