@@ -123,6 +123,18 @@ RULES: dict[str, str] = {
     "api.routers.mlflow_ui.get_model_version_artifact": "handler",
     "api.routers.mlflow_ui.list_artifacts": "handler",
     "api.routers.mlflow_ui.search_datasets": "handler",
+    # -- webhooks: they send registry events to any URL, so only admins set them up ---------------------
+    **{
+        "api.routers.mlflow_webhooks." + name: "admin"
+        for name in (
+            "create_webhook",
+            "delete_webhook",
+            "get_webhook",
+            "list_webhooks",
+            "test_webhook",
+            "update_webhook",
+        )
+    },
     # -- MLflow model registry -----------------------------------------------------------------------
     _R + "create_registered_model": "open",
     _R + "get_registered_model": "READ model name",

@@ -163,6 +163,7 @@ class Resources:
             "comment_id": "0" * 32,
             "version_id": "0" * 32,
             "tag_key": "k",
+            "webhook_id": "wh-0",
         }
 
 
