@@ -45,24 +45,9 @@ from api.routers import (
 )
 from lakeops.errors import InvalidArgumentError
 from lakeops.health import HealthMonitor
-from lakeops.quality.gate import QualityGate
-from lakeops.quality.suites import QualityService
-from lakeops.services.artifacts import ArtifactService
-from lakeops.services.auth import AuthService
-from lakeops.services.checkpoints import CheckpointService
-from lakeops.services.comments import CommentService
-from lakeops.services.datasets import DatasetService
-from lakeops.services.iceberg_rest import IcebergCatalogService
-from lakeops.services.lineage import LineageService
-from lakeops.services.openlineage import OpenLineageService
-from lakeops.services.queries import SavedQueryService
-from lakeops.services.registry import AliasGate, RegistryService
-from lakeops.services.traces import TraceService
-from lakeops.services.tracking import TrackingService
-from lakeops.services.webhooks import WebhookService
+from lakeops.lake import Lake
+from lakeops.services.registry import AliasGate
 from lakeops.settings import LakeopsSettings, LimitsConfig
-from lakeops.sql import SqlEngine
-from lakeops.stores import open_store
 
 MLFLOW_PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 # MLflow registers its 3.0 RPCs (traces, assessments) under both versions, and mirrors each at /ajax-api.
@@ -121,43 +106,18 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = await run_in_threadpool(open_store, settings)
+        lake = await run_in_threadpool(Lake, settings, alias_gate=alias_gate)
+        store = lake.store
         app.state.settings = settings
+        app.state.lake = lake
         app.state.store = store
-        app.state.tracking = TrackingService(store)
-        app.state.auth = AuthService(store, settings.auth)
+        for name in Lake.SERVICES:  # built here, at start-up, rather than on a first request
+            setattr(app.state, name, await run_in_threadpool(getattr, lake, name))
         await run_in_threadpool(app.state.auth.bootstrap)
         app.state.health = HealthMonitor(store)
         metrics.watch(app.state.health)
-        objects = await run_in_threadpool(settings.storage.open_objects, settings.home)
-        app.state.artifacts = ArtifactService(store, objects, actor=app.state.tracking.actor)
-        app.state.checkpoints = CheckpointService(store, app.state.artifacts, actor=app.state.tracking.actor)
-        app.state.datasets = DatasetService(store, app.state.artifacts)
-        app.state.lineage = LineageService(store)
-        app.state.openlineage = OpenLineageService(store, actor=app.state.tracking.actor)
-        app.state.quality = QualityService(store, app.state.datasets)
-        app.state.quality_gate = QualityGate(store)
-        # Protected aliases are guarded by the training data's validations unless a gate is injected.
-        app.state.registry = RegistryService(
-            store,
-            gate=alias_gate if alias_gate is not None else app.state.quality_gate,
-            protected_aliases=settings.registry.protected_aliases,
-            actor=app.state.tracking.actor,
-        )
-        engine = SqlEngine(settings, store=store)
-        app.state.sql = engine
-        app.state.comments = CommentService(store, actor=app.state.tracking.actor)
-        app.state.iceberg_catalog = IcebergCatalogService(store)
-        app.state.traces = TraceService(store, actor=app.state.tracking.actor)
-        app.state.webhooks = WebhookService(
-            store,
-            actor=app.state.tracking.actor,
-            max_attempts=settings.webhooks.max_attempts,
-            first_backoff_s=settings.webhooks.first_backoff_s,
-            timeout_s=settings.webhooks.timeout_s,
-        )
         await run_in_threadpool(app.state.webhooks.start)  # resumes deliveries a previous process left
-        app.state.saved_queries = SavedQueryService(store, engine, actor=app.state.tracking.actor)
+        engine = app.state.sql
         pg = None
         if pg_port is not None:
             from api.pgwire import PgWireServer  # buenavista is imported only when the endpoint is served
@@ -180,9 +140,8 @@ def create_app(
             if pg is not None:
                 await run_in_threadpool(pg.stop)
             await run_in_threadpool(app.state.webhooks.stop)
-            engine.close()
             metrics.unwatch()
-            await run_in_threadpool(store.close)
+            await run_in_threadpool(lake.close)
 
     app = FastAPI(
         title="lakeops",

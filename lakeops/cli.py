@@ -12,22 +12,26 @@ import socket
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from lakeops.settings import LakeopsSettings
 
+if TYPE_CHECKING:
+    from lakeops.lake import Lake
 
-def _open(settings: LakeopsSettings):  # type: ignore[no-untyped-def]
-    from lakeops.services.tracking import TrackingService
-    from lakeops.stores import open_store
 
-    store = open_store(settings)
-    return store, TrackingService(store)
+def _lake(settings: LakeopsSettings, **options: Any) -> Lake:
+    """The lake the settings name, opened the one way the app and the client open it (lakeops/lake.py)."""
+    from lakeops.lake import Lake
+
+    return Lake(settings, **options)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Log a small hyper-parameter sweep and print the best runs."""
     settings = LakeopsSettings()
-    store, tracking = _open(settings)
+    lake = _lake(settings)
+    store, tracking = lake.store, lake.tracking
     try:
         name = args.experiment
         try:
@@ -81,9 +85,8 @@ def cmd_maintain(args: argparse.Namespace) -> int:
         return _collect_garbage(args, settings)
     from catalog.tables import TABLES
     from lakeops.progress import progress_bar
-    from lakeops.stores import open_store
 
-    store = open_store(settings, start_committer=False)
+    store = _lake(settings, start_committer=False).store
     try:
         with progress_bar(len(TABLES), desc="maintaining", unit="tables", enabled=args.progress) as bar:
             report = store.maintain(
@@ -100,9 +103,7 @@ def cmd_maintain(args: argparse.Namespace) -> int:
 def _maintain_checkpoints(args: argparse.Namespace, settings: LakeopsSettings) -> int:
     """Apply each run's checkpoint retention policy (a dry run unless --apply); print the report."""
     from lakeops.errors import LakeopsError
-    from lakeops.services.artifacts import ArtifactService
-    from lakeops.services.checkpoints import CheckpointService, RetentionPolicy
-    from lakeops.stores import open_store
+    from lakeops.services.checkpoints import RetentionPolicy
 
     try:
         default = RetentionPolicy(
@@ -115,10 +116,9 @@ def _maintain_checkpoints(args: argparse.Namespace, settings: LakeopsSettings) -
     except (ValueError, LakeopsError) as exc:
         print(f"lakeops: {getattr(exc, 'message', exc)}", file=sys.stderr)
         return 2
-    store = open_store(settings, start_committer=False)
+    lake = _lake(settings, start_committer=False, actor="lakeops maintain")
+    store, checkpoints = lake.store, lake.checkpoints
     try:
-        artifacts = ArtifactService(store, settings.storage.open_objects(settings.home), actor="lakeops maintain")
-        checkpoints = CheckpointService(store, artifacts, actor="lakeops maintain")
         try:
             report = checkpoints.apply_retention(
                 default=None if default.is_empty() else default, dry_run=args.dry_run, run_ids=args.run or None
@@ -135,14 +135,14 @@ def _maintain_checkpoints(args: argparse.Namespace, settings: LakeopsSettings) -
 def _collect_garbage(args: argparse.Namespace, settings: LakeopsSettings) -> int:
     """Free artifact bytes nothing references (a dry run unless --apply); print the report."""
     from lakeops.services.gc import GarbageCollector
-    from lakeops.stores import open_store
 
     if args.grace < 0:
         print("lakeops: --grace must be >= 0 seconds", file=sys.stderr)
         return 2
-    store = open_store(settings, start_committer=False)
+    lake = _lake(settings, start_committer=False)
+    store = lake.store
     try:
-        collector = GarbageCollector(store, settings.storage.open_objects(settings.home))
+        collector = GarbageCollector(store, lake.objects)
         report = collector.collect(grace_s=args.grace, dry_run=args.dry_run)
     finally:
         store.close()
@@ -153,9 +153,7 @@ def _collect_garbage(args: argparse.Namespace, settings: LakeopsSettings) -> int
 def cmd_info(_args: argparse.Namespace) -> int:
     """Print where the lake is and what it holds."""
     settings = LakeopsSettings()
-    from lakeops.stores import open_store
-
-    store = open_store(settings, start_committer=False)
+    store = _lake(settings, start_committer=False).store
     try:
         info = {
             **settings.describe(),
@@ -233,13 +231,11 @@ def _read_password(args: argparse.Namespace) -> str:
 def cmd_users(args: argparse.Namespace) -> int:
     """Users, API tokens and permission grants of the lake (what `lakeops serve` with auth on checks)."""
     from lakeops.errors import LakeopsError
-    from lakeops.services.auth import AuthService
-    from lakeops.stores import open_store
 
     settings = LakeopsSettings()
-    store = open_store(settings, start_committer=False)
+    lake = _lake(settings, start_committer=False)
+    store, auth = lake.store, lake.auth
     try:
-        auth = AuthService(store, settings.auth)
         action = args.action
         if action == "list":
             for user in auth.list_users():
@@ -471,14 +467,9 @@ def cmd_queries(args: argparse.Namespace) -> int:
                 engine.close()
             _print_table(table, args.format, None)
             return 0
-        from lakeops.services.queries import SavedQueryService
-        from lakeops.services.tracking import TrackingService
-        from lakeops.stores import open_store
-
-        store = open_store(settings, start_committer=False)
-        engine = SqlEngine(settings, store=store)
+        lake = _lake(settings, start_committer=False)
         try:
-            service = SavedQueryService(store, engine, actor=TrackingService(store).actor)
+            service = lake.saved_queries
             if args.action == "save":
                 sql_text = sys.stdin.read() if args.sql == "-" else args.sql
                 saved = service.save(
@@ -489,8 +480,7 @@ def cmd_queries(args: argparse.Namespace) -> int:
                 service.delete(args.name)
                 print(f"deleted saved query {args.name!r}")
         finally:
-            engine.close()
-            store.close()
+            lake.close()
     except LakeopsError as exc:
         print(f"lakeops queries: {exc.message}", file=sys.stderr)
         return 2

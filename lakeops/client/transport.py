@@ -770,19 +770,15 @@ class EmbeddedTransport:
 
     def __init__(self, settings: LakeopsSettings) -> None:
         from lakeops.entities import to_dict
-        from lakeops.services.artifacts import ArtifactService
-        from lakeops.services.tracking import TrackingService
-        from lakeops.stores import open_store
+        from lakeops.lake import Lake
 
         self.settings = settings
         self.location = settings.warehouse()
-        self.store = open_store(settings)
-        self.tracking = TrackingService(self.store)
-        self._artifacts = ArtifactService(
-            self.store, settings.storage.open_objects(settings.home), actor=self.tracking.actor
-        )
+        self.lake = Lake(settings)  # the same wiring as the HTTP app and the CLI (lakeops/lake.py)
+        self.store = self.lake.store
+        self.tracking = self.lake.tracking
+        self._artifacts = self.lake.artifacts
         self._to_dict = to_dict
-        self._sql_engine: Any = None
 
     def experiment_by_name(self, name: str) -> dict[str, Any]:
         """The experiment called ``name``."""
@@ -871,11 +867,7 @@ class EmbeddedTransport:
 
     def sql(self, query: str, *, params: Sequence[Any] | None, as_of: str | None, max_rows: int | None) -> pa.Table:
         """The SQL engine of ``lakeops.sql`` (DuckDB over the lake) on this store."""
-        from lakeops.sql import SqlEngine
-
-        if self._sql_engine is None:
-            self._sql_engine = SqlEngine(self.settings, store=self.store)
-        table: pa.Table = self._sql_engine.query(query, params=params, as_of=_parse_as_of(as_of), max_rows=max_rows)
+        table: pa.Table = self.lake.sql.query(query, params=params, as_of=_parse_as_of(as_of), max_rows=max_rows)
         return table
 
     def upload_artifact(self, path: str, source: Path, *, progress: Progress | None) -> dict[str, Any]:
@@ -924,11 +916,9 @@ class EmbeddedTransport:
 
     # -- checkpoints -------------------------------------------------------------------------------
 
-    @functools.cached_property
+    @property
     def _checkpoints(self) -> CheckpointService:
-        from lakeops.services.checkpoints import CheckpointService
-
-        return CheckpointService(self.store, self._artifacts, actor=self.tracking.actor)
+        return self.lake.checkpoints
 
     def create_checkpoint(
         self, run_id: str, *, step: int, metrics: Mapping[str, float], is_dir: bool, files: list[str]
@@ -956,40 +946,25 @@ class EmbeddedTransport:
 
     # -- datasets, quality, lineage ----------------------------------------------------------------
 
-    @functools.cached_property
+    @property
     def _datasets(self) -> DatasetService:
-        from lakeops.services.datasets import DatasetService
+        return self.lake.datasets
 
-        return DatasetService(self.store, self._artifacts)
-
-    @functools.cached_property
+    @property
     def _quality(self) -> QualityService:
-        from lakeops.quality.suites import QualityService
+        return self.lake.quality
 
-        return QualityService(self.store, self._datasets)
-
-    @functools.cached_property
+    @property
     def _gate(self) -> QualityGate:
-        from lakeops.quality.gate import QualityGate
+        return self.lake.quality_gate
 
-        return QualityGate(self.store)
-
-    @functools.cached_property
+    @property
     def _lineage(self) -> LineageService:
-        from lakeops.services.lineage import LineageService
+        return self.lake.lineage
 
-        return LineageService(self.store)
-
-    @functools.cached_property
+    @property
     def _registry(self) -> RegistryService:
-        from lakeops.services.registry import RegistryService
-
-        return RegistryService(
-            self.store,
-            gate=self._gate,
-            protected_aliases=self.settings.registry.protected_aliases,
-            actor=self.tracking.actor,
-        )
+        return self.lake.registry
 
     def log_dataframe(
         self, name: str, table: pa.Table, *, run_id: str | None, direction: str, validate: bool
@@ -1026,11 +1001,9 @@ class EmbeddedTransport:
         """``QualityService.validations``."""
         return self._quality.validations(version_id)
 
-    @functools.cached_property
+    @property
     def _comments(self) -> Any:
-        from lakeops.services.comments import CommentService
-
-        return CommentService(self.store, actor=self.tracking.actor)
+        return self.lake.comments
 
     def post_comment(self, target: str, body: str, *, author: str | None) -> dict[str, Any]:
         """A comment through ``CommentService``."""
@@ -1089,9 +1062,7 @@ class EmbeddedTransport:
 
     def close(self) -> None:
         """Commit what is queued and release the store."""
-        if self._sql_engine is not None and hasattr(self._sql_engine, "close"):
-            self._sql_engine.close()
-        self.store.close()
+        self.lake.close()
 
 
 def _parse_as_of(text: str | None) -> datetime | None:

@@ -8,7 +8,6 @@ pass a check.
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import json
 import math
@@ -52,6 +51,7 @@ from lakeops.entities import (
     ViewType,
 )
 from lakeops.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
+from lakeops.lake import default_actor
 from lakeops.search import (
     PinnedResults,
     RankedRuns,
@@ -178,7 +178,7 @@ class TrackingService:
     ) -> None:
         self.store = store
         self._now_ms = now_ms or (lambda: int(time.time() * 1000))
-        self.actor = actor or _default_actor()
+        self.actor = actor or default_actor()
         self._pins = PinnedResults()
         # Artifacts are served by lakeops' own artifact store; the URI scheme is MLflow's for that.
         self._artifact_root = ARTIFACT_ROOT
@@ -970,13 +970,6 @@ def absolute_location(location: str) -> str:
         return location
     absolute = (Path.cwd() / path).as_posix()
     return urllib.parse.urlunsplit(("file", "", absolute, parsed.query, parsed.fragment)) if parsed.scheme else absolute
-
-
-def _default_actor() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 def _check_max_results(max_results: int, *, limit: int = MAX_RESULTS_LIMIT) -> None:
