@@ -138,7 +138,7 @@ RULES: dict[str, str] = {
     # -- MLflow model registry -----------------------------------------------------------------------
     _R + "create_registered_model": "open",
     _R + "get_registered_model": "READ model name",
-    _R + "rename_registered_model": "MANAGE model name",
+    _R + "rename_registered_model": "EDIT model name",  # as MLflow; the grants follow the new name
     _R + "update_registered_model": "EDIT model name",
     _R + "delete_registered_model": "MANAGE model name",
     _R + "search_registered_models": "handler",

@@ -166,8 +166,10 @@ def get_registered_model(
 
 
 @router.post("/registered-models/rename")
-def rename_registered_model(body: RenameRegisteredModel, registry: RegistryDep) -> dict[str, Any]:
-    return {"registered_model": mlflow_registered_model(registry.rename_registered_model(body.name, body.new_name))}
+def rename_registered_model(body: RenameRegisteredModel, registry: RegistryDep, auth: AuthDep) -> dict[str, Any]:
+    model = registry.rename_registered_model(body.name, body.new_name)
+    auth.rename_resource("registered_model", body.name, model.name)  # grants follow the model
+    return {"registered_model": mlflow_registered_model(model)}
 
 
 @router.patch("/registered-models/update")

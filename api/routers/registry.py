@@ -108,11 +108,13 @@ def get_registered_model(name: str, registry: RegistryDep, as_of: datetime | Non
 
 
 @router.patch("/registered-models/{name}")
-def update_registered_model(name: str, body: ModelUpdate, registry: RegistryDep) -> dict[str, Any]:
+def update_registered_model(name: str, body: ModelUpdate, registry: RegistryDep, auth: AuthDep) -> dict[str, Any]:
     if "description" in body.model_fields_set:
         registry.update_registered_model(name, description=body.description)
     if body.name is not None and body.name != name:
-        return to_dict(registry.rename_registered_model(name, body.name))
+        model = registry.rename_registered_model(name, body.name)
+        auth.rename_resource("registered_model", name, model.name)  # grants follow the model
+        return to_dict(model)
     return to_dict(registry.get_registered_model(name))
 
 

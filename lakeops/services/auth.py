@@ -132,6 +132,10 @@ def _check_password(password: object) -> str:
     return password
 
 
+def _concat(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
+
+
 class AuthService:
     """Create and check users and tokens; grant and resolve permission levels."""
 
@@ -268,12 +272,37 @@ class AuthService:
         self._change_user(username, "update_admin", is_admin=is_admin)
 
     def delete_user(self, username: str) -> None:
-        """Delete a user; their tokens stop working with them.
+        """Delete a user with their API tokens and grants (a later user of the same name starts afresh).
 
         Raises:
             NotFoundError: no such user.
         """
-        self._change_user(username, "delete")
+
+        def build(state: TrackingState) -> Rows:
+            rows = self._user_row(self._user(state, username), "delete", is_deleted=True)
+            tokens = [
+                self._token_row(t, "revoke", is_revoked=True)[API_TOKEN_CHANGES.name]
+                for t in state.auth.tokens.values()
+                if t.username == username
+            ]
+            grants = [
+                self._grant_row(kind, rid, username, users[username], "revoke")[PERMISSION_CHANGES.name]
+                for (kind, rid), users in state.auth.grants.items()
+                if username in users
+            ]
+            for name, batches in ((API_TOKEN_CHANGES.name, tokens), (PERMISSION_CHANGES.name, grants)):
+                if batches:
+                    rows[name] = _concat(batches)
+            return rows
+
+        self.store.write(build)
+
+    def rename_resource(self, resource_type: str, old_id: str, new_id: str) -> None:
+        """Carry every grant on a resource over to its new id (a registered model renamed)."""
+        granted = dict(self.store.state.auth.grants.get((resource_type, old_id), {}))
+        for username, level in granted.items():
+            if username in self.store.state.auth.users:
+                self.grant(resource_type, new_id, username, level)
 
     # -- authentication --------------------------------------------------------------------------
 

@@ -299,3 +299,17 @@ def test_trace_routes_checked_in_their_handlers(users: dict[str, httpx.Client], 
     headers = {"x-mlflow-experiment-id": shared.experiment_id, "content-type": "application/json"}
     assert users["read"].post("/v1/traces", content=b"{}", headers=headers).status_code == 403
     assert users["edit"].post("/v1/traces", content=b"{}", headers=headers).status_code not in (401, 403)
+
+
+def test_grants_follow_a_renamed_model(users: dict[str, httpx.Client]) -> None:
+    resources = Resources(users["admin"])
+    new_name = f"{resources.model}-renamed"
+    renamed = users["edit"].patch(f"/api/v1/registered-models/{resources.model}", json={"name": new_name})
+    assert renamed.status_code == 200, renamed.text
+    assert users["read"].get(f"/api/v1/registered-models/{new_name}").status_code == 200
+    assert users["none"].get(f"/api/v1/registered-models/{new_name}").status_code == 403
+    back = users["manage"].post(
+        "/api/2.0/mlflow/registered-models/rename", json={"name": new_name, "new_name": resources.model}
+    )
+    assert back.status_code == 200, back.text
+    assert users["read"].get(f"/api/v1/registered-models/{resources.model}").status_code == 200

@@ -44,7 +44,9 @@ def test_tokens_expire_and_are_revoked(store: IcebergStore) -> None:
         auth.create_token("dana", days=0)
 
 
-@pytest.mark.parametrize("backend", ["file"], indirect=True)
+@pytest.mark.parametrize(
+    "backend", ["file", pytest.param("s3", marks=pytest.mark.s3)], indirect=True
+)  # users are a constrained table: on the object store too
 def test_users_and_grants_survive_a_restart(lake_settings: LakeopsSettings) -> None:
     store = open_store(lake_settings)
     auth = AuthService(store, AuthConfig(enabled=True, default_permission="NO_PERMISSIONS"))
@@ -66,6 +68,14 @@ def test_users_and_grants_survive_a_restart(lake_settings: LakeopsSettings) -> N
         assert auth.level(user, "experiment", "43") == "NO_PERMISSIONS"
         auth.revoke("experiment", "42", "erin")
         assert auth.level(user, "experiment", "42") == "NO_PERMISSIONS"
+        # A deleted user takes their tokens and grants along: a new "erin" starts afresh.
+        auth.grant("registered_model", "churn", "erin", "MANAGE")
+        token, _info = auth.create_token("erin")
+        auth.delete_user("erin")
+        assert auth.authenticate_token(token) is None and auth.list_tokens("erin") == []
+        again = auth.create_user("erin", "erin-password-3")
+        assert again.user_id != erin.user_id
+        assert auth.level(again, "registered_model", "churn") == "NO_PERMISSIONS"
     finally:
         store.close()
 
