@@ -15,6 +15,7 @@ from lakeops.services.auth import AuthService
 from lakeops.services.checkpoints import CheckpointService
 from lakeops.services.comments import CommentService
 from lakeops.services.datasets import DatasetService
+from lakeops.services.evaluation_datasets import EvaluationDatasetService
 from lakeops.services.iceberg_rest import IcebergCatalogService
 from lakeops.services.lineage import LineageService
 from lakeops.services.openlineage import OpenLineageService
@@ -54,3 +55,4 @@ IcebergCatalogDep = Annotated[IcebergCatalogService, Depends(_from_state("iceber
 AuthDep = Annotated[AuthService, Depends(_from_state("auth"))]
 TracesDep = Annotated[TraceService, Depends(_from_state("traces"))]
 WebhooksDep = Annotated[WebhookService, Depends(_from_state("webhooks"))]
+EvaluationDatasetsDep = Annotated[EvaluationDatasetService, Depends(_from_state("evaluation_datasets"))]

@@ -32,6 +32,7 @@ from api.routers import (
     graphql,
     iceberg_rest,
     lineage,
+    mlflow_datasets,
     mlflow_registry,
     mlflow_traces,
     mlflow_tracking,
@@ -196,6 +197,9 @@ def create_app(
     for prefix in MLFLOW_TRACE_PREFIXES:
         app.include_router(
             mlflow_traces.router, prefix=prefix, tags=["mlflow"], include_in_schema=prefix.startswith("/api")
+        )
+        app.include_router(
+            mlflow_datasets.router, prefix=prefix, tags=["mlflow"], include_in_schema=prefix.startswith("/api")
         )
     app.include_router(mlflow_traces.otlp_router, tags=["mlflow"])
     # What MLflow's own web UI calls besides the client's protocol.

@@ -733,6 +733,59 @@ WEBHOOK_DELIVERIES = TableDef(
     sort_columns=("webhook_id", "recorded_at"),
 )
 
+# -- evaluation datasets (codes 100-109) --------------------------------------------------------------
+
+EVALUATION_DATASET_CHANGES = TableDef(
+    name="evaluation_dataset_changes",
+    code=100,
+    # MLflow 3's evaluation datasets (mlflow.genai.datasets): one row per dataset created, changed
+    # (tags, experiments, schema) or deleted; the current ones are the latest row per dataset_id.
+    schema=Schema(
+        _f(1, "dataset_id", StringType(), required=True),
+        _f(2, "name", StringType(), required=True),
+        _f(3, "tags_json", StringType(), required=True, doc="tags as a JSON object"),
+        _f(4, "experiment_ids_json", StringType(), required=True, doc="the experiments it belongs to, a JSON list"),
+        _f(5, "schema_json", StringType(), doc="the records' fields, as MLflow infers them"),
+        _f(6, "profile_json", StringType()),
+        _f(7, "digest", StringType(), required=True),
+        _f(8, "created_by", StringType()),
+        _f(9, "is_deleted", BooleanType(), required=True),
+        _f(10, "created_at", TimestamptzType(), required=True),
+        *_change_columns(20),
+    ),
+)
+
+EVALUATION_RECORD_CHANGES = TableDef(
+    name="evaluation_record_changes",
+    code=101,
+    # The records of evaluation datasets: one row per record inserted, merged (same inputs: its
+    # expectations and tags merged in) or deleted; the current ones are the latest row per record.
+    schema=Schema(
+        _f(1, "dataset_record_id", StringType(), required=True),
+        _f(2, "dataset_id", StringType(), required=True),
+        _f(
+            3,
+            "input_hash",
+            StringType(),
+            required=True,
+            doc="sha256 of the inputs (sorted JSON): one record per inputs",
+        ),
+        _f(4, "inputs_json", StringType(), required=True),
+        _f(5, "outputs_json", StringType()),
+        _f(6, "expectations_json", StringType()),
+        _f(7, "tags_json", StringType()),
+        _f(8, "source_json", StringType()),
+        _f(9, "source_id", StringType()),
+        _f(10, "source_type", StringType()),
+        _f(11, "created_by", StringType()),
+        _f(12, "is_deleted", BooleanType(), required=True),
+        _f(13, "created_at", TimestamptzType(), required=True),
+        *_change_columns(20),
+    ),
+    sort_order=SortOrder(SortField(source_id=2, transform=IdentityTransform())),
+    sort_columns=("dataset_id", "dataset_record_id"),
+)
+
 # Parents before children: commits and loads follow this order (see lakeops/stores/iceberg.py).
 TABLES: tuple[TableDef, ...] = (
     EXPERIMENT_CHANGES,
@@ -775,6 +828,9 @@ TABLES: tuple[TableDef, ...] = (
     # -- webhooks --
     WEBHOOK_CHANGES,
     WEBHOOK_DELIVERIES,
+    # -- evaluation datasets --
+    EVALUATION_DATASET_CHANGES,
+    EVALUATION_RECORD_CHANGES,
 )
 TABLES_BY_CODE: dict[int, TableDef] = {t.code: t for t in TABLES}
 TABLES_BY_NAME: dict[str, TableDef] = {t.name: t for t in TABLES}
@@ -793,5 +849,7 @@ ON_DEMAND_TABLES: frozenset[str] = frozenset(
         ASSESSMENT_CHANGES.name,
         WEBHOOK_CHANGES.name,
         WEBHOOK_DELIVERIES.name,
+        EVALUATION_DATASET_CHANGES.name,
+        EVALUATION_RECORD_CHANGES.name,
     }
 )

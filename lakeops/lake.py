@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from lakeops.services.checkpoints import CheckpointService
     from lakeops.services.comments import CommentService
     from lakeops.services.datasets import DatasetService
+    from lakeops.services.evaluation_datasets import EvaluationDatasetService
     from lakeops.services.iceberg_rest import IcebergCatalogService
     from lakeops.services.lineage import LineageService
     from lakeops.services.openlineage import OpenLineageService
@@ -67,6 +68,7 @@ class Lake:
         "comments",
         "iceberg_catalog",
         "traces",
+        "evaluation_datasets",
         "webhooks",
         "sql",
         "saved_queries",
@@ -188,6 +190,12 @@ class Lake:
         from lakeops.services.traces import TraceService
 
         return TraceService(self.store, actor=self.actor)
+
+    @cached_property
+    def evaluation_datasets(self) -> EvaluationDatasetService:
+        from lakeops.services.evaluation_datasets import EvaluationDatasetService
+
+        return EvaluationDatasetService(self.store, actor=self.actor)
 
     @cached_property
     def webhooks(self) -> WebhookService:
