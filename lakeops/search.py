@@ -20,7 +20,7 @@ import operator
 import re
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
@@ -595,25 +595,71 @@ def _tag_getter(key: str) -> Callable[[Any], str | None]:
     return lambda e: e.tags.get(key)
 
 
-def compile_experiment_filter(text: str | None) -> Callable[[ExperimentState], bool]:
-    """Predicate for MLflow's experiment filter (name and tags; = != LIKE ILIKE and friends)."""
-    comparisons = parse_filter(text, entities=_EXPERIMENT_ENTITIES, default_entity="attribute")
-    tests: list[Callable[[ExperimentState], bool]] = []
-    for c in comparisons:
-        if c.entity == "attribute" and c.key not in _EXPERIMENT_ATTRIBUTES:
-            raise InvalidArgumentError(
-                f"Invalid experiment attribute {c.key!r}; valid: {sorted(_EXPERIMENT_ATTRIBUTES)}"
-            )
-        getter: Callable[[ExperimentState], Any] = (
-            _tag_getter(c.key) if c.entity == "tag" else operator.attrgetter(c.key)
-        )
+def _param_getter(key: str) -> Callable[[Any], str | None]:
+    return lambda m: m.params.get(key)
+
+
+_GETTERS: dict[str, Callable[[str], Callable[[Any], Any]]] = {
+    "tag": _tag_getter,
+    "param": _param_getter,
+    "attribute": operator.attrgetter,
+}
+
+
+def compile_object_filter(
+    text: str | None,
+    *,
+    noun: str,
+    entities: dict[str, str],
+    attributes: Collection[str],
+    numeric: Collection[str] = (),
+    missing_differs: Collection[str] = (),
+) -> Callable[[Any], bool]:
+    """One predicate for MLflow's filter language over objects held in memory.
+
+    The one compiler for experiments, logged models, registered models and model versions (runs
+    are filtered vectorised over the run index, ``search_run_index``): ``attributes`` are the
+    valid attribute keys (``numeric`` the ones compared as numbers), tags and params are read
+    from the object's ``tags`` and ``params``. A comparison on a value the object lacks is false,
+    except ``!=`` and ``NOT IN`` on the entity types in ``missing_differs`` (MLflow's registry:
+    a missing tag differs from any value).
+    """
+    tests: list[Callable[[Any], bool]] = []
+    for c in parse_filter(text, entities=entities, default_entity="attribute"):
+        if c.entity == "attribute" and c.key not in attributes:
+            raise InvalidArgumentError(f"Invalid attribute {c.key!r} in a {noun} filter; valid: {sorted(attributes)}")
+        if c.entity not in _GETTERS:
+            raise InvalidArgumentError(f"Filtering {noun}s on {c.entity}s is not supported yet")
+        getter = _GETTERS[c.entity](c.key)
         if c.op in ("IS NULL", "IS NOT NULL"):
             tests.append(_null_test(getter, want_null=c.op == "IS NULL"))
             continue
-        numeric = c.key in ("creation_time", "last_update_time") and c.entity == "attribute"
-        check: Callable[[Any], bool] = _numeric_test(c.op, c.value) if numeric else _string_test(c.op, c.value)
-        tests.append(_value_test(getter, check))
+        is_number = c.entity == "attribute" and c.key in numeric
+        check: Callable[[Any], Any] = _numeric_test(c.op, c.value) if is_number else _string_test(c.op, c.value)
+        if c.entity in missing_differs and c.op in ("!=", "NOT IN"):
+            tests.append(_missing_or(getter, check))
+        else:
+            tests.append(_value_test(getter, check))
     return lambda e: all(t(e) for t in tests)
+
+
+def _missing_or(getter: Callable[[Any], Any], check: Callable[[Any], Any]) -> Callable[[Any], bool]:
+    def test(entity: Any) -> bool:
+        value = getter(entity)
+        return value is None or bool(check(value))
+
+    return test
+
+
+def compile_experiment_filter(text: str | None) -> Callable[[ExperimentState], bool]:
+    """Predicate for MLflow's experiment filter (name and tags; = != LIKE ILIKE and friends)."""
+    return compile_object_filter(
+        text,
+        noun="experiment",
+        entities=_EXPERIMENT_ENTITIES,
+        attributes=_EXPERIMENT_ATTRIBUTES,
+        numeric=("creation_time", "last_update_time"),
+    )
 
 
 def sort_experiments(experiments: list[ExperimentState], order_by: Sequence[str] | None) -> list[ExperimentState]:
@@ -657,33 +703,13 @@ _LOGGED_MODEL_ATTRIBUTES = {
 
 def compile_logged_model_filter(text: str | None) -> Callable[[Any], bool]:
     """Predicate for MLflow's logged-model filter over attributes, params and tags."""
-    comparisons = parse_filter(text, entities=_LOGGED_MODEL_ENTITIES, default_entity="attribute")
-    tests: list[Callable[[Any], bool]] = []
-    for c in comparisons:
-        if c.entity == "metric":
-            raise InvalidArgumentError("Filtering logged models on metrics is not supported yet")
-        if c.entity == "attribute" and c.key not in _LOGGED_MODEL_ATTRIBUTES:
-            raise InvalidArgumentError(
-                f"Invalid logged model attribute {c.key!r}; valid: {sorted(_LOGGED_MODEL_ATTRIBUTES)}"
-            )
-        getter: Callable[[Any], Any]
-        if c.entity == "tag":
-            getter = _tag_getter(c.key)
-        elif c.entity == "param":
-            getter = _param_getter(c.key)
-        else:
-            getter = operator.attrgetter(c.key)
-        if c.op in ("IS NULL", "IS NOT NULL"):
-            tests.append(_null_test(getter, want_null=c.op == "IS NULL"))
-            continue
-        numeric = c.key == "creation_time" and c.entity == "attribute"
-        check: Callable[[Any], bool] = _numeric_test(c.op, c.value) if numeric else _string_test(c.op, c.value)
-        tests.append(_value_test(getter, check))
-    return lambda m: all(t(m) for t in tests)
-
-
-def _param_getter(key: str) -> Callable[[Any], str | None]:
-    return lambda m: m.params.get(key)
+    return compile_object_filter(
+        text,
+        noun="logged model",
+        entities=_LOGGED_MODEL_ENTITIES,
+        attributes=_LOGGED_MODEL_ATTRIBUTES,
+        numeric=("creation_time",),
+    )
 
 
 # -- traces ------------------------------------------------------------------------------------------

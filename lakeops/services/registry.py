@@ -36,15 +36,7 @@ from catalog.tables import (
 )
 from lakeops.actor import ActorField
 from lakeops.errors import AlreadyExistsError, DataQualityError, InvalidArgumentError, NotFoundError
-from lakeops.search import (
-    PinnedResults,
-    _null_test,
-    _numeric_test,
-    _string_test,
-    _value_test,
-    paginate,
-    parse_filter,
-)
+from lakeops.search import PinnedResults, compile_object_filter, paginate, parse_filter
 from lakeops.services.lineage import LineageEdge, NodeKind, Relation, lineage_edge_rows, model_version_node
 from lakeops.services.tracking import MAX_TAG_VALUE_LENGTH, validate_key
 from lakeops.stores.iceberg import IcebergStore, Rows
@@ -1223,38 +1215,16 @@ class _VersionView:
 
 
 def _compile_filter(text: str | None, strings: set[str], numbers: set[str]) -> Callable[[Any], bool]:
-    tests: list[Callable[[Any], bool]] = []
-    for c in parse_filter(text, entities=_FILTER_ENTITIES, default_entity="attribute"):
-        if c.entity == "attribute" and c.key not in strings | numbers:
-            raise InvalidArgumentError(f"Invalid attribute {c.key!r} in filter; valid: {sorted(strings | numbers)}")
-        getter: Callable[[Any], Any] = _tag_of(c.key) if c.entity == "tag" else operator.attrgetter(c.key)
-        if c.op in ("IS NULL", "IS NOT NULL"):
-            tests.append(_null_test(getter, want_null=c.op == "IS NULL"))
-            continue
-        check = (
-            _numeric_test(c.op, c.value)
-            if c.key in numbers and c.entity == "attribute"
-            else _string_test(c.op, c.value)
-        )
-        if c.entity == "tag" and c.op in ("!=", "NOT IN"):
-            # As in MLflow's registry stores: a missing tag differs from any value. The stock client
-            # relies on it, adding `tags.mlflow.prompt.is_prompt != 'true'` to every search.
-            tests.append(_missing_or(getter, check))
-            continue
-        tests.append(_value_test(getter, check))
-    return lambda e: all(t(e) for t in tests)
-
-
-def _missing_or(getter: Callable[[Any], Any], check: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    def test(entity: Any) -> bool:
-        value = getter(entity)
-        return value is None or check(value)
-
-    return test
-
-
-def _tag_of(key: str) -> Callable[[Any], str | None]:
-    return lambda e: e.tags.get(key)
+    # As in MLflow's registry stores, a missing tag differs from any value: the stock client adds
+    # `tags.mlflow.prompt.is_prompt != 'true'` to every search.
+    return compile_object_filter(
+        text,
+        noun="model registry",
+        entities=_FILTER_ENTITIES,
+        attributes=strings | numbers,
+        numeric=numbers,
+        missing_differs=("tag",),
+    )
 
 
 def _parse_order(
