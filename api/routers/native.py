@@ -289,6 +289,6 @@ def _parse_ingest(body: bytes, content_type: str) -> pa.Table:
             raise InvalidArgumentError("NDJSON body must hold one JSON object per line")
         try:
             return pa.Table.from_pylist(rows)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeEncodeError) as exc:
+        except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeEncodeError, OverflowError) as exc:
             raise InvalidArgumentError(f"NDJSON rows do not form a table: {exc}") from exc
     raise InvalidArgumentError(f"Unsupported content type {content_type!r}; send {ARROW_STREAM} or {NDJSON}")
