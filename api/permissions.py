@@ -123,6 +123,24 @@ RULES: dict[str, str] = {
     "api.routers.mlflow_ui.get_model_version_artifact": "handler",
     "api.routers.mlflow_ui.list_artifacts": "handler",
     "api.routers.mlflow_ui.search_datasets": "handler",
+    # -- evaluation datasets: each handler checks the level on the dataset's experiments ---------------
+    **{
+        "api.routers.mlflow_datasets." + name: "handler"
+        for name in (
+            "add_experiments",
+            "create_dataset",
+            "delete_dataset",
+            "delete_records",
+            "delete_tag",
+            "get_dataset",
+            "get_experiment_ids",
+            "get_records",
+            "remove_experiments",
+            "search_datasets",
+            "set_tags",
+            "upsert_records",
+        )
+    },
     # -- webhooks: they send registry events to any URL, so only admins set them up ---------------------
     **{
         "api.routers.mlflow_webhooks." + name: "admin"
