@@ -41,8 +41,6 @@ PG_PASSWORD = "change-me"  # the README's
 NOT_RUN: dict[str, str] = {
     "make serve   # installs the locked environment and serves lakeops on h": "the set-up itself; tried from a fresh clone",
     "LAKEOPS_HOME=/tmp/lake .venv/bin/jupyter execute notebooks/quickstart.ipynb   # or open it in Jupyter": "tests/notebooks runs the notebooks",
-    "import json": "checkpoints recipe: tested by tests/lakeops/client/test_client_checkpoints.py",
-    ".venv/bin/lakeops maintain --checkpoints": "needs checkpoints logged first",
     '# which version held "production" on 1 March?': "1 March: before the test's lake existed (a 404 then)",
     ".venv/bin/python benchmarks/bench_registry.py [--quick] [--servers lakeops,mlflow]": "a benchmark (minutes)",
     "from lakeops.services.datasets import DatasetService   # built on the store and ArtifactService": "fragment: datasets, df, preds and the Iceberg table sales.orders are yours",
@@ -87,6 +85,7 @@ PYTHON_FIXTURES: dict[str, str] = {
         """
     ),
     "import lakeops": "client.close()",
+    "import json": "client.close()",  # the checkpoints recipe connects a client of its own
     "import mlflow": textwrap.dedent(
         """
         from sklearn.linear_model import LogisticRegression as _LogisticRegression
