@@ -329,18 +329,21 @@ def _run_mask(index: RunIndex, c: Comparison, size: int) -> np.ndarray:
             values = values.astype(np.float64)  # compared as floats, as MLflow's Python does
         matched: np.ndarray = present & np.asarray(_numeric_test(c.op, c.value)(values))
         return matched
-    codes = column.codes[:size]
+    # Copied before the distinct values are counted: a concurrent write may add a value, and every
+    # code in the copy then names one of the values counted.
+    codes = column.codes[:size].copy()
     if c.op in ("IS NULL", "IS NOT NULL"):
         return codes < 0 if c.op == "IS NULL" else codes >= 0
     test = _string_test(c.op, c.value)
+    distinct = len(column.values)
+    truth = np.zeros(distinct + 1, dtype=bool)  # the last cell answers code -1 (no value)
     if c.op in ("=", "IN"):  # the matching values by lookup, not by testing every distinct value
         wanted = [str(v) for v in c.value] if c.op == "IN" else [c.value]
-        truth = np.zeros(len(column.values) + 1, dtype=bool)
-        truth[[column.code_of[v] for v in wanted if v in column.code_of]] = True
+        truth[[code for v in wanted if (code := column.code_of.get(v)) is not None and code < distinct]] = True
     else:
-        truth = np.fromiter(map(test, column.values), dtype=bool, count=len(column.values))
-        truth = np.append(truth, False)  # code -1 (no value) picks the last cell
-    return truth[codes]
+        truth[:distinct] = np.fromiter(map(test, column.values[:distinct]), dtype=bool, count=distinct)
+    found: np.ndarray = truth[codes]
+    return found
 
 
 def validate_run_filter(comparisons: list[Comparison]) -> None:

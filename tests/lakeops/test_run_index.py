@@ -145,3 +145,44 @@ def test_a_ranked_snapshot_ignores_later_writes() -> None:
     assert ranked.page(0, 5_000) == before  # later pages of a search slice what it found
     fresh = search_run_index(index, ["1"], {"active"}, [], parse_order_by(["metrics.acc ASC"])).page(0, 5_000)
     assert fresh[0] != before[0]
+
+
+def test_searches_during_writes_see_each_run_before_or_after() -> None:
+    """New distinct values and new runs arrive while searches read the columns without a lock."""
+    import threading
+
+    index, runs = _index()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        i = 0
+        while not stop.is_set() and i < 20_000:
+            run = runs[i % len(runs)]
+            with index.lock:
+                value = f"v{i}"  # a new distinct value each time
+                run.tags["t"] = value
+                index.set_value("tag", "t", run, value)
+            i += 1
+
+    def search() -> None:
+        try:
+            for _ in range(40):
+                for text in ("tags.t != 'v1'", "tags.t LIKE 'v1%'", "tags.t IN ('v3', 'v5')", "tags.t = 'v7'"):
+                    search_run_index(index, ["0", "1", "2"], {"active"}, parse_filter(text), []).page(0, 50)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    writer = threading.Thread(target=write)
+    readers = [threading.Thread(target=search) for _ in range(2)]
+    writer.start()
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join()
+    stop.set()
+    writer.join()
+    assert errors == []
+    final = search_run_index(index, ["0", "1", "2"], {"active", "deleted"}, parse_filter("tags.t LIKE 'v1%'"), [])
+    want = {r.run_id for r in runs if str(r.tags.get("t", "")).startswith("v1")}
+    assert set(final.page(0, N)) == want
