@@ -38,6 +38,7 @@ from api.routers import (
     mlflow_tracking,
     mlflow_ui,
     mlflow_webhooks,
+    mlflow_webui,
     native,
     portal,
     registry,
@@ -154,6 +155,7 @@ def create_app(
         dependencies=[Depends(authorize)],
     )
     install_error_handlers(app)
+    app.add_middleware(mlflow_webui.UiPrefixMiddleware)  # innermost: MLflow's UI at /mlflow/ calls our routes
     limit_for, is_streamed = body_limits(settings.limits)
     app.add_middleware(BodyLimitMiddleware, limit_for=limit_for, streamed=is_streamed)
     app.add_middleware(AuthMiddleware)  # outside the body limit: no credentials, no body read
@@ -208,12 +210,14 @@ def create_app(
             mlflow_ui.router, prefix=prefix, tags=["mlflow"], include_in_schema=prefix.startswith("/api")
         )
     app.include_router(mlflow_ui.root_router, tags=["mlflow"])
+    app.include_router(mlflow_ui.assistant_router, prefix="/ajax-api/3.0/mlflow", include_in_schema=False)
     app.include_router(graphql.router, tags=["mlflow"])
     for prefix in MLFLOW_PREFIXES:
         app.include_router(
             mlflow_webhooks.router, prefix=prefix, tags=["mlflow"], include_in_schema=prefix.startswith("/api")
         )
 
+    app.include_router(mlflow_webui.router)
     app.include_router(portal.router)
 
     @app.get("/version", tags=["mlflow"], response_class=PlainTextResponse)

@@ -23,7 +23,7 @@ from api.encoding import JSONBody, RawJSONRoute
 from api.otlp import decode_export_request
 from api.permissions import require_level
 from lakeops.errors import InvalidArgumentError
-from lakeops.services.traces import Assessment, TraceInfo, TraceService
+from lakeops.services.traces import Assessment, TraceInfo, TraceService, query_trace_metrics
 
 router = APIRouter(default_response_class=JSONBody, route_class=RawJSONRoute)
 otlp_router = APIRouter()
@@ -428,3 +428,42 @@ async def export_spans(
     if (content_type or "").startswith("application/json"):
         return Response(b"{}", media_type="application/json")
     return Response(b"", media_type="application/x-protobuf")
+
+
+# -- trace metrics (MLflow UI charts) ----------------------------------------------------------------
+
+
+class Aggregation(_Req):
+    aggregation_type: str
+    percentile_value: float | None = None
+
+
+class QueryTraceMetrics(_Req):
+    experiment_ids: list[str] = Field(default_factory=list)
+    view_type: str = "TRACES"
+    metric_name: str
+    aggregations: list[Aggregation] = Field(default_factory=list)
+    dimensions: list[str] = Field(default_factory=list)
+    time_interval_seconds: int | None = None
+    start_time_ms: int | None = None
+    end_time_ms: int | None = None
+
+
+@router.post("/traces/metrics")
+def query_metrics(body: QueryTraceMetrics, request: Request, traces: TracesDep) -> dict[str, Any]:
+    for experiment_id in body.experiment_ids:
+        _allow(request, experiment_id, "READ")
+    points = query_trace_metrics(
+        traces,
+        body.experiment_ids,
+        view_type=body.view_type,
+        metric_name=body.metric_name,
+        aggregations=[(a.aggregation_type.upper(), a.percentile_value) for a in body.aggregations],
+        dimensions=body.dimensions,
+        time_interval_seconds=body.time_interval_seconds,
+        start_time_ms=body.start_time_ms,
+        end_time_ms=body.end_time_ms,
+    )
+    return {
+        "data_points": [{"metric_name": p.metric_name, "dimensions": p.dimensions, "values": p.values} for p in points]
+    }

@@ -24,6 +24,8 @@ from lakeops.services.artifacts import validate_artifact_path
 
 router = APIRouter(default_response_class=JSONBody, route_class=RawJSONRoute)
 root_router = APIRouter()
+# MLflow's UI asks its server's AI assistant (a local coding-agent CLI) for its set-up; lakeops has none.
+assistant_router = APIRouter(default_response_class=JSONBody, route_class=RawJSONRoute)
 
 
 class SearchDatasets(BaseModel):
@@ -98,3 +100,15 @@ def get_model_version_artifact(
     require_level(request, "registered_model", name, "READ")
     root = _artifact_prefix(registry.get_model_version_download_uri(name, version))
     return _download(artifacts, validate_artifact_path(f"{root}/{path.strip('/')}"), None)
+
+
+@assistant_router.get("/assistant/config")
+def assistant_config() -> dict[str, Any]:
+    """No assistant providers: lakeops runs no coding agent (the UI then hides its assistant)."""
+    return {"providers": {}, "projects": {}, "remote_access_allowed": False}
+
+
+@assistant_router.get("/assistant/providers")
+def assistant_providers() -> dict[str, Any]:
+    """No assistant providers are available on a lakeops server."""
+    return {"providers": [], "resolved": None, "gateway_vendor_options": []}

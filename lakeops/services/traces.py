@@ -24,12 +24,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyiceberg.expressions import AlwaysTrue, BooleanExpression, EqualTo
+from pyiceberg.expressions import AlwaysTrue, BooleanExpression, EqualTo, In
 
 from catalog.tables import ASSESSMENT_CHANGES, SPANS, TRACE_INFO_CHANGES, TRACE_TAG_CHANGES, TableDef
 from lakeops.errors import InvalidArgumentError, NotFoundError
@@ -285,6 +286,31 @@ class TraceService:
         )
         starts = dict(zip(rows.column("span_id").to_pylist(), epoch_ints(rows.column("started_at"), "ns"), strict=True))
         return [json.loads(latest[s]) for s in sorted(latest, key=lambda s: (starts[s] or 0, s))]
+
+    def _spans_of(self, experiment_ids: Sequence[str], trace_ids: set[str]) -> list[dict[str, Any]]:
+        """The spans of some experiments' current traces (one row per span), for aggregation."""
+        values = pa.array([str(e) for e in experiment_ids], pa.string())
+        rows = self.store.scan_with_pending(
+            SPANS.name,
+            _in("experiment_id", [str(e) for e in experiment_ids]),
+            lambda t: pc.is_in(t["experiment_id"], value_set=values),
+        )
+        rows = rows.filter(pc.is_in(rows["trace_id"], value_set=pa.array(sorted(trace_ids), pa.string())))
+        data = rows.select(["trace_id", "span_id", "name", "span_type", "status_code", "attributes_json"]).to_pydict()
+        starts = epoch_ints(rows.column("started_at"), "us", null=0)
+        ends = epoch_ints(rows.column("ended_at"), "us")
+        latest: dict[tuple[str, str], dict[str, Any]] = {}
+        for i, span_id in enumerate(data["span_id"]):
+            end = ends[i]
+            latest[(data["trace_id"][i], span_id)] = {
+                "name": data["name"][i],
+                "span_type": data["span_type"][i],
+                "status_code": data["status_code"][i],
+                "attributes_json": data["attributes_json"][i],
+                "start_ms": starts[i] // 1000,
+                "duration_ms": None if end is None else (end - starts[i]) / 1000,
+            }
+        return list(latest.values())
 
     def search_traces(
         self,
@@ -589,8 +615,9 @@ class TraceService:
 # -- helpers ---------------------------------------------------------------------------------------
 
 
-# pyiceberg's pydantic-generated signature for EqualTo confuses mypy; this is its documented call form.
+# pyiceberg's pydantic-generated signatures for EqualTo and In confuse mypy; this is their documented call form.
 _equal_to = cast(Callable[[str, Any], BooleanExpression], EqualTo)
+_in = cast(Callable[[str, Any], BooleanExpression], In)
 
 
 def _check_trace_id(trace_id: object) -> str:
@@ -695,3 +722,140 @@ def _parse_time_ms(text: object, *, default: int) -> int:
         return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
     except ValueError:
         return default
+
+
+# -- trace metrics (the UI's charts: MLflow's QueryTraceMetrics) ----------------------------------------
+
+TRACE_METRICS = (
+    "trace_count",
+    "latency",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+)
+SPAN_METRICS = ("span_count", "latency", "total_cost", "input_cost", "output_cost")
+_TRACE_DIMENSIONS = ("trace_status", "trace_name")
+_SPAN_DIMENSIONS = ("span_name", "span_type", "span_status", "span_model_name")
+_AGGREGATIONS = ("COUNT", "SUM", "AVG", "MIN", "MAX", "PERCENTILE")
+
+
+@dataclass(frozen=True, slots=True)
+class MetricPoint:
+    """One aggregated value set: its dimensions (a time bucket among them when asked) and values by aggregation."""
+
+    metric_name: str
+    dimensions: dict[str, str]
+    values: dict[str, float]
+
+
+def query_trace_metrics(
+    service: TraceService,
+    experiment_ids: Sequence[str],
+    *,
+    view_type: str,
+    metric_name: str,
+    aggregations: Sequence[tuple[str, float | None]],
+    dimensions: Sequence[str] = (),
+    time_interval_seconds: int | None = None,
+    start_time_ms: int | None = None,
+    end_time_ms: int | None = None,
+) -> list[MetricPoint]:
+    """Aggregate traces (view ``TRACES``) or their spans (``SPANS``) of some experiments, as MLflow's
+    QueryTraceMetrics: values keyed ``COUNT``, ``SUM``, ``AVG``, ``MIN``, ``MAX``, ``P<n>``, grouped by
+    the dimensions asked and, with an interval, by ``time_bucket`` (ISO 8601).
+
+    Raises:
+        InvalidArgumentError: an unknown view, metric, dimension or aggregation.
+    """
+    import numpy as np
+
+    view = view_type.upper()
+    known_metrics, known_dims = (
+        (TRACE_METRICS, _TRACE_DIMENSIONS) if view == "TRACES" else (SPAN_METRICS, _SPAN_DIMENSIONS)
+    )
+    if view not in ("TRACES", "SPANS"):
+        raise InvalidArgumentError(f"Trace metrics of view {view_type!r} are not served; use TRACES or SPANS")
+    if metric_name not in known_metrics:
+        raise InvalidArgumentError(f"Unknown {view} metric {metric_name!r}; known: {', '.join(known_metrics)}")
+    for dim in dimensions:
+        if dim not in known_dims:
+            raise InvalidArgumentError(f"Unknown {view} dimension {dim!r}; known: {', '.join(known_dims)}")
+    for kind, _p in aggregations:
+        if kind not in _AGGREGATIONS:
+            raise InvalidArgumentError(f"Unknown aggregation {kind!r}; known: {', '.join(_AGGREGATIONS)}")
+    infos = [
+        i
+        for i in service._infos(experiment_ids=list(experiment_ids))
+        if (start_time_ms is None or i.request_time >= start_time_ms)
+        and (end_time_ms is None or i.request_time <= end_time_ms)
+    ]
+    rows: list[tuple[int, dict[str, str], float | None]] = []  # (time ms, dimensions, value)
+    if view == "TRACES":
+        for info in infos:
+            usage = _json_object(info.metadata.get("mlflow.trace.tokenUsage"))
+            value: float | None = {
+                "trace_count": 1.0,
+                "latency": None if info.execution_duration is None else float(info.execution_duration),
+            }.get(metric_name, _number(usage.get(metric_name)))
+            dims = {"trace_status": info.state, "trace_name": info.name or ""}
+            rows.append((info.request_time, {d: dims[d] for d in dimensions}, value))
+    else:
+        wanted = {i.trace_id for i in infos}
+        for span in service._spans_of(list(experiment_ids), wanted):
+            attributes = json.loads(span["attributes_json"])
+            cost = attributes.get("mlflow.llm.cost") if isinstance(attributes.get("mlflow.llm.cost"), dict) else {}
+            value = {
+                "span_count": 1.0,
+                "latency": span["duration_ms"],
+            }.get(metric_name, _number(cost.get(metric_name)))
+            dims = {
+                "span_name": span["name"],
+                "span_type": span["span_type"] or "",
+                "span_status": span["status_code"],
+                "span_model_name": str(attributes.get("mlflow.llm.model") or ""),
+            }
+            rows.append((span["start_ms"], {d: dims[d] for d in dimensions}, value))
+    groups: dict[tuple[tuple[str, str], ...], list[float]] = {}
+    for at, dims, value in rows:
+        if value is None:
+            continue
+        if time_interval_seconds:
+            step = time_interval_seconds * 1000
+            dims = {**dims, "time_bucket": datetime.fromtimestamp((at // step) * step / 1000, tz=UTC).isoformat()}
+        groups.setdefault(tuple(sorted(dims.items())), []).append(value)
+    points = []
+    for key, values in sorted(groups.items()):
+        data = np.array(values, dtype=float)
+        out: dict[str, float] = {}
+        for kind, percentile in aggregations:
+            if kind == "PERCENTILE":
+                out[f"P{_percentile_label(percentile)}"] = float(np.percentile(data, percentile or 50))
+            else:
+                out[kind] = float(
+                    {"COUNT": len(data), "SUM": data.sum(), "AVG": data.mean(), "MIN": data.min(), "MAX": data.max()}[
+                        kind
+                    ]
+                )
+        points.append(MetricPoint(metric_name, dict(key), out))
+    return points
+
+
+def _percentile_label(value: float | None) -> str:
+    number = 50.0 if value is None else float(value)
+    return str(number)
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _json_object(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -137,6 +137,30 @@ def test_traces_round_trip(client: MlflowClient, server) -> None:  # type: ignor
     assert rows.status_code == 200, rows.text
     assert rows.json()["rows"] == [["add", 2, 0], ["agent", 2, 1], ["retrieve", 2, 0]]
 
+    # the UI's trace charts (QueryTraceMetrics)
+    counts = httpx.post(
+        f"{server.url}/ajax-api/3.0/mlflow/traces/metrics",
+        json={
+            "experiment_ids": [exp.experiment_id],
+            "view_type": "TRACES",
+            "metric_name": "trace_count",
+            "aggregations": [{"aggregation_type": "COUNT"}],
+            "dimensions": ["trace_status"],
+        },
+    ).json()["data_points"]
+    assert {p["dimensions"]["trace_status"]: p["values"]["COUNT"] for p in counts} == {"OK": 1.0, "ERROR": 1.0}
+    latency = httpx.post(
+        f"{server.url}/ajax-api/3.0/mlflow/traces/metrics",
+        json={
+            "experiment_ids": [exp.experiment_id],
+            "view_type": "SPANS",
+            "metric_name": "span_count",
+            "aggregations": [{"aggregation_type": "SUM"}],
+            "dimensions": ["span_name"],
+        },
+    ).json()["data_points"]
+    assert {p["dimensions"]["span_name"]: p["values"]["SUM"] for p in latency} == {"add": 2, "agent": 2, "retrieve": 2}
+
     # delete
     assert client.delete_traces(exp.experiment_id, trace_ids=[error_id]) == 1
     assert [t.info.trace_id for t in client.search_traces(locations=[exp.experiment_id])] == [ok_id]
