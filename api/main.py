@@ -48,6 +48,7 @@ from api.routers import (
 from lakeops.errors import InvalidArgumentError
 from lakeops.health import HealthMonitor
 from lakeops.lake import Lake
+from lakeops.services.auth import AuthService
 from lakeops.services.registry import AliasGate
 from lakeops.settings import LakeopsSettings, LimitsConfig
 
@@ -82,6 +83,11 @@ def body_limits(limits: LimitsConfig) -> tuple[Callable[[str], int], Callable[[s
         return streamed_limit(path) is not None
 
     return limit_for, is_streamed
+
+
+def _may_sql(auth: AuthService, username: str, secret: str) -> bool:
+    user = auth.login(username, secret)
+    return user is not None and auth.may_read_everything(user)
 
 
 def create_app(
@@ -133,7 +139,8 @@ def create_app(
                 user=settings.sql.pg_user,
                 password=password,
                 # With authentication on, lakeops users log in (a password or an API token as the password).
-                check_login=(lambda user, secret: auth.login(user, secret) is not None) if auth.enabled else None,
+                # SQL reads whole tables: only users who may read everything log in (as for POST /api/v1/sql).
+                check_login=(lambda user, secret: _may_sql(auth, user, secret)) if auth.enabled else None,
             )
             pg.start()
         try:

@@ -506,6 +506,13 @@ class AuthService:
         granted = self.granted(resource_type, resource_id, user.username)
         return granted if granted is not None else self.config.default_permission
 
+    def may_read_everything(self, user: User) -> bool:
+        """Whether ``user`` may read every experiment and model (what whole-table reads need: SQL, Iceberg)."""
+        if user.is_admin:
+            return True
+        held_back = any(LEVELS[g["permission"]] < LEVELS["READ"] for g in self.grants_of(user.username))
+        return LEVELS[self.config.default_permission] >= LEVELS["READ"] and not held_back
+
     def grant_creator(self, resource_type: str, resource_id: str) -> None:
         """Give the acting user MANAGE on what they just created (nothing without authentication)."""
         username = current_user()

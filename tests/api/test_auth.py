@@ -195,6 +195,15 @@ def test_postgres_endpoint_logs_in_lakeops_users(server: Server, as_user) -> Non
         assert conn.execute("SELECT count(*) >= 0 FROM experiments").fetchone() == (True,)
     with pytest.raises(psycopg.OperationalError, match=r"authentication failed"):
         psycopg.connect(f"{dsn} user={name} password=wrong-password")
+    # SQL reads whole tables: a user held back from one experiment may not log in to it.
+    exp = httpx.post(f"{server.url}/api/v1/experiments", auth=ADMIN, json={"name": f"held-{uuid.uuid4().hex[:6]}"})
+    grant = {"username": name, "resource_type": "experiment", "permission": "NO_PERMISSIONS"}
+    grant["resource_id"] = exp.json()["experiment_id"]
+    assert httpx.post(f"{server.url}/api/3.0/mlflow/users/permissions/grant", auth=ADMIN, json=grant).status_code == 200
+    with pytest.raises(psycopg.OperationalError, match=r"authentication failed"):
+        psycopg.connect(f"{dsn} user={name} password={password}")
+    refused = httpx.post(f"{server.url}/api/v1/sql", auth=(name, password), json={"sql": "SELECT 1"})
+    assert refused.status_code == 403
 
 
 def test_serve_refuses_public_bind_without_auth(tmp_path: Path) -> None:
