@@ -115,6 +115,7 @@ RULES: dict[str, str] = {
     _X + "get_assessment": "READ trace trace_id",
     _X + "update_assessment": "EDIT trace trace_id",
     _X + "delete_assessment": "EDIT trace trace_id",
+    _X + "query_metrics": "READ experiment experiment_ids",
     # -- MLflow's web UI paths and GraphQL: each read checks READ on what it returns ------------------
     "api.routers.graphql.graphql_get": "handler",
     "api.routers.graphql.graphql_post": "handler",
@@ -123,6 +124,11 @@ RULES: dict[str, str] = {
     "api.routers.mlflow_ui.get_model_version_artifact": "handler",
     "api.routers.mlflow_ui.list_artifacts": "handler",
     "api.routers.mlflow_ui.search_datasets": "handler",
+    "api.routers.mlflow_ui.assistant_config": "open",  # answers that no assistant provider is set up
+    "api.routers.mlflow_ui.assistant_providers": "open",
+    "api.routers.mlflow_webui.ui_index": "open",  # MLflow's web UI files; its data calls are checked
+    "api.routers.mlflow_webui.ui_root": "open",
+    "api.routers.mlflow_webui.ui_static": "open",
     # -- evaluation datasets: each handler checks the level on the dataset's experiments ---------------
     **{
         "api.routers.mlflow_datasets." + name: "handler"
