@@ -455,8 +455,9 @@ def resources_of(request: Request, kind: str, value: str) -> list[tuple[str, str
             return [("experiment", value)]
         if kind == "experiment_name":
             return [("experiment", state.tracking.get_experiment_by_name(value).experiment_id)]
-        if kind == "run":
-            return [("experiment", state.tracking.get_run(value).info.experiment_id)]
+        if kind == "run":  # straight from the state: no run entity built on every logging call
+            run = state.store.state.runs.get(value)
+            return [] if run is None else [("experiment", run.experiment_id)]
         if kind == "logged_model":
             return [("experiment", state.tracking.get_logged_model(value, allow_deleted=True).experiment_id)]
         if kind == "trace":
