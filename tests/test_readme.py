@@ -63,7 +63,7 @@ NOT_RUN: dict[str, str] = {
         "needs a token of a server with auth on: tests/api/test_auth.py connects with one"
     ),
     "# users and tokens from the command line, on the lake the server uses": (
-        "<token_id> is yours; tests/lakeops/test_auth.py runs every command"
+        "<token_id> is yours; tests/lakeops/test_users_tokens.py runs every command"
     ),
     "# MLflow's own client for its basic-auth API, unchanged (as an admin, or a user who manages the resource)": (
         "needs a server with auth on and experiment 1234: tests/api/test_permissions.py does this"
