@@ -21,7 +21,7 @@ from api.auth import request_user
 from api.deps import AuthDep
 from api.encoding import JSONBody, RawJSONRoute
 from api.permissions import require_level
-from lakeops.errors import InvalidArgumentError, PermissionDeniedError
+from lakeops.errors import InvalidArgumentError, NotFoundError, PermissionDeniedError
 from lakeops.services.auth import LEVELS, AuthService, User
 
 mlflow_router = APIRouter(default_response_class=JSONBody, route_class=RawJSONRoute)
@@ -162,8 +162,6 @@ def delete_user(body: UserRef, request: Request, auth: AuthDep) -> dict[str, Any
 def _grant_json(auth: AuthService, kind: str, resource_id: str, username: str) -> dict[str, Any]:
     level = auth.granted(kind, resource_id, username)
     if level is None:
-        from lakeops.errors import NotFoundError
-
         raise NotFoundError(f"No permission for user {username!r} on {kind} {resource_id!r}")
     return {"user_id": auth.get_user(username).user_id, "permission": level}
 
