@@ -6,6 +6,8 @@ export UV_LINK_MODE ?= copy
 
 HOST ?= 127.0.0.1
 PORT ?= 5000
+# pytest-xdist workers for `make test`: most tests wait on servers and I/O, so more workers than cores pay off.
+TEST_WORKERS ?= 3
 
 .PHONY: help install serve demo test test-quick check format maintain bench clean
 
@@ -32,11 +34,11 @@ demo: install ## log a small sweep to the embedded lake (./.lakeops) and print t
 	@$(UV) run --frozen lakeops demo
 
 test: install ## run every test (real S3 server, lakeops serve, psql, Chromium; see README "Tests")
-	@echo "make test: collecting the tests (about 20 s), then a dot per test; make test-quick for a fast subset"
-	@$(UV) run --frozen pytest
+	@echo "make test: $(TEST_WORKERS) workers each collect the tests (about 20 s), then a dot per test; make test-quick for a fast subset"
+	@$(UV) run --frozen pytest -n $(TEST_WORKERS)
 
 test-quick: install ## the fast subset: file:// lakes in-process; no S3 server, HTTP server or browser
-	@$(UV) run --frozen pytest -m "not s3 and not api and not browser and not slow"
+	@$(UV) run --frozen pytest -n $(TEST_WORKERS) -m "not s3 and not api and not browser and not slow"
 
 check: install ## lint, type-check and check the layers (api -> lakeops -> catalog)
 	@$(UV) run --frozen ruff check .

@@ -9,8 +9,13 @@ By default a SeaweedFS ``weed mini`` server is started once per session (see
 
 from __future__ import annotations
 
+import contextlib
+import re
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
+import psutil
 import pytest
 from s3server import ExternalS3, S3Target, SeaweedServer
 
@@ -21,6 +26,62 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         "lakeops: every test runs against real components (SeaweedFS S3, lakeops serve, psql, Chromium),",
         "  started on first use; a dot per test. Quick subset (file:// lakes in-process): make test-quick",
     ]
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``-n N`` with ``--dist loadgroup`` (pyproject's addopts): tests are spread one by one, except that the
+    tests of a module defining a module- or class-scoped fixture go to one worker together, so that fixture (a
+    seeded lake, a browser, a server) is built once rather than once per worker.
+
+    (xdist's own loadgroup reads ``xdist_group`` marks from a suffix it appends to node ids, which pytest 9.2's
+    node ids no longer take; a module's fixtures are the grouping these tests need anyway.)
+    """
+    if config.getoption("dist", "no") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    shared = _modules_with_shared_fixtures(config.rootpath)
+
+    class ModuleFixtureScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in shared else nodeid
+
+    return ModuleFixtureScheduling(config, log)
+
+
+def _modules_with_shared_fixtures(root: Path) -> set[str]:
+    """Test modules (as node-id prefixes) that define a fixture shared beyond one test."""
+    pattern = re.compile(r"@pytest\.fixture\([^)]*scope=[\"'](?:module|class|package)[\"']")
+    found = set()
+    for path in (root / "tests").rglob("test_*.py"):
+        if pattern.search(path.read_text(encoding="utf-8")):
+            found.add(path.relative_to(root).as_posix())
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind() -> Iterator[None]:
+    """No test may leave a process behind: once every other fixture is torn down, this process has no children.
+
+    Set up first, so torn down last (after the session's servers). Leftovers are listed and killed, and the
+    teardown error fails the run. Under xdist each worker checks its own children.
+    """
+    yield
+    leftovers = [p for p in psutil.Process().children(recursive=True) if _alive(p)]
+    found = []
+    for proc in leftovers:
+        with contextlib.suppress(psutil.Error):
+            found.append(f"pid {proc.pid}: {' '.join(proc.cmdline())[:300]}")
+            proc.kill()
+    assert not found, "tests left these processes behind (killed now):\n" + "\n".join(found)
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _say(config: pytest.Config, text: str) -> None:

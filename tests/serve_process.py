@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 from pydantic import SecretStr
 
 from lakeops.settings import LakeopsSettings
@@ -42,7 +43,15 @@ def child_env(settings: LakeopsSettings) -> dict[str, str]:
 
 
 class ServeProcess:
-    """``lakeops serve`` on a fixed port; ``stop()`` and ``start()`` again keep port and home."""
+    """``lakeops serve`` on a fixed port; ``stop()`` and ``start()`` again keep port and home.
+
+    A start that fails (the process exits, or ``/health`` does not answer within 90 s) kills the
+    process before it raises, so a failed fixture leaves nothing running. The first start on a port
+    picked here moves to another free port if that one was taken in the meantime (by a parallel
+    test worker, say); a port given by the caller is kept.
+    """
+
+    START_TIMEOUT_S = 90.0
 
     def __init__(
         self,
@@ -60,13 +69,32 @@ class ServeProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
+        self._may_move = port is None
         self.start()
 
     def start(self) -> None:
-        """Start the server and wait until /health answers."""
+        """Start the server and wait until /health answers.
+
+        Raises:
+            RuntimeError: it exited or did not answer in time (the message ends with its log's tail).
+        """
+        for attempt in range(1, 4):
+            try:
+                self._launch_and_wait()
+            except _PortTaken as taken:
+                if not self._may_move or attempt == 3:
+                    raise RuntimeError(f"lakeops serve could not bind port {self.port}: {taken}") from None
+                self.port = free_port()
+                self.url = f"http://127.0.0.1:{self.port}"
+            else:
+                self._may_move = False  # a restart comes back on the same port
+                return
+
+    def _launch_and_wait(self) -> None:
+        logged = self.log.stat().st_size if self.log.exists() else 0
         # --no-preload: great-expectations costs ~8 s of CPU to import; only suite tests need it.
         with self.log.open("a") as out:
-            self.proc = subprocess.Popen(
+            proc = subprocess.Popen(
                 [
                     sys.executable,
                     "-m",
@@ -81,25 +109,61 @@ class ServeProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"lakeops serve exited: {self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise RuntimeError(f"lakeops serve did not start: {self.log.read_text()[-3000:]}")
+        try:
+            deadline = time.monotonic() + self.START_TIMEOUT_S
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    tail = self._log_tail(logged)
+                    if "address already in use" in tail.lower():
+                        raise _PortTaken(tail)
+                    raise RuntimeError(f"lakeops serve exited with code {proc.returncode}: {tail}")
+                try:
+                    # The answer must come from this process, not from another test's server that got the same port.
+                    if httpx.get(f"{self.url}/health", timeout=1).status_code == 200 and _listens(proc, self.port):
+                        self.proc = proc
+                        return
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.1)
+            raise RuntimeError(
+                f"lakeops serve did not answer /health within {self.START_TIMEOUT_S:.0f} s: {self._log_tail(logged)}"
+            )
+        except BaseException:
+            _end(proc)
+            raise
+
+    def _log_tail(self, since: int) -> str:
+        with self.log.open("rb") as f:
+            f.seek(since)
+            return f.read().decode(errors="replace")[-3000:]
 
     def stop(self) -> None:
         """SIGTERM (the server commits what it holds), then wait for the exit."""
         if self.proc is None:
             return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        _end(self.proc)
         self.proc = None
+
+
+class _PortTaken(Exception):
+    """The server exited at start-up because its port was taken."""
+
+
+def _listens(proc: subprocess.Popen[bytes], port: int) -> bool:
+    """Whether ``proc`` itself holds the listening socket on ``port``."""
+    try:
+        sockets = psutil.Process(proc.pid).net_connections(kind="tcp")
+    except psutil.NoSuchProcess:
+        return False
+    return any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in sockets)
+
+
+def _end(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """SIGTERM, wait up to ``timeout`` seconds, then SIGKILL."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

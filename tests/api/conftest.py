@@ -2,64 +2,19 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
-import httpx
 import pytest
 from lakes import make_settings
 from s3server import S3Target
-from serve_process import child_env, free_port
-
-from lakeops.settings import LakeopsSettings
+from serve_process import ServeProcess, free_port
 
 # s3 marked in the params, so `-m "not s3"` leaves those servers out at collection.
 BACKENDS = [pytest.param("file", id="file"), pytest.param("s3", id="s3", marks=pytest.mark.s3)]
 
 
-class Server:
-    """A running ``lakeops serve``."""
-
-    def __init__(
-        self,
-        settings: LakeopsSettings,
-        log: Path,
-        *,
-        extra_args: tuple[str, ...] = (),
-        extra_env: dict[str, str] | None = None,
-    ) -> None:
-        self.settings = settings
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**child_env(settings), **(extra_env or {})}
-        self._log = log.open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lakeops.cli", "serve", "--port", str(self.port), "--no-preload", *extra_args],
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"lakeops serve exited: {log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise RuntimeError(f"lakeops serve did not start: {log.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self._log.close()
+#: A running ``lakeops serve`` (the name these tests use for it).
+Server = ServeProcess
 
 
 @pytest.fixture(scope="session", params=BACKENDS)

@@ -8,7 +8,6 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Server
 from lakes import make_settings
 from mlflow.tracking import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -128,7 +127,7 @@ def test_health_turns_503_while_the_object_store_is_down_and_back_to_200(tmp_pat
 
 
 @pytest.fixture(scope="module")
-def scraped(server: Server) -> tuple[Server, str]:
+def scraped(server: ServeProcess) -> tuple[ServeProcess, str]:
     """The shared server after some MLflow traffic, with the run id it logged to."""
     client = MlflowClient(server.url)
     experiment_id = client.create_experiment(f"metrics-{server.settings.storage.kind}-{time.time_ns()}")
@@ -140,7 +139,7 @@ def scraped(server: Server) -> tuple[Server, str]:
     return server, run_id
 
 
-def test_metrics_expose_store_figures_and_latency_by_route_template(scraped: tuple[Server, str]) -> None:
+def test_metrics_expose_store_figures_and_latency_by_route_template(scraped: tuple[ServeProcess, str]) -> None:
     server, run_id = scraped
     families = _scrape(server.url)
     for name in (
@@ -167,7 +166,7 @@ def test_metrics_expose_store_figures_and_latency_by_route_template(scraped: tup
     assert counts["/api/2.0/mlflow/runs/log-metric"] >= 1
 
 
-def test_health_is_200_with_its_figures_while_commits_land(scraped: tuple[Server, str]) -> None:
+def test_health_is_200_with_its_figures_while_commits_land(scraped: tuple[ServeProcess, str]) -> None:
     server, _run_id = scraped
     code, body = _health(server.url)
     assert code == 200 and body["status"] == "ok" and body["reasons"] == []
