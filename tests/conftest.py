@@ -28,6 +28,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ]
 
 
+@pytest.hookimpl(optionalhook=True)  # an xdist hook
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """``-n N`` with ``--dist loadgroup`` (pyproject's addopts): tests are spread one by one, except that the
     tests of a module defining a module- or class-scoped fixture go to one worker together, so that fixture (a
