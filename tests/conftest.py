@@ -61,6 +61,13 @@ def _modules_with_shared_fixtures(root: Path) -> set[str]:
     return found
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist, tests marked ``slow`` are handed out first: one started last would alone set the run's end."""
+    if getattr(config.option, "loadgroup", False):  # set by xdist on its workers, which all sort alike
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_process_left_behind() -> Iterator[None]:
     """No test may leave a process behind: once every other fixture is torn down, this process has no children.
