@@ -272,6 +272,10 @@ class IcebergStore:
                 rows = summary.reduce(rows)
             elif "changed_at" in rows.column_names:
                 rows = rows.sort_by([("changed_at", "ascending"), ("writer_id", "ascending"), ("wal_seq", "ascending")])
+            elif "created_at" in rows.column_names:
+                # Append-only logs fold in time order too: a scan lists the newest commit's files
+                # first, so e.g. a dataset's versions came back newest first after a restart.
+                rows = rows.sort_by([("created_at", "ascending")])
             self.state.apply(table_def.name, rows)
         self.state.retry_orphans()
         marks = {name: self._mark(table) for name, table in self._tables.items()}

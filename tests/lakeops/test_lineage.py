@@ -96,6 +96,22 @@ def test_dataframe_same_content_is_one_version(store: IcebergStore, tracking: Tr
         fresh.close()
 
 
+@pytest.mark.parametrize("backend", ["file"], indirect=True)
+def test_versions_committed_apart_list_oldest_first_after_a_restart(store: IcebergStore, services: dict) -> None:
+    datasets: DatasetService = services["datasets"]
+    ids = []
+    for i in range(3):  # one commit each: a scan lists the newest commit's file first
+        ids.append(datasets.log_dataframe("apart", pl.DataFrame({"x": [i]}))["dataset_version_id"])
+        store.commit()
+    fresh, _tracking = reopen(store)
+    try:
+        assert [
+            v["dataset_version_id"] for v in DatasetService(fresh, services["artifacts"]).list_versions("apart")
+        ] == ids
+    finally:
+        fresh.close()
+
+
 def test_artifact_file_and_folder_versions(tracking: TrackingService, services: dict) -> None:
     artifacts: ArtifactService = services["artifacts"]
     datasets: DatasetService = services["datasets"]
