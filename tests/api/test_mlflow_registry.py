@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import mlflow
+import mlflow.tracking._model_registry.utils as registry_utils
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
@@ -32,7 +33,11 @@ class AddN(PythonModel):
 def client(server, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     mlflow.set_tracking_uri(server.url)
-    mlflow.set_registry_uri(server.url)
+    # Not mlflow.set_registry_uri: it sets a process global and MLFLOW_REGISTRY_URI for good, and a
+    # later test in this worker whose client names only a tracking URI would then reach this
+    # (by then stopped) server for registry calls. Both are restored after the test.
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", server.url)
+    monkeypatch.setattr(registry_utils, "_registry_uri", server.url)
     return MlflowClient(server.url, registry_uri=server.url)
 
 
