@@ -14,46 +14,19 @@ from __future__ import annotations
 
 import argparse
 import array
-import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
 import lakeops
+from lakeops.settings import LakeopsSettings
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from serve_process import ServeProcess
 
 TARGET_MEDIAN_US = 10.0
 TARGET_QUERYABLE_S = 10.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _serve(home: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEOPS_")}
-    env["LAKEOPS_HOME"] = str(home)
-    log = (home / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lakeops.cli", "serve", "--port", str(port)], env=env, stdout=log, stderr=log
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("lakeops serve did not start")
 
 
 def _percentile(sorted_values: list[int], q: float) -> float:
@@ -69,9 +42,11 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="lakeops-bench-client-") as tmp:
         home = Path(tmp)
-        proc, url = _serve(home)
+        server = ServeProcess(  # the tests' helper: waits for /health, kills a server that fails to start
+            LakeopsSettings(home=home), home / "serve.log", extra_args=("--no-access-log",)
+        )
         try:
-            client = lakeops.connect(url)
+            client = lakeops.connect(server.url)
             run = client.start_run("bench-client", "tight-loop")
             log_metric = run.log_metric
             timings = array.array("q", bytes(8 * n))
@@ -99,8 +74,7 @@ def main() -> int:
             run2.end()
             client.close()
         finally:
-            proc.terminate()
-            proc.wait(timeout=60)
+            server.stop()
 
     ordered = sorted(timings)
     median, p99 = _percentile(ordered, 0.5), _percentile(ordered, 0.99)
