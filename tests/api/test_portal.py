@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import numpy as np
@@ -628,6 +629,24 @@ def test_sql_console_runs_charts_downloads_and_saves(lake: Lake, page: tuple[Pag
     expect(tab.locator("#sql-result [role=alert]")).to_contain_text("DELETE is not allowed")
     tab.get_by_role("button", name=name).click()  # a saved query loads and runs
     expect(tab.locator("#sql-table tbody tr")).to_have_count(RUNS)
+
+
+def test_sql_console_shows_the_last_run_not_the_last_answer(lake: Lake, page: tuple[Page, Problems]) -> None:
+    """A query still running when the next one is asked for must not overwrite the later answer when it lands.
+
+    The page runs the query in its URL on load (here a slow one); the user runs a fast one before it answers.
+    """
+    tab, _ = page
+    slow = "SELECT count(*) AS n FROM range(150000000) t(i) WHERE i % 7 = 3"
+    with tab.expect_response(lambda r: "/api/v1/sql" in r.url and "range(150000000)" in (r.request.post_data or "")):
+        tab.goto(f"{lake.url}/#/sql?sql={quote(slow)}")
+        editor = tab.get_by_role("textbox", name="SQL")
+        editor.fill(f"SELECT run_id FROM runs WHERE experiment_id = '{lake.experiment_id}'")
+        tab.get_by_role("button", name="Run").click()
+        expect(tab.locator("#sql-table tbody tr")).to_have_count(RUNS)
+    tab.evaluate("() => new Promise((done) => setTimeout(done, 300))")  # the slow answer's handler has run
+    expect(tab.locator("#sql-table tbody tr")).to_have_count(RUNS)
+    expect(tab.locator("#sql-status")).to_contain_text(f"{RUNS} rows")
 
 
 # -- lineage -----------------------------------------------------------------------------------------------------

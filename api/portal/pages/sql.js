@@ -63,6 +63,7 @@ export async function renderSql(view) {
   const chartControls = view.querySelector("#chart-controls");
   let answer = null;
   let plot = null;
+  let latest = 0; // the run whose answer the page shows: an earlier run that answers later is dropped
 
   function drawTable() {
     const rows = answer.rows.slice(0, SHOWN_ROWS);
@@ -103,6 +104,7 @@ export async function renderSql(view) {
   }
 
   async function run() {
+    const mine = ++latest;
     const params = new URLSearchParams({ sql: text.value });
     setHashQuery(params);
     status.textContent = "Running…";
@@ -110,7 +112,9 @@ export async function renderSql(view) {
     download.disabled = true;
     const started = performance.now();
     try {
-      answer = await sql(text.value, { maxRows: MAX_ROWS, asOf: asOf() });
+      const reply = await sql(text.value, { maxRows: MAX_ROWS, asOf: asOf() });
+      if (mine !== latest) return;
+      answer = reply;
       const ms = Math.round(performance.now() - started);
       status.textContent = `${answer.rows.length.toLocaleString("en-US")} row${answer.rows.length === 1 ? "" : "s"} in ${ms} ms` +
         (answer.truncated ? ` (cut at ${MAX_ROWS.toLocaleString("en-US")}: add a LIMIT or narrow the WHERE)` : "") +
@@ -123,6 +127,7 @@ export async function renderSql(view) {
       drawTable();
       drawChart();
     } catch (error) {
+      if (mine !== latest) return;
       answer = null;
       status.textContent = "";
       showError(result, error);
