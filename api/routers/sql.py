@@ -1,4 +1,4 @@
-"""SQL over the lake's views: ``POST /sql`` and saved queries, as JSON or Arrow IPC."""
+"""SQL over the lake's views: ``POST /sql`` and saved queries, as JSON, Arrow IPC or Parquet."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,6 +21,7 @@ from lakeops.sql import is_truncated
 router = APIRouter(default_response_class=JSONBody, route_class=RawJSONRoute)
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
+PARQUET = "application/vnd.apache.parquet"  # IANA-registered (2024)
 
 
 class _Body(BaseModel):
@@ -80,8 +82,20 @@ def _json_value(value: Any) -> Any:
 
 
 def _answer(table: pa.Table, request: Request) -> Response | dict[str, Any]:
-    """Arrow IPC stream if the client accepts it, else JSON columns and rows."""
-    if ARROW_STREAM in request.headers.get("accept", ""):
+    """Arrow IPC stream or a Parquet file if the client accepts one, else JSON columns and rows."""
+    accept = request.headers.get("accept", "")
+    if PARQUET in accept:
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        return Response(
+            content=sink.getvalue().to_pybytes(),
+            media_type=PARQUET,
+            headers={
+                "x-lakeops-truncated": str(is_truncated(table)).lower(),
+                "content-disposition": 'attachment; filename="lakeops-query.parquet"',
+            },
+        )
+    if ARROW_STREAM in accept:
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, table.schema) as writer:
             writer.write_table(table)

@@ -21,6 +21,7 @@ from urllib.parse import quote
 import httpx
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from lakes import make_settings
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Response, expect, sync_playwright
@@ -46,6 +47,7 @@ RUNS = 40
 LONG_POINTS = 200_000
 SPIKE_STEP = 123_457
 ARROW = "application/vnd.apache.arrow.stream"
+PARQUET = "application/vnd.apache.parquet"
 
 
 @dataclass
@@ -647,6 +649,40 @@ def test_sql_console_shows_the_last_run_not_the_last_answer(lake: Lake, page: tu
     tab.evaluate("() => new Promise((done) => setTimeout(done, 300))")  # the slow answer's handler has run
     expect(tab.locator("#sql-table tbody tr")).to_have_count(RUNS)
     expect(tab.locator("#sql-status")).to_contain_text(f"{RUNS} rows")
+
+
+def test_sql_route_answers_parquet(lake: Lake) -> None:
+    query = "SELECT run_name, started_at, CAST(1 AS BIGINT) AS one FROM runs WHERE experiment_id = ? ORDER BY run_name"
+    with httpx.Client(base_url=lake.url, timeout=60) as http:
+        r = http.post("/api/v1/sql", json={"sql": query, "params": [lake.experiment_id]}, headers={"accept": PARQUET})
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"] == PARQUET and r.headers["x-lakeops-truncated"] == "false"
+        table = pq.read_table(pa.BufferReader(r.content))
+        assert table.column_names == ["run_name", "started_at", "one"]
+        assert table.column("run_name").to_pylist() == [f"run-{i:02d}" for i in range(RUNS)]
+        assert pa.types.is_timestamp(table.schema.field("started_at").type)  # typed, unlike CSV
+        assert table.schema.field("one").type == pa.int64()
+        cut = http.post("/api/v1/sql", json={"sql": query, "params": [lake.experiment_id], "max_rows": 5},
+                        headers={"accept": PARQUET})
+        assert cut.headers["x-lakeops-truncated"] == "true" and pq.read_table(pa.BufferReader(cut.content)).num_rows == 5
+        bad = http.post("/api/v1/sql", json={"sql": "DROP TABLE runs"}, headers={"accept": PARQUET})
+        assert bad.status_code == 400 and "DROP" in bad.json()["error"]["message"]  # errors stay JSON
+
+
+def test_sql_console_downloads_parquet(lake: Lake, page: tuple[Page, Problems]) -> None:
+    tab, _ = page
+    query = (
+        f"SELECT run_name, started_at FROM runs WHERE experiment_id = '{lake.experiment_id}' ORDER BY run_name"
+    )
+    tab.goto(f"{lake.url}/#/sql?sql={quote(query)}")
+    expect(tab.locator("#sql-table tbody tr")).to_have_count(RUNS)
+    with tab.expect_download() as download:
+        tab.get_by_role("button", name="Download Parquet").click()
+    assert download.value.suggested_filename == "lakeops-query.parquet"
+    table = pq.read_table(download.value.path())
+    assert table.column("run_name").to_pylist() == [f"run-{i:02d}" for i in range(RUNS)]
+    assert pa.types.is_timestamp(table.schema.field("started_at").type)
+    expect(tab.locator("#sql-status")).to_have_text("Parquet downloaded")
 
 
 # -- lineage -----------------------------------------------------------------------------------------------------

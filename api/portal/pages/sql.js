@@ -1,10 +1,11 @@
 // The SQL console: run read-only SQL over the lake's views (POST /api/v1/sql, "as of" honoured), see the answer
-// as a table or a chart, download it as CSV, and save, share and reuse queries (the saved-queries table).
+// as a table or a chart, download it as CSV or Parquet, and save, share and reuse queries (the saved-queries table).
 import uPlot from "/portal/vendor/uplot.js";
 import { PALETTE } from "../charts.js";
-import { api, asOf, asOfNote, fmtNum, hashQuery, html, setHashQuery, showError, sql } from "../lib.js";
+import { api, ApiError, asOf, asOfNote, fmtNum, hashQuery, html, setHashQuery, showError, sql } from "../lib.js";
 
 const MAX_ROWS = 10_000;
+const PARQUET = "application/vnd.apache.parquet";
 const SHOWN_ROWS = 1_000;
 const DEFAULT_SQL = "SELECT experiment_id, count(*) AS runs, max(updated_at) AS last_activity\nFROM runs\nGROUP BY experiment_id\nORDER BY runs DESC";
 
@@ -34,6 +35,7 @@ export async function renderSql(view) {
         <div class="toolbar">
           <button type="submit" class="primary">Run</button>
           <button type="button" id="download-csv" disabled>Download CSV</button>
+          <button type="button" id="download-parquet" disabled>Download Parquet</button>
           <label><input type="checkbox" id="as-chart"> Chart</label>
           <span class="muted" id="sql-status" aria-live="polite"></span>
         </div>
@@ -59,6 +61,7 @@ export async function renderSql(view) {
   const status = view.querySelector("#sql-status");
   const result = view.querySelector("#sql-result");
   const download = view.querySelector("#download-csv");
+  const downloadParquet = view.querySelector("#download-parquet");
   const chartBox = view.querySelector("#sql-chart");
   const chartControls = view.querySelector("#chart-controls");
   let answer = null;
@@ -105,21 +108,25 @@ export async function renderSql(view) {
 
   async function run() {
     const mine = ++latest;
-    const params = new URLSearchParams({ sql: text.value });
+    const asked = text.value;
+    const when = asOf();
+    const params = new URLSearchParams({ sql: asked });
     setHashQuery(params);
     status.textContent = "Running…";
     result.innerHTML = "";
     download.disabled = true;
+    downloadParquet.disabled = true;
     const started = performance.now();
     try {
-      const reply = await sql(text.value, { maxRows: MAX_ROWS, asOf: asOf() });
+      const reply = await sql(asked, { maxRows: MAX_ROWS, asOf: when });
       if (mine !== latest) return;
-      answer = reply;
+      answer = { ...reply, sql: asked, asOf: when }; // what the downloads ask again
       const ms = Math.round(performance.now() - started);
       status.textContent = `${answer.rows.length.toLocaleString("en-US")} row${answer.rows.length === 1 ? "" : "s"} in ${ms} ms` +
         (answer.truncated ? ` (cut at ${MAX_ROWS.toLocaleString("en-US")}: add a LIMIT or narrow the WHERE)` : "") +
         (answer.rows.length > SHOWN_ROWS ? `; the first ${SHOWN_ROWS.toLocaleString("en-US")} shown, all in the CSV` : "");
       download.disabled = false;
+      downloadParquet.disabled = false;
       const numeric = numericColumns();
       const options = (selected) => answer.columns.map((c) => html`<option ${c === selected ? "selected" : ""}>${c}</option>`).join("");
       view.querySelector("#chart-x").innerHTML = options(numeric[0] || answer.columns[0]);
@@ -144,15 +151,43 @@ export async function renderSql(view) {
       run();
     }
   });
-  download.addEventListener("click", () => {
-    const blob = new Blob([toCsv(answer)], { type: "text/csv" });
+  function save(blob, name) {
     const link = document.createElement("a");
     link.href = URL.createObjectURL(blob);
-    link.download = "lakeops-query.csv";
+    link.download = name;
     document.body.append(link);
     link.click();
     link.remove();
     setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+  }
+  download.addEventListener("click", () => save(new Blob([toCsv(answer)], { type: "text/csv" }), "lakeops-query.csv"));
+  // Parquet keeps the column types (timestamps, integers, lists) that CSV flattens: the server runs the shown
+  // query again and answers the file (Accept: application/vnd.apache.parquet on POST /api/v1/sql), up to the
+  // server's row limit rather than the page's.
+  downloadParquet.addEventListener("click", async () => {
+    const at = latest; // a query run meanwhile owns the status line and the buttons
+    const { sql: shown, asOf: when } = answer;
+    downloadParquet.disabled = true;
+    status.textContent = "Preparing Parquet…";
+    try {
+      const response = await fetch("/api/v1/sql", {
+        method: "POST",
+        headers: { "content-type": "application/json", accept: PARQUET },
+        body: JSON.stringify({ sql: shown, as_of: when ?? undefined }),
+      });
+      if (!response.ok) {
+        const body = await response.json().catch(() => null);
+        throw new ApiError(response.status, body?.error?.message || `${response.status} ${response.statusText}`, body);
+      }
+      save(await response.blob(), "lakeops-query.parquet");
+      if (at !== latest) return;
+      const cut = response.headers.get("x-lakeops-truncated") === "true";
+      status.textContent = cut ? "Parquet downloaded, cut at the server's row limit (sql.max_rows)" : "Parquet downloaded";
+    } catch (error) {
+      if (at === latest) showError(status, error);
+    } finally {
+      if (at === latest) downloadParquet.disabled = false;
+    }
   });
   view.querySelector("#as-chart").addEventListener("change", drawChart);
   chartControls.addEventListener("change", drawChart);
@@ -161,9 +196,12 @@ export async function renderSql(view) {
   const savedList = view.querySelector("#saved-list");
   const saveStatus = view.querySelector("#save-status");
   let savedNames = new Set();
+  let savedLatest = 0; // the list shown is the one asked for last (a save reloads it while the first load may run)
   async function loadSaved() {
+    const mine = ++savedLatest;
     try {
       const { saved_queries: saved } = await api("/api/v1/saved-queries");
+      if (mine !== savedLatest) return;
       savedNames = new Set(saved.map((q) => q.name));
       savedList.innerHTML = saved.length
         ? saved
@@ -183,7 +221,7 @@ export async function renderSql(view) {
         }),
       );
     } catch (error) {
-      showError(savedList, error);
+      if (mine === savedLatest) showError(savedList, error);
     }
   }
   view.querySelector("#save-form").addEventListener("submit", async (e) => {
