@@ -213,3 +213,212 @@ export class MetricChart {
     this.plot = null;
   }
 }
+
+// -- parallel coordinates ----------------------------------------------------------------------------------------
+// Written here as a few lines of SVG rather than taken from a library: the maintained ones are d3 plug-ins
+// (d3-parcoords, HiPlot's React bundle) that would bring d3 and a build step for one view, while uPlot (already
+// here) has no parallel axes. One path per run, one vertical axis per column, brushing by dragging along an axis.
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+function svgEl(name, attrs = {}) {
+  const el = document.createElementNS(SVG_NS, name);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
+  return el;
+}
+
+const asFinite = (v) => {
+  if (v === null || v === undefined || v === "") return null;
+  const n = Number(v);
+  return Number.isFinite(n) ? n : null;
+};
+
+/** An axis over the values of one column: numeric when every present value is a finite number, else categorical. */
+function makeAxis(key, label, rows) {
+  const present = rows.map((r) => r.values[key]).filter((v) => v !== null && v !== undefined && v !== "");
+  const numeric = present.length > 0 && present.every((v) => asFinite(v) !== null);
+  if (numeric) {
+    const nums = present.map(Number);
+    let min = Math.min(...nums);
+    let max = Math.max(...nums);
+    if (min === max) {
+      const pad = Math.abs(min) * 0.1 || 1;
+      min -= pad;
+      max += pad;
+    }
+    return { key, label, numeric, min, max, at: (v) => (asFinite(v) === null ? null : (Number(v) - min) / (max - min)) };
+  }
+  const categories = [...new Set(present.map(String))].sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
+  const index = new Map(categories.map((c, i) => [c, i]));
+  const span = Math.max(1, categories.length - 1);
+  return {
+    key,
+    label,
+    numeric,
+    categories,
+    at: (v) => (v === null || v === undefined || v === "" ? null : categories.length === 1 ? 0.5 : index.get(String(v)) / span),
+  };
+}
+
+/**
+ * Parallel coordinates of many rows over several columns, with brushing.
+ * axes: [{key, label}]; rows: [{id, label, values: {key: value}}]; colourOf(i) the colour of row i.
+ * Drag along an axis to keep the rows within that range (several axes: all ranges must hold); a click on an axis
+ * clears its range. onBrush(ids) gets the ids of the rows kept. The element gets data-lines and data-selected.
+ */
+export class ParallelCoordinates {
+  constructor(el, { axes, rows, colourOf, height = 340, onBrush }) {
+    this.el = el;
+    this.rows = rows;
+    this.colourOf = colourOf;
+    this.height = height;
+    this.onBrush = onBrush || (() => {});
+    this.axes = axes.map((a) => makeAxis(a.key, a.label, rows));
+    this.brushes = new Map(); // axis key -> [lo, hi] as fractions of the axis (0 bottom, 1 top)
+    this.draw();
+  }
+
+  /** Keep the rows whose value on `key` lies in [lo, hi] (numbers in the axis's units; categories by name). */
+  setBrush(key, lo, hi) {
+    const axis = this.axes.find((a) => a.key === key);
+    if (!axis) return;
+    if (lo === null && hi === null) this.brushes.delete(key);
+    else {
+      const a = axis.at(lo ?? (axis.numeric ? axis.min : axis.categories[0]));
+      const b = axis.at(hi ?? (axis.numeric ? axis.max : axis.categories.at(-1)));
+      this.brushes.set(key, [Math.min(a, b) - 1e-9, Math.max(a, b) + 1e-9]);
+    }
+    this.update();
+  }
+
+  clearBrushes() {
+    this.brushes.clear();
+    this.update();
+  }
+
+  /** The ids of the rows within every brushed range. */
+  selected() {
+    return this.rows.filter((r) => this.keeps(r)).map((r) => r.id);
+  }
+
+  keeps(row) {
+    for (const [key, [lo, hi]] of this.brushes) {
+      const f = this.axes.find((a) => a.key === key).at(row.values[key]);
+      if (f === null || f < lo || f > hi) return false;
+    }
+    return true;
+  }
+
+  draw() {
+    const width = Math.max(600, this.el.clientWidth || 900);
+    const margin = { top: 34, bottom: 24, left: 70, right: 70 };
+    const plotH = this.height - margin.top - margin.bottom;
+    const gap = this.axes.length > 1 ? (width - margin.left - margin.right) / (this.axes.length - 1) : 0;
+    this.x = (i) => margin.left + (this.axes.length > 1 ? i * gap : (width - margin.left - margin.right) / 2);
+    this.y = (f) => margin.top + (1 - f) * plotH;
+    this.plotH = plotH;
+    this.margin = margin;
+    const svg = svgEl("svg", { width, height: this.height, class: "parcoords", role: "img",
+      "aria-label": `Parallel coordinates of ${this.rows.length} runs over ${this.axes.length} columns` });
+    this.lines = svgEl("g", { class: "pc-lines" });
+    svg.append(this.lines);
+    this.paths = this.rows.map((row, i) => {
+      let d = "";
+      let pen = false;
+      this.axes.forEach((axis, ai) => {
+        const f = axis.at(row.values[axis.key]);
+        if (f === null) {
+          pen = false;
+          return;
+        }
+        d += `${pen ? "L" : "M"}${this.x(ai).toFixed(1)} ${this.y(f).toFixed(1)} `;
+        pen = true;
+      });
+      const path = svgEl("path", { d: d || "M0 0", fill: "none", "data-run": row.id, "stroke-width": 1.5 });
+      const title = svgEl("title");
+      title.textContent = row.label;
+      path.append(title);
+      path.dataset.colour = this.colourOf(i);
+      return path;
+    });
+    this.brushRects = new Map();
+    this.axes.forEach((axis, ai) => svg.append(this.axisGroup(axis, ai)));
+    this.el.replaceChildren(svg);
+    this.update();
+  }
+
+  axisGroup(axis, ai) {
+    const x = this.x(ai);
+    const g = svgEl("g", { class: "pc-axis", "data-key": axis.key });
+    g.append(svgEl("line", { x1: x, x2: x, y1: this.y(0), y2: this.y(1), stroke: "#57606a" }));
+    const title = svgEl("text", { x, y: 14, "text-anchor": "middle", class: "pc-label" });
+    title.textContent = axis.label.length > 24 ? `${axis.label.slice(0, 22)}…` : axis.label;
+    g.append(title);
+    const ticks = axis.numeric
+      ? [0, 0.25, 0.5, 0.75, 1].map((f) => [f, fmtNum(axis.min + f * (axis.max - axis.min))])
+      : axis.categories.length <= 20
+        ? axis.categories.map((c) => [axis.at(c), c])
+        : [];
+    for (const [f, text] of ticks) {
+      g.append(svgEl("line", { x1: x - 4, x2: x, y1: this.y(f), y2: this.y(f), stroke: "#57606a" }));
+      const t = svgEl("text", { x: x - 6, y: this.y(f) + 4, "text-anchor": "end", class: "pc-tick" });
+      t.textContent = text.length > 12 ? `${text.slice(0, 11)}…` : text;
+      g.append(t);
+    }
+    const rect = svgEl("rect", { x: x - 8, width: 16, y: 0, height: 0, class: "pc-brush" });
+    this.brushRects.set(axis.key, rect);
+    g.append(rect);
+    // A wide transparent strip takes the drags.
+    const hit = svgEl("rect", { x: x - 14, width: 28, y: this.y(1) - 4, height: this.plotH + 8, class: "pc-hit", fill: "transparent" });
+    g.append(hit);
+    hit.addEventListener("pointerdown", (e) => {
+      e.preventDefault();
+      hit.setPointerCapture(e.pointerId);
+      const box = this.el.querySelector("svg").getBoundingClientRect();
+      const frac = (clientY) => Math.min(1, Math.max(0, 1 - (clientY - box.top - this.margin.top) / this.plotH));
+      const start = frac(e.clientY);
+      let moved = false;
+      const move = (ev) => {
+        const now = frac(ev.clientY);
+        if (Math.abs(now - start) * this.plotH < 3) return;
+        moved = true;
+        this.brushes.set(axis.key, [Math.min(start, now), Math.max(start, now)]);
+        this.update(false);
+      };
+      const up = () => {
+        hit.removeEventListener("pointermove", move);
+        hit.removeEventListener("pointerup", up);
+        if (!moved) this.brushes.delete(axis.key); // a click clears the axis's range
+        this.update();
+      };
+      hit.addEventListener("pointermove", move);
+      hit.addEventListener("pointerup", up);
+    });
+    return g;
+  }
+
+  update(notify = true) {
+    for (const [key, rect] of this.brushRects) {
+      const b = this.brushes.get(key);
+      rect.setAttribute("y", b ? this.y(b[1]) : 0);
+      rect.setAttribute("height", b ? Math.max(1, this.y(b[0]) - this.y(b[1])) : 0);
+    }
+    const kept = [];
+    const dimmed = [];
+    this.rows.forEach((row, i) => (this.keeps(row) ? kept : dimmed).push(this.paths[i]));
+    for (const p of dimmed) {
+      p.setAttribute("stroke", "#d0d7de");
+      p.setAttribute("stroke-opacity", "0.6");
+      p.classList.remove("kept");
+    }
+    for (const p of kept) {
+      p.setAttribute("stroke", p.dataset.colour);
+      p.setAttribute("stroke-opacity", "0.85");
+      p.classList.add("kept");
+    }
+    this.lines.replaceChildren(...dimmed, ...kept); // the kept lines on top
+    this.el.dataset.lines = String(this.rows.length);
+    this.el.dataset.selected = String(kept.length);
+    if (notify) this.onBrush(this.selected());
+  }
+}

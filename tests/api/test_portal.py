@@ -546,6 +546,55 @@ def test_compare_a_hundred_runs_curves(lake: Lake, page: tuple[Page, Problems]) 
     expect(tab.locator("#curve-info")).to_contain_text(f"from {RUNS} runs")
 
 
+def test_compare_parallel_coordinates_brush_keeps_runs(lake: Lake, page: tuple[Page, Problems]) -> None:
+    tab, _ = page
+    tab.goto(f"{lake.url}/#/compare?runs={','.join(lake.run_ids)}&metric=loss")
+    box = tab.locator("#parallel")
+    expect(box).to_have_attribute("data-lines", str(RUNS))
+    expect(box).to_have_attribute("data-selected", str(RUNS))
+    # The params that differ and the metrics are axes; optimizer (adam everywhere) is not.
+    axes = box.locator("g.pc-axis")
+    assert sorted(axes.evaluate_all("gs => gs.map(g => g.dataset.key)")) == ["m:acc", "m:loss", "p:depth", "p:lr"]
+    expect(box.locator("path.kept")).to_have_count(RUNS)
+
+    # A range typed in: depth 1 only.
+    tab.get_by_label("Keep runs with").select_option("p:depth")
+    tab.get_by_label("from", exact=True).fill("1")
+    tab.get_by_label("to", exact=True).fill("1")
+    tab.get_by_role("button", name="Keep range").click()
+    expect(tab.locator("#pc-kept")).to_have_text(str(RUNS // 4))
+    # A range dragged along the acc axis, from its top to its middle: acc >= ~0.49 (runs 20..39).
+    hit = box.locator('g.pc-axis[data-key="m:acc"] .pc-hit').bounding_box()
+    assert hit is not None
+    x = hit["x"] + hit["width"] / 2
+    tab.mouse.move(x, hit["y"] + 1)
+    tab.mouse.down()
+    tab.mouse.move(x, hit["y"] + hit["height"] / 2, steps=6)
+    tab.mouse.up()
+    expected = [f"run-{i:02d}" for i in range(RUNS) if i % 4 == 1 and i >= RUNS // 2]
+    expect(tab.locator("#pc-kept")).to_have_text(str(len(expected)))
+    expect(box).to_have_attribute("data-selected", str(len(expected)))
+    assert sorted(tab.locator("#pc-kept-runs a").all_inner_texts()) == expected
+    # A click on the depth axis clears its range: every run with acc in the dragged range again.
+    depth = box.locator('g.pc-axis[data-key="p:depth"] .pc-hit')
+    depth.click()
+    expect(tab.locator("#pc-kept")).to_have_text(str(RUNS // 2))
+    tab.get_by_role("button", name="Clear ranges").click()
+    expect(tab.locator("#pc-summary")).to_contain_text(f"All {RUNS} runs")
+    # Fewer columns, then compare what a range keeps.
+    tab.locator("#pc-columns summary").click()
+    tab.locator('#pc-columns input[data-axis="m:loss"]').uncheck()
+    expect(axes).to_have_count(3)
+    tab.get_by_label("Keep runs with").select_option("p:lr")
+    tab.get_by_label("from", exact=True).fill("0.0305")
+    tab.get_by_label("to", exact=True).fill("")
+    tab.get_by_role("button", name="Keep range").click()
+    expect(tab.locator("#pc-kept")).to_have_text("10")  # lr 0.031 .. 0.040
+    tab.get_by_role("link", name="compare these 10").click()
+    expect(tab.get_by_role("heading", level=1)).to_have_text("Compare 10 runs")
+    expect(tab.locator("#parallel")).to_have_attribute("data-lines", "10")
+
+
 # -- registry ----------------------------------------------------------------------------------------------------
 
 

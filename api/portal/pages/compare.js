@@ -1,10 +1,13 @@
 // Compare runs: overlaid curves of one metric (x by step or time, log axis, smoothing) for up to hundreds of runs,
-// a diff of their params, and a scatter of a param against a metric's latest value.
+// parallel coordinates over params and latest metrics (brush an axis to keep a range), a diff of their params,
+// and a scatter of a param against a metric's latest value.
 import uPlot from "/portal/vendor/uplot.js";
-import { MetricChart, PALETTE } from "../charts.js";
+import { MetricChart, PALETTE, ParallelCoordinates } from "../charts.js";
 import { api, asOfNote, fmtNum, hashQuery, html, setHashQuery, showError } from "../lib.js";
 
 const CONCURRENCY = 8;
+const PC_PARAMS = 8; // parallel-coordinates axes shown at first: the params that differ, then the metrics
+const PC_METRICS = 6;
 
 async function fetchRuns(ids) {
   const out = new Array(ids.length);
@@ -61,6 +64,22 @@ export async function renderCompare(view) {
         <span class="muted chart-info" id="curve-info" aria-live="polite"></span>
       </form>
       <div class="chart" id="curves" role="img" aria-label="Curves of the chosen metric, one line per run"></div>
+    </section>
+    <section class="panel" aria-labelledby="h-parallel"><h2 id="h-parallel">Parallel coordinates</h2>
+      <details class="picker-inline" id="pc-columns"><summary>Columns</summary>
+        <fieldset><legend>Params</legend>${paramKeys.map((k) => html`<label><input type="checkbox" data-axis="p:${k}" ${differing.slice(0, PC_PARAMS).includes(k) ? "checked" : ""}> ${k}</label>`)}</fieldset>
+        <fieldset><legend>Metrics (latest)</legend>${metricKeys.map((k, i) => html`<label><input type="checkbox" data-axis="m:${k}" ${i < PC_METRICS ? "checked" : ""}> ${k}</label>`)}</fieldset>
+      </details>
+      <p class="muted">Drag along an axis to keep the runs in that range (on several axes: every range); click an axis to clear its range.</p>
+      <div id="parallel" class="parallel"></div>
+      <form class="toolbar" id="pc-range">
+        <label for="pc-axis">Keep runs with</label><select id="pc-axis"></select>
+        <label for="pc-from">from</label><input id="pc-from" size="10">
+        <label for="pc-to">to</label><input id="pc-to" size="10">
+        <button type="submit">Keep range</button>
+        <button type="button" id="pc-clear">Clear ranges</button>
+      </form>
+      <div id="pc-summary" aria-live="polite"></div>
     </section>
     <div class="grid2">
       <section class="panel" aria-labelledby="h-scatter"><h2 id="h-scatter">Param vs metric</h2>
@@ -148,6 +167,72 @@ export async function renderCompare(view) {
     saveState();
     chart?.restyle({ smoothing: state.smoothing });
   });
+
+  // -- parallel coordinates: one line per run over the chosen params and latest metrics --------------------------
+  const pcBox = view.querySelector("#parallel");
+  const pcSummary = view.querySelector("#pc-summary");
+  const pcAxisSelect = view.querySelector("#pc-axis");
+  let parallel = null;
+  const pcRows = runs.map((r) => ({
+    id: r.info.run_id,
+    label: label(r),
+    values: Object.fromEntries([
+      ...Object.entries(r.params).map(([k, v]) => [`p:${k}`, v]),
+      ...Object.entries(r.metrics).map(([k, m]) => [`m:${k}`, m.value]),
+    ]),
+  }));
+  function showKept(kept) {
+    if (kept.length === runs.length) {
+      pcSummary.innerHTML = html`<p class="muted">All ${runs.length} runs within the ranges.</p>`.text;
+      return;
+    }
+    const byId = new Map(runs.map((r) => [r.info.run_id, r]));
+    pcSummary.innerHTML = html`<p><strong id="pc-kept">${kept.length}</strong> of ${runs.length} runs within the ranges${kept.length
+      ? html`: <a id="pc-compare" href="#/compare?${new URLSearchParams({ runs: kept.join(","), ...(state.key ? { metric: state.key } : {}) })}">compare these ${kept.length}</a>` : ""}.</p>
+      <ul class="plain-list inline-list" id="pc-kept-runs">${kept.slice(0, 50).map((id) => {
+        const r = byId.get(id);
+        return html`<li><a href="#/experiments/${encodeURIComponent(r.info.experiment_id)}/runs/${id}">${label(r)}</a></li>`;
+      })}${kept.length > 50 ? html`<li class="muted">and ${kept.length - 50} more</li>` : ""}</ul>`.text;
+  }
+  function drawParallel() {
+    const axes = [...view.querySelectorAll("#pc-columns input:checked")].map((input) => {
+      const key = input.dataset.axis;
+      return { key, label: `${key[0]}.${key.slice(2)}` };
+    });
+    pcAxisSelect.innerHTML = axes.map((a) => html`<option value="${a.key}">${a.label}</option>`.text).join("");
+    if (axes.length < 2) {
+      parallel = null;
+      pcBox.innerHTML = html`<p class="muted">Pick at least two columns.</p>`.text;
+      pcSummary.innerHTML = "";
+      return;
+    }
+    parallel = new ParallelCoordinates(pcBox, { axes, rows: pcRows, colourOf: colour, onBrush: showKept });
+  }
+  view.querySelector("#pc-columns").addEventListener("change", drawParallel);
+  view.querySelector("#pc-range").addEventListener("submit", (e) => {
+    e.preventDefault();
+    if (!parallel) return;
+    const key = pcAxisSelect.value;
+    const axis = parallel.axes.find((a) => a.key === key);
+    const read = (id) => {
+      const text = view.querySelector(id).value.trim();
+      if (!text) return null;
+      if (axis.numeric) {
+        const n = Number(text);
+        if (!Number.isFinite(n)) throw new Error(`${text} is not a number`);
+        return n;
+      }
+      if (!axis.categories.includes(text)) throw new Error(`${text} is not a value of ${key.slice(2)} (${axis.categories.slice(0, 8).join(", ")})`);
+      return text;
+    };
+    try {
+      parallel.setBrush(key, read("#pc-from"), read("#pc-to"));
+    } catch (error) {
+      showError(pcSummary, error);
+    }
+  });
+  view.querySelector("#pc-clear").addEventListener("click", () => parallel?.clearBrushes());
+  drawParallel();
 
   // -- param vs metric: one dot per run (uPlot scatter: mode 2 with points and no line) --------------------------
   const scatterEl = view.querySelector("#scatter");
