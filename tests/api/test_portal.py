@@ -839,6 +839,65 @@ def test_run_page_artifacts_versions_and_previews(lake: Lake, page: tuple[Page, 
     expect(tab.locator("#artifact-table")).to_contain_text("0.75")
 
 
+# -- traces on the run page ---------------------------------------------------------------------------------------
+
+
+def test_run_page_lists_its_traces_with_spans(
+    lake: Lake, page: tuple[Page, Problems], shots: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+    from mlflow.entities import AssessmentSource, SpanType
+
+    @mlflow.trace(name="answer", span_type=SpanType.AGENT)
+    def answer(question: str) -> str:
+        with mlflow.start_span("retrieve", span_type=SpanType.RETRIEVER) as span:
+            span.set_inputs({"query": question})
+            span.set_outputs(["faq#12"])
+        if question == "boom":
+            raise ValueError("no answer")
+        return "Restart the router."
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(lake.url)
+    try:
+        with mlflow.start_run(experiment_id=lake.long_experiment_id, run_name="traced") as run:
+            answer("My internet is down")
+            ok_id = mlflow.get_last_active_trace_id()
+            with pytest.raises(ValueError, match="no answer"):
+                answer("boom")
+        mlflow.flush_trace_async_logging()
+        mlflow.log_feedback(
+            trace_id=ok_id, name="helpful", value=True, source=AssessmentSource(source_type="HUMAN", source_id="ana")
+        )
+    finally:
+        mlflow.tracing.reset()
+        mlflow.set_tracking_uri(previous)
+    tab, _ = page
+    tab.goto(f"{lake.url}/#/experiments/{lake.long_experiment_id}/runs/{run.info.run_id}")
+    traces = tab.locator("#traces tbody tr[data-trace-id]")
+    expect(traces).to_have_count(2)
+    ok = tab.locator(f'#traces tr[data-trace-id="{ok_id}"]')
+    expect(ok).to_contain_text("OK")
+    expect(ok.locator(".span-count")).to_have_text("2")
+    expect(ok).to_contain_text("AGENT, RETRIEVER")
+    expect(ok).to_contain_text("My internet is down")
+    failed = traces.filter(has_not=tab.locator(f'[data-trace-id="{ok_id}"]')).filter(has_text="ERROR")
+    expect(failed.locator(".span-count")).to_contain_text("1 failed")
+    # Expand the OK trace: its spans as a tree, the child's inputs and outputs, the feedback.
+    ok.get_by_role("button", name="answer").click()
+    detail = tab.locator(f"#spans-{ok_id}")
+    expect(detail.locator('tr[data-span="answer"]')).to_have_attribute("data-depth", "0")
+    expect(detail.locator('tr[data-span="retrieve"]')).to_have_attribute("data-depth", "1")
+    detail.locator('tr[data-span="retrieve"] summary').click()
+    expect(detail.locator('tr[data-span="retrieve"] pre').first).to_contain_text("My internet is down")
+    expect(detail.locator(".assessments")).to_contain_text("helpful")
+    expect(detail.locator(".assessments")).to_contain_text("ana")
+    tab.locator("#run-traces").screenshot(path=str(shots / "run_page_traces.png"))
+    detail.get_by_role("link", name="These spans in SQL").click()
+    expect(tab.locator("#sql-table tbody tr")).to_have_count(2)
+
+
 # -- every page on S3 ----------------------------------------------------------------------------------------------
 
 

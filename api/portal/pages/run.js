@@ -1,8 +1,10 @@
-// One run: its attributes, params, tags and metrics (latest values and charts of their histories).
+// One run: its attributes, params, tags and metrics (latest values and charts of their histories), its artifacts,
+// the GenAI traces recorded in it, and comments.
 import { MetricChart } from "../charts.js";
 import { api, asOfNote, fmtNum, fmtTime, html } from "../lib.js";
 import { artifactRoot, renderArtifacts } from "./artifacts.js";
 import { renderComments } from "./comments.js";
+import { renderTraces } from "./traces.js";
 
 const EAGER_CHARTS = 6; // charts drawn at once; the others when scrolled into view
 
@@ -55,10 +57,12 @@ export async function renderRun(view, experimentId, runId) {
       ${ioTable(info, run.inputs, run.outputs)}
     </section>
     <section id="artifacts" class="panel"></section>
+    <section id="run-traces" class="panel" aria-labelledby="h-traces"></section>
     <section id="comments" class="comments-section"></section>`.text;
   drawCharts(view, info.run_id, info.run_name || info.run_id);
   await Promise.all([
     renderArtifacts(view.querySelector("#artifacts"), artifactRoot(info.artifact_uri)),
+    renderTraces(view.querySelector("#run-traces"), info.run_id),
     renderComments(view.querySelector("#comments"), `run:${info.run_id}`),
   ]);
   return { run, metricKeys };
