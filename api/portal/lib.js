@@ -138,3 +138,16 @@ export function quoteKey(key) {
 export function showError(el, error) {
   el.innerHTML = html`<p class="error" role="alert">${error?.message || String(error)}</p>`.text;
 }
+
+/**
+ * Guard a page's repeated requests against answers arriving out of order (a filter applied twice, a second click
+ * before the first answer): `const fresh = latestOnly();` once, then in each call `const current = fresh();` and,
+ * after every await, `if (!current()) return;` — true only while no later call has started.
+ */
+export function latestOnly() {
+  let latest = 0;
+  return () => {
+    const mine = ++latest;
+    return () => mine === latest;
+  };
+}

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from lakes import make_settings
-from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Response, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Response, Route, expect, sync_playwright
 from serve_process import ServeProcess
 
 pytestmark = [pytest.mark.api, pytest.mark.browser]
@@ -761,6 +761,29 @@ def test_lineage_of_an_unknown_node_says_so(lake: Lake, page: tuple[Page, Proble
     problems.allow(r"console: Failed to load resource: the server responded with a status of 404")
     tab.goto(f"{lake.url}/#/lineage?kind=run&id={'e' * 32}&direction=upstream")
     expect(tab.get_by_role("alert")).to_contain_text("e" * 32)
+
+
+def test_lineage_shows_the_last_node_asked_for_not_the_last_answer(lake: Lake, page: tuple[Page, Problems]) -> None:
+    """Re-rooting before the first graph answered: the first answer, landing last, must not replace the second.
+
+    The browser holds the first request (to the real server) until the second graph is drawn, then lets it go.
+    """
+    tab, _ = page
+    held: list[Route] = []
+    tab.route("**/api/v1/lineage/run/**", lambda route: held.append(route))
+    tab.goto(f"{lake.url}/#/lineage?kind=run&id={lake.run_ids[0]}&direction=upstream")
+    expect(tab.locator("#lineage-graph")).to_contain_text("Loading")
+    assert len(held) == 1
+    tab.get_by_label("Node kind").select_option("model_version")
+    tab.get_by_label("ID", exact=True).fill(f"{lake.model_name}/1")
+    tab.get_by_role("button", name="Explore").click()
+    nodes = tab.locator("#lineage-nodes")
+    expect(nodes.locator('li[data-kind="dataset_version"]')).to_contain_text("2 up")
+    with tab.expect_response(lambda r: "/api/v1/lineage/run/" in r.url):
+        held[0].continue_()
+    tab.evaluate("() => new Promise((done) => setTimeout(done, 300))")  # the late answer's handler has run
+    expect(nodes.locator('li[data-kind="dataset_version"]')).to_contain_text("2 up")  # the run's graph: "1 up"
+    expect(nodes.locator("li").filter(has_text="root")).to_contain_text(f"{lake.model_name}/1")
 
 
 # -- time travel -------------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 // The activity feed: who did what and when, across the lake, from the `activity` SQL view (newest first);
 // and the comments that @mention someone, from the `comments` view.
-import { asOf, asOfNote, fmtTime, hashQuery, html, raw, records, setHashQuery, showError, sql } from "../lib.js";
+import { asOf, asOfNote, fmtTime, hashQuery, html, latestOnly, raw, records, setHashQuery, showError, sql } from "../lib.js";
 import { withMentions } from "./comments.js";
 
 const LIMIT = 200;
@@ -30,8 +30,11 @@ export async function renderActivity(view) {
     <h2>Changes</h2>
     <div id="feed"><p class="muted">Loading…</p></div>`.text;
   const feed = view.querySelector("#feed");
+  const freshFeed = latestOnly(); // filters applied again before an answer: the last one's answer is shown
+  const freshMentions = latestOnly();
 
   async function load() {
+    const current = freshFeed();
     const actor = view.querySelector("#actor").value.trim();
     const kind = view.querySelector("#kind").value.trim();
     const params = new URLSearchParams();
@@ -44,6 +47,7 @@ export async function renderActivity(view) {
          WHERE (? = '' OR actor = ?) AND (? = '' OR entity_type = ?) ORDER BY changed_at DESC LIMIT ${LIMIT}`,
         { params: [actor, actor, kind, kind], asOf: asOf() },
       );
+      if (!current()) return;
       const rows = records(answer);
       feed.innerHTML = rows.length
         ? html`<table class="plain" id="activity"><thead><tr><th scope="col">When</th><th scope="col">Who</th>
@@ -54,11 +58,12 @@ export async function renderActivity(view) {
             )}</tbody></table>`.text
         : `<p class="muted">Nothing yet.</p>`;
     } catch (error) {
-      showError(feed, error);
+      if (current()) showError(feed, error);
     }
   }
 
   async function loadMentions() {
+    const current = freshMentions();
     const name = view.querySelector("#mention").value.trim().replace(/^@/, "");
     const list = view.querySelector("#mentions");
     if (!name) {
@@ -70,6 +75,7 @@ export async function renderActivity(view) {
         "SELECT author, body, target_kind, target_id, target_name, created_at FROM comments WHERE list_contains(mentions, ?) ORDER BY created_at DESC LIMIT 100",
         { params: [name], asOf: asOf() },
       );
+      if (!current()) return;
       const rows = records(answer);
       list.innerHTML = rows.length
         ? rows
@@ -81,7 +87,7 @@ export async function renderActivity(view) {
             .join("")
         : html`<li class="muted">No comment mentions @${name}.</li>`.text;
     } catch (error) {
-      showError(list, error);
+      if (current()) showError(list, error);
     }
   }
 

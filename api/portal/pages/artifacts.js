@@ -1,7 +1,7 @@
 // A run's artifacts: browse folders, see every stored version of a file, preview a version (text, tables,
 // images) and download it. Reads GET /api/v1/artifacts?prefix=, /api/v1/artifact-versions/{path} and
 // /api/v1/artifacts/{path}?version_id=.
-import { api, esc, fmtNum, fmtTime, html, showError } from "../lib.js";
+import { api, esc, fmtNum, fmtTime, html, latestOnly, showError } from "../lib.js";
 
 const TEXT = /\.(txt|log|json|ya?ml|md|py|cfg|ini|toml|csv|tsv)$/i;
 const IMAGE = /\.(png|jpe?g|gif|svg|webp)$/i;
@@ -42,9 +42,13 @@ export async function renderArtifacts(el, root) {
       .join("");
   }
 
+  const fresh = latestOnly(); // a file or version clicked before the last one answered: the last click is shown
+
   async function show(path, versionId) {
+    const current = fresh();
     try {
       const { versions } = await api(`/api/v1/artifact-versions/${encPath(path)}`);
+      if (!current()) return;
       const chosen = versions.find((v) => v.version_id === versionId) || versions.find((v) => v.is_current) || versions.at(-1);
       detail.innerHTML = html`<h3>${path.split("/").at(-1)}</h3>
         <table class="plain" id="artifact-versions"><thead><tr><th scope="col">Version</th><th scope="col">Stored</th><th scope="col">Size</th><th scope="col">sha256</th><th scope="col"></th></tr></thead>
@@ -53,13 +57,13 @@ export async function renderArtifacts(el, root) {
           <td>${fmtTime(v.created_at)}</td><td class="num">${fmtNum(v.size_bytes)}</td><td><code>${v.sha256.slice(0, 12)}</code></td>
           <td><a href="${fileUrl(path, v.version_id)}" download>Download</a></td></tr>`)}</tbody></table>
         <div id="artifact-preview"></div>`.text;
-      await preview(path, chosen);
+      await preview(path, chosen, current);
     } catch (error) {
-      showError(detail, error);
+      if (current()) showError(detail, error);
     }
   }
 
-  async function preview(path, version) {
+  async function preview(path, version, current) {
     const box = detail.querySelector("#artifact-preview");
     if (IMAGE.test(path)) {
       box.innerHTML = html`<img alt="${path}" src="${fileUrl(path, version.version_id)}" style="max-width:100%">`.text;
@@ -71,6 +75,7 @@ export async function renderArtifacts(el, root) {
     }
     const response = await fetch(fileUrl(path, version.version_id));
     const text = (await response.text()).slice(0, PREVIEW_BYTES);
+    if (!current()) return;
     const cut = version.size_bytes > PREVIEW_BYTES ? `<p class="muted">The first ${PREVIEW_BYTES / 1024} KiB.</p>` : "";
     if (/\.(csv|tsv)$/i.test(path)) {
       const sep = path.toLowerCase().endsWith(".tsv") ? "\t" : ",";

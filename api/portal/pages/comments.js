@@ -1,5 +1,5 @@
 // Comments on a run, a registered model or a model version (GET/POST/DELETE /api/v1/comments), with @mentions.
-import { api, esc, fmtTime, html, raw, showError } from "../lib.js";
+import { api, esc, fmtTime, html, latestOnly, raw, showError } from "../lib.js";
 
 const AUTHOR_KEY = "lakeops.author";
 
@@ -25,9 +25,13 @@ export async function renderComments(el, target) {
   const form = el.querySelector("#comment-form");
   const errorBox = el.querySelector("#comment-error");
 
+  const fresh = latestOnly(); // a post (or delete) reloads the list while the first load may still run
+
   async function load() {
+    const current = fresh();
     try {
       const { comments } = await api("/api/v1/comments", { query: { target } });
+      if (!current()) return;
       list.innerHTML = comments.length
         ? comments
             .map(
@@ -39,7 +43,7 @@ export async function renderComments(el, target) {
             .join("")
         : `<li class="muted">No comments yet.</li>`;
     } catch (error) {
-      showError(list, error);
+      if (current()) showError(list, error);
     }
   }
 

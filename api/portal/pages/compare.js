@@ -140,10 +140,11 @@ export async function renderCompare(view) {
       dataEl: curvesEl,
       onInfo: (text) => (info.textContent = `${text} from ${runs.length} runs`),
     });
+    const mine = chart;
     try {
-      await chart.load();
+      await mine.load();
     } catch (error) {
-      showError(info, error);
+      if (mine === chart) showError(info, error); // a metric picked since owns the line
     }
   }
   view.querySelector("#metric").addEventListener("change", (e) => {

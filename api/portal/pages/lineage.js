@@ -5,7 +5,7 @@
 // neighbourhood is laid out in columns by signed hop distance (upstream to the left, downstream to the right),
 // which needs no crossing minimisation or force simulation, and a list of the same nodes and edges under the
 // drawing gives keyboard and screen-reader users the whole graph.
-import { api, asOf, asOfNote, esc, hashQuery, html, setHashQuery, showError } from "../lib.js";
+import { api, asOf, asOfNote, esc, hashQuery, html, latestOnly, setHashQuery, showError } from "../lib.js";
 
 const KINDS = ["run", "dataset_version", "model_version", "logged_model", "deployment", "job"];
 const BOX_W = 200;
@@ -56,8 +56,10 @@ export async function renderLineage(view) {
       <section aria-labelledby="h-edges"><h2 id="h-edges">Edges</h2><ul id="lineage-edges" class="plain-list"></ul></section>
     </div>`.text;
   const graphBox = view.querySelector("#lineage-graph");
+  const fresh = latestOnly(); // re-rooting again before an answer: only the last node's graph is drawn
 
   async function explore() {
+    const current = fresh();
     const params = new URLSearchParams({ kind: state.kind, id: state.id, direction: state.direction, depth: String(state.depth) });
     setHashQuery(params);
     if (!state.id) {
@@ -74,6 +76,7 @@ export async function renderLineage(view) {
           }),
         ),
       );
+      if (!current()) return;
       const nodes = new Map();
       const edges = new Map();
       answers.forEach((answer, i) => {
@@ -87,6 +90,7 @@ export async function renderLineage(view) {
       });
       draw([...nodes.values()], [...edges.values()]);
     } catch (error) {
+      if (!current()) return;
       showError(graphBox, error);
       view.querySelector("#lineage-nodes").innerHTML = "";
       view.querySelector("#lineage-edges").innerHTML = "";

@@ -1,7 +1,7 @@
 // The model registry: models with their aliases and versions, each version's quality-gate status, deployments,
 // moving an alias (a protected alias asks the quality gate first; its answer is shown, and can be overridden
 // with a reason), alias history, and comments. Every read honours the "as of" time.
-import { api, asOf, asOfNote, fmtTime, hashQuery, html, setHashQuery, showError } from "../lib.js";
+import { api, asOf, asOfNote, fmtTime, hashQuery, html, latestOnly, setHashQuery, showError } from "../lib.js";
 import { renderComments } from "./comments.js";
 
 const enc = encodeURIComponent;
@@ -19,7 +19,9 @@ export async function renderModels(view) {
     </form>
     <div id="model-list"><p class="muted">Loading…</p></div>`.text;
   const list = view.querySelector("#model-list");
+  const fresh = latestOnly(); // a search run again before its answer: the last one's models are shown
   async function load() {
+    const current = fresh();
     const q = view.querySelector("#model-q").value.trim();
     setHashQuery(new URLSearchParams(q ? { q } : {}));
     try {
@@ -29,6 +31,7 @@ export async function renderModels(view) {
         const page = await api("/api/v1/registered-models", {
           query: { filter: q ? `name ILIKE '%${q.replace(/'/g, "''")}%'` : undefined, page_token: token, as_of: asOf() },
         });
+        if (!current()) return;
         models.push(...page.registered_models);
         token = page.next_page_token;
       } while (token);
@@ -43,7 +46,7 @@ export async function renderModels(view) {
             })}</tbody></table>`.text
         : `<p class="muted">No registered model${q ? " matches" : " yet"}.</p>`;
     } catch (error) {
-      showError(list, error);
+      if (current()) showError(list, error);
     }
   }
   view.querySelector("#model-search").addEventListener("submit", (e) => {
@@ -126,17 +129,20 @@ export async function renderModel(view, name) {
     </section>
     <section id="comments"></section>`.text;
 
+  const freshHistory = latestOnly(); // "Show moves" of one alias, then another: the last one clicked is shown
   view.querySelectorAll(".alias-history").forEach((button) =>
     button.addEventListener("click", async () => {
+      const current = freshHistory();
       const box = view.querySelector("#alias-history");
       try {
         const { changes } = await api(`/api/v1/registered-models/${enc(name)}/aliases/${enc(button.dataset.alias)}/history`);
+        if (!current()) return;
         box.innerHTML = html`<h3>Moves of ${button.dataset.alias}</h3><ol id="alias-moves">${changes.map(
           (c) => html`<li>${fmtTime(c.changed_at)} ${c.actor || ""}: ${c.operation} ${c.version ? `→ v${c.version}` : ""}
             ${c.is_forced ? html`<strong>forced</strong> (${c.force_reason}; the gate said: ${c.gate_reasons.join("; ")})` : ""}</li>`,
         )}</ol>`.text;
       } catch (error) {
-        showError(box, error);
+        if (current()) showError(box, error);
       }
     }),
   );
