@@ -63,7 +63,7 @@ export function smooth(values, weight) {
  * data-total; default: el).
  */
 export class MetricChart {
-  constructor(el, { key, series, log = false, smoothing = 0, xAxis = "step", points, height = 260, onInfo, dataEl }) {
+  constructor(el, { key, series, log = false, smoothing = 0, xAxis = "step", points, height = 260, onInfo, dataEl, maxStep }) {
     this.el = el;
     this.dataEl = dataEl || el; // where data-points / data-total tell what is drawn
     this.key = key;
@@ -76,7 +76,9 @@ export class MetricChart {
     this.height = height;
     this.onInfo = onInfo || (() => {});
     this.histories = [];
-    this.range = {};
+    // maxStep: the history up to that step only (a run "as of" a past time: the step it had reached then).
+    this.base = maxStep === undefined || maxStep === null ? {} : { maxStep };
+    this.range = { ...this.base };
     this.request = 0;
     this.plot = null;
   }
@@ -178,13 +180,14 @@ export class MetricChart {
 
   zoomTo(lo, hi) {
     if (this.xAxis === "time") return; // time zoom is drawn from what is loaded; steps are what the server ranges over
-    this.range = { minStep: Math.floor(lo), maxStep: Math.ceil(hi), zoomed: true };
+    const top = this.base.maxStep ?? Infinity;
+    this.range = { minStep: Math.floor(lo), maxStep: Math.min(top, Math.ceil(hi)), zoomed: true };
     this.plot.setScale("x", { min: lo, max: hi });
     this.load().catch((error) => this.onInfo(error.message));
   }
 
   resetZoom() {
-    this.range = {};
+    this.range = { ...this.base };
     if (this.plot) {
       this.plot.destroy();
       this.plot = null;
@@ -201,7 +204,7 @@ export class MetricChart {
     if (rebuild && this.plot) {
       this.plot.destroy();
       this.plot = null;
-      this.range = {};
+      this.range = { ...this.base };
     }
     if (this.histories.length) this.draw();
   }

@@ -835,6 +835,47 @@ def test_as_of_shows_experiments_and_aliases_as_they_stood(lake: Lake, page: tup
     expect(tab.get_by_role("status")).to_contain_text("current state")  # the tracking API has no time travel
 
 
+def test_as_of_shows_a_run_as_it_stood(lake: Lake, page: tuple[Page, Problems]) -> None:
+    with httpx.Client(base_url=lake.url, timeout=60) as http:
+        r = http.post(f"/api/v1/experiments/{lake.long_experiment_id}/runs", json={"run_name": "then-and-now"})
+        run_id = r.json()["info"]["run_id"]
+        early = [{"key": "loss", "value": 1.0 / (s + 1), "timestamp": 1_700_000_000_000 + s, "step": s} for s in range(10)]
+        assert http.post(f"/api/v1/runs/{run_id}/batch", json={"params": {"early": "1"}, "metrics": early}).status_code == 200
+        assert http.post("/api/v1/comments", json={"target": f"run:{run_id}", "body": "said before", "author": "ana"}).status_code == 201
+        assert http.post("/api/v1/sql", json={"sql": "SELECT 1"}).status_code == 200  # commits what is queued
+        before = _whole_second_from_now()
+        late = [{"key": "loss", "value": 0.01, "timestamp": 1_700_000_001_000 + s, "step": s} for s in range(10, 20)]
+        body = {"params": {"late": "2"}, "tags": {"stage": "late"}, "metrics": late}
+        assert http.post(f"/api/v1/runs/{run_id}/batch", json=body).status_code == 200
+        assert http.patch(f"/api/v1/runs/{run_id}", json={"status": "FINISHED"}).status_code == 200
+        assert http.post("/api/v1/comments", json={"target": f"run:{run_id}", "body": "said after", "author": "bo"}).status_code == 201
+        assert http.post("/api/v1/sql", json={"sql": "SELECT 1"}).status_code == 200
+    tab, _ = page
+    tab.goto(f"{lake.url}/#/")
+    _set_as_of(tab, before)
+    tab.goto(f"{lake.url}/#/experiments/{lake.long_experiment_id}/runs/{run_id}")
+    expect(tab.get_by_role("heading", level=1)).to_contain_text("RUNNING")
+    expect(tab.locator(".badge[role=status]")).to_contain_text("As of")
+    expect(tab.locator("#params")).to_contain_text("early")
+    expect(tab.locator("#params")).not_to_contain_text("late")
+    expect(tab.locator("#tags")).not_to_contain_text("stage")
+    loss = tab.locator("#metrics tbody tr").filter(has_text="loss")
+    expect(loss.locator("td").nth(1)).to_have_text("0.1")  # loss then: 0.1 at step 9
+    expect(loss.locator("td").nth(2)).to_have_text("9")
+    chart = tab.locator('figure[data-key="loss"] .chart')
+    expect(chart).to_have_attribute("data-total", "10")  # the history up to step 9
+    expect(tab.locator("#comment-list")).to_contain_text("said before")
+    expect(tab.locator("#comment-list")).not_to_contain_text("said after")
+    expect(tab.locator("#comment-form")).to_have_count(0)  # no writes while looking at the past
+    tab.get_by_role("button", name="Now").click()
+    expect(tab.get_by_role("heading", level=1)).to_contain_text("FINISHED")
+    expect(tab.locator("#params")).to_contain_text("late")
+    expect(tab.locator("#tags")).to_contain_text("stage")
+    expect(tab.locator('figure[data-key="loss"] .chart')).to_have_attribute("data-total", "20")
+    expect(tab.locator("#comment-list")).to_contain_text("said after")
+    expect(tab.locator("#comment-form")).to_have_count(1)
+
+
 # -- artifacts ---------------------------------------------------------------------------------------------------
 
 

@@ -15,7 +15,8 @@ export function artifactRoot(uri) {
   return match ? match[1] : null;
 }
 
-export async function renderArtifacts(el, root) {
+/** `when`: an "as of" time (ISO), or null: versions stored after it are marked and not previewed by default. */
+export async function renderArtifacts(el, root, when = null) {
   el.innerHTML = html`<h2 id="h-artifacts">Artifacts</h2>
     <div class="grid2"><div><ul id="artifact-tree" class="plain-list" aria-labelledby="h-artifacts"></ul></div>
     <div id="artifact-detail" aria-live="polite"></div></div>`.text;
@@ -49,11 +50,14 @@ export async function renderArtifacts(el, root) {
     try {
       const { versions } = await api(`/api/v1/artifact-versions/${encPath(path)}`);
       if (!current()) return;
-      const chosen = versions.find((v) => v.version_id === versionId) || versions.find((v) => v.is_current) || versions.at(-1);
+      const later = (v) => when !== null && new Date(v.created_at).getTime() > new Date(when).getTime();
+      const then = versions.filter((v) => !later(v));
+      const chosen = versions.find((v) => v.version_id === versionId) ||
+        (when ? then.at(-1) : versions.find((v) => v.is_current)) || versions.at(-1);
       detail.innerHTML = html`<h3>${path.split("/").at(-1)}</h3>
         <table class="plain" id="artifact-versions"><thead><tr><th scope="col">Version</th><th scope="col">Stored</th><th scope="col">Size</th><th scope="col">sha256</th><th scope="col"></th></tr></thead>
         <tbody>${versions.map((v, i) => html`<tr class="${v === chosen ? "selected" : ""}" data-version-id="${v.version_id}">
-          <td><button type="button" class="link artifact-version" data-path="${path}" data-version-id="${v.version_id}">v${i + 1}${v.is_current ? " (current)" : ""}</button></td>
+          <td><button type="button" class="link artifact-version" data-path="${path}" data-version-id="${v.version_id}">v${i + 1}${v.is_current ? " (current)" : ""}</button>${later(v) ? html` <span class="muted later">stored after the as-of time</span>` : ""}</td>
           <td>${fmtTime(v.created_at)}</td><td class="num">${fmtNum(v.size_bytes)}</td><td><code>${v.sha256.slice(0, 12)}</code></td>
           <td><a href="${fileUrl(path, v.version_id)}" download>Download</a></td></tr>`)}</tbody></table>
         <div id="artifact-preview"></div>`.text;

@@ -1,5 +1,6 @@
 // Comments on a run, a registered model or a model version (GET/POST/DELETE /api/v1/comments), with @mentions.
-import { api, esc, fmtTime, html, latestOnly, raw, showError } from "../lib.js";
+// "As of" a past time they come from the `comments` view read at that time, and posting is for the present.
+import { api, asOf, esc, fmtTime, html, latestOnly, raw, records, showError, sql } from "../lib.js";
 
 const AUTHOR_KEY = "lakeops.author";
 
@@ -10,6 +11,8 @@ export function withMentions(body) {
 
 /** A comments section for `target` ("run:<id>", "model:<name>", "version:<name>/<n>") inside `el`. */
 export async function renderComments(el, target) {
+  const when = asOf();
+  if (when) return renderCommentsAsOf(el, target, when);
   el.innerHTML = html`
     <h2 id="h-comments">Comments</h2>
     <ul class="comments" id="comment-list" aria-labelledby="h-comments"><li class="muted">Loading…</li></ul>
@@ -73,4 +76,30 @@ export async function renderComments(el, target) {
     }
   });
   await load();
+}
+
+async function renderCommentsAsOf(el, target, when) {
+  const cut = target.indexOf(":");
+  el.innerHTML = html`<h2 id="h-comments">Comments <span class="muted">as of ${fmtTime(when)}</span></h2>
+    <ul class="comments" id="comment-list" aria-labelledby="h-comments"><li class="muted">Loading…</li></ul>
+    <p class="muted">Posting is for the present: press <em>Now</em> first.</p>`.text;
+  const list = el.querySelector("#comment-list");
+  try {
+    const comments = records(
+      await sql("SELECT comment_id, author, body, created_at FROM comments WHERE target_kind = ? AND target_name = ? ORDER BY created_at", {
+        params: [target.slice(0, cut), target.slice(cut + 1)],
+        asOf: when,
+      }),
+    );
+    list.innerHTML = comments.length
+      ? comments
+          .map(
+            (c) => html`<li data-comment-id="${c.comment_id}"><strong>${c.author}</strong> <span class="muted">${fmtTime(c.created_at)}</span>
+              <div class="comment-body">${raw(withMentions(c.body))}</div></li>`.text,
+          )
+          .join("")
+      : `<li class="muted">No comments then.</li>`;
+  } catch (error) {
+    showError(list, error);
+  }
 }

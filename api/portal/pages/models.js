@@ -83,7 +83,10 @@ export async function renderModel(view, name) {
   const [model, versions, deployments] = await Promise.all([
     api(`/api/v1/registered-models/${enc(name)}`, { query: { as_of: when } }),
     allVersions(name, when),
-    api(`/api/v1/registered-models/${enc(name)}/deployments`).catch(() => ({ deployments: [] })),
+    // As of a past time: what ran where then (GET /deployments?as_of=), this model's rows.
+    when
+      ? api("/api/v1/deployments", { query: { as_of: when } }).then((d) => ({ deployments: d.deployments.filter((x) => x.model_name === name) }))
+      : api(`/api/v1/registered-models/${enc(name)}/deployments`).catch(() => ({ deployments: [] })),
   ]);
   const gates = await Promise.all(versions.map(gateOf));
   const aliases = Object.entries(model.aliases).sort();
@@ -120,6 +123,7 @@ export async function renderModel(view, name) {
       </section>
     </div>
     <section class="panel" aria-labelledby="h-versions"><h2 id="h-versions">Versions (${versions.length})</h2>
+      ${when ? html`<p class="muted">The quality gate's answers are today's (a gate is asked, not stored).</p>` : ""}
       <table class="plain" id="versions"><thead><tr><th scope="col">Version</th><th scope="col">Aliases</th><th scope="col">Stage</th>
         <th scope="col">Run</th><th scope="col">Created</th><th scope="col">Quality gate</th></tr></thead>
       <tbody>${versions.map((v, i) => html`<tr data-version="${v.version}"><td><a href="#/models/${enc(name)}/versions/${v.version}">v${v.version}</a></td>

@@ -1,16 +1,39 @@
 // One run: its attributes, params, tags and metrics (latest values and charts of their histories), its artifacts,
 // the GenAI traces recorded in it, and comments.
 import { MetricChart } from "../charts.js";
-import { api, asOfNote, fmtNum, fmtTime, html } from "../lib.js";
+import { api, ApiError, asOf, asOfNote, fmtNum, fmtTime, html, records, sql } from "../lib.js";
 import { artifactRoot, renderArtifacts } from "./artifacts.js";
 import { renderComments } from "./comments.js";
 import { renderTraces } from "./traces.js";
 
 const EAGER_CHARTS = 6; // charts drawn at once; the others when scrolled into view
 
+// "As of" a past time the run comes from the SQL views read at that time (the tracking API answers now).
+const RUN_SQL = `SELECT run_id, experiment_id, run_name, user_id, status, started_at, ended_at, lifecycle_stage, artifact_uri,
+  parent_run_id FROM runs WHERE run_id = ?`;
+const PARAMS_SQL = "SELECT key, value FROM params WHERE run_id = ?";
+const TAGS_SQL = "SELECT key, value FROM tags WHERE entity_type = 'run' AND entity_id = ?";
+const METRICS_SQL = "SELECT key, value, step FROM latest_metrics WHERE run_id = ?";
+
+async function runAsOf(runId, when) {
+  const ask = (text) => sql(text, { params: [runId], asOf: when }).then(records);
+  const [info, params, tags, metrics] = await Promise.all([ask(RUN_SQL), ask(PARAMS_SQL), ask(TAGS_SQL), ask(METRICS_SQL)]);
+  if (!info.length) throw new ApiError(404, `Run ${runId} did not exist yet at ${fmtTime(when)}: pick a later time or Now.`);
+  const r = info[0];
+  return {
+    info: { ...r, start_time: r.started_at, end_time: r.ended_at },
+    params: Object.fromEntries(params.map((p) => [p.key, p.value])),
+    tags: Object.fromEntries(tags.map((t) => [t.key, t.value])),
+    metrics: Object.fromEntries(metrics.map((m) => [m.key, { value: m.value, step: m.step }])),
+    inputs: null,
+    outputs: null,
+  };
+}
+
 export async function renderRun(view, experimentId, runId) {
+  const when = asOf();
   const [run, experiment] = await Promise.all([
-    api(`/api/v1/runs/${encodeURIComponent(runId)}`),
+    when ? runAsOf(runId, when) : api(`/api/v1/runs/${encodeURIComponent(runId)}`),
     api(`/api/v1/experiments/${encodeURIComponent(experimentId)}`).catch(() => null),
   ]);
   const info = run.info;
@@ -20,7 +43,9 @@ export async function renderRun(view, experimentId, runId) {
       <a href="#/experiments/${encodeURIComponent(info.experiment_id)}">${experiment?.name ?? info.experiment_id}</a> /
       ${info.run_name || info.run_id}</p>
     <h1>${info.run_name || info.run_id} <span class="badge ${info.status}">${info.status}</span></h1>
-    ${asOfNote(false)}
+    ${asOfNote()}
+    ${when ? html`<p class="muted" id="asof-run-note">Charts show each history up to the step it had reached then;
+      artifacts stored later are marked.</p>` : ""}
     <div class="grid2">
       <section class="panel" aria-labelledby="h-about"><h2 id="h-about">About</h2>
         <table class="plain kv" id="run-info"><tbody>
@@ -59,16 +84,16 @@ export async function renderRun(view, experimentId, runId) {
     <section id="artifacts" class="panel"></section>
     <section id="run-traces" class="panel" aria-labelledby="h-traces"></section>
     <section id="comments" class="comments-section"></section>`.text;
-  drawCharts(view, info.run_id, info.run_name || info.run_id);
+  drawCharts(view, info.run_id, info.run_name || info.run_id, when ? run.metrics : null);
   await Promise.all([
-    renderArtifacts(view.querySelector("#artifacts"), artifactRoot(info.artifact_uri)),
+    renderArtifacts(view.querySelector("#artifacts"), artifactRoot(info.artifact_uri), when),
     renderTraces(view.querySelector("#run-traces"), info.run_id),
     renderComments(view.querySelector("#comments"), `run:${info.run_id}`),
   ]);
   return { run, metricKeys };
 }
 
-function drawCharts(view, runId, label) {
+function drawCharts(view, runId, label, stepsThen) {
   const start = (figure) => {
     if (figure.dataset.started) return;
     figure.dataset.started = "1";
@@ -76,6 +101,7 @@ function drawCharts(view, runId, label) {
     const chart = new MetricChart(figure.querySelector(".chart"), {
       key: figure.dataset.key,
       series: [{ runId, label }],
+      maxStep: stepsThen?.[figure.dataset.key]?.step,
       onInfo: (text) => (info.textContent = text),
     });
     chart.load().catch((error) => (info.textContent = error.message));
@@ -91,6 +117,7 @@ function drawCharts(view, runId, label) {
 
 /** The run's logged inputs and outputs (mlflow.log_input datasets, logged models); lineage has the rest. */
 function ioTable(info, inputs, outputs) {
+  if (!inputs) return html`<p class="muted">As of a past time: <a href="#/lineage?kind=run&id=${encodeURIComponent(info.run_id)}">Lineage</a> shows what it read and made then.</p>`;
   const rows = [...inputs.map((x) => ["in", x]), ...outputs.map((x) => ["out", x])];
   if (!rows.length) return html`<p class="muted">None logged. <a href="#/lineage?kind=run&id=${encodeURIComponent(info.run_id)}">Lineage</a> shows datasets recorded by lakeops.</p>`;
   return html`<table class="plain" id="run-io"><thead><tr><th scope="col">Direction</th><th scope="col">Kind</th><th scope="col">Name</th>
