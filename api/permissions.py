@@ -194,6 +194,7 @@ RULES: dict[str, str] = {
     _N + "delete_experiment_tag": "EDIT experiment experiment_id",
     _N + "create_run": "EDIT experiment experiment_id",
     _N + "search_runs": "READ experiment experiment_ids",
+    _N + "group_runs": "READ experiment experiment_ids",
     _N + "get_run": "READ run run_id",
     _N + "update_run": "EDIT run run_id",
     _N + "delete_run": "MANAGE run run_id",

@@ -16,13 +16,16 @@ UI is not measured side by side: it is a React app served by ``mlflow server`` w
 pages 100 runs at a time through the same search call, so its figures depend on its own paging, not
 on the store; measuring it needs its JS bundle, which the mlflow wheel carries, and is left for later.
 
-    .venv/bin/python benchmarks/bench_portal.py [--runs 100000] [--points 1000000] [--backend file|s3]
+    .venv/bin/python benchmarks/bench_portal.py [--runs 100000] [--points 1000000] [--backend file|s3] [--lake DIR]
+
+``--lake DIR`` keeps the built lake (file backend) in DIR and reuses it when run again with the same sizes.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import statistics
 import sys
 import tempfile
@@ -42,6 +45,7 @@ from bench_scale import backend, build_lake, lakeops_server, progress  # noqa: E
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
 from lakeops.services.tracking import TrackingService  # noqa: E402
+from lakeops.settings import LakeopsSettings, LocalStorageConfig, SqlCatalogConfig  # noqa: E402
 from lakeops.stores import open_store  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
@@ -192,42 +196,72 @@ def measure(
         browser.close()
 
 
+def kept_lake(root: Path, *, runs: int, steps: int, points: int) -> tuple[LakeopsSettings, str, str]:
+    """The lake kept in ``root`` by an earlier run of the same sizes, or a new one built there."""
+    settings = LakeopsSettings(home=root / "portal", storage=LocalStorageConfig(), catalog=SqlCatalogConfig())
+    marker = root / "bench_portal.json"
+    sizes = {"runs": runs, "steps": steps, "points": points}
+    if marker.exists():
+        kept = json.loads(marker.read_text())
+        if kept["sizes"] == sizes:
+            progress(f"reusing the lake in {root}")
+            return settings, kept["experiment_id"], kept["history_run_id"]
+        sys.exit(f"{root} holds a lake of other sizes ({kept['sizes']}): remove it or pick another directory")
+    progress(f"building {runs:,} runs x {steps} steps in {root} ...")
+    lake, seconds = build_lake(settings, runs=runs, steps=steps, history=False)
+    history_run_id = add_history_run(settings, lake.experiment_id, points)
+    progress(f"built in {seconds:.0f} s")
+    marker.write_text(
+        json.dumps({"sizes": sizes, "experiment_id": lake.experiment_id, "history_run_id": history_run_id})
+    )
+    return settings, lake.experiment_id, history_run_id
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--points", type=int, default=1_000_000)
     parser.add_argument("--steps", type=int, default=5, help="points per metric of each run")
     parser.add_argument("--backend", choices=["file", "s3"], default="file")
+    parser.add_argument("--lake", type=Path, help="keep the lake in DIR and reuse it next time (file backend only)")
     args = parser.parse_args()
     if not Path(CHROMIUM).exists():
         sys.exit(f"{CHROMIUM} is missing: apt-get install chromium")
-    with tempfile.TemporaryDirectory(prefix="bench-portal-") as tmp, backend(args.backend, Path(tmp)) as make:
-        settings = make("portal")
-        progress(f"building {args.runs:,} runs x {args.steps} steps on {args.backend} ...")
-        lake, seconds = build_lake(settings, runs=args.runs, steps=args.steps, history=False)
-        history_run_id = add_history_run(settings, lake.experiment_id, args.points)
-        progress(f"built in {seconds:.0f} s; serving")
+    if args.lake and args.backend != "file":
+        sys.exit("--lake keeps file-backend lakes only")
+    with contextlib.ExitStack() as stack:
+        if args.lake:
+            args.lake.mkdir(parents=True, exist_ok=True)
+            settings, experiment_id, history_run_id = kept_lake(
+                args.lake, runs=args.runs, steps=args.steps, points=args.points
+            )
+        else:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-portal-"))
+            settings = stack.enter_context(backend(args.backend, Path(tmp)))("portal")
+            progress(f"building {args.runs:,} runs x {args.steps} steps on {args.backend} ...")
+            lake, seconds = build_lake(settings, runs=args.runs, steps=args.steps, history=False)
+            experiment_id = lake.experiment_id
+            history_run_id = add_history_run(settings, experiment_id, args.points)
+            progress(f"built in {seconds:.0f} s")
+        progress("serving")
         server = lakeops_server(settings, "portal")
         server.start()
-        try:
-            page = httpx.post(
-                f"{server.url}/api/v1/runs/search",
-                json={"experiment_ids": [lake.experiment_id], "max_results": COMPARE_RUNS},
-                timeout=120,
-            ).json()
-            compare_ids = [r["info"]["run_id"] for r in page["runs"]]
-            print(f"lakeops portal on {args.backend}: {args.runs:,} runs, one run with {args.points:,} points")
-            print("the search calls the table makes, alone (median of 3; the server's part of the figures below)")
-            for label, order in (
-                ("first page of 200, default order", []),
-                ("sorted by metrics.m0", ["metrics.m0 DESC"]),
-            ):
-                body = {"experiment_ids": [lake.experiment_id], "max_results": 200, "order_by": order}
-                line(f"POST /api/v1/runs/search: {label}", search_ms(server.url, body), "ms")
-            measure(server.url, lake.experiment_id, history_run_id, compare_ids, runs=args.runs + 1, points=args.points)
-        finally:
-            with contextlib.suppress(Exception):
-                server.stop()
+        stack.callback(server.stop)
+        page = httpx.post(
+            f"{server.url}/api/v1/runs/search",
+            json={"experiment_ids": [experiment_id], "max_results": COMPARE_RUNS},
+            timeout=120,
+        ).json()
+        compare_ids = [r["info"]["run_id"] for r in page["runs"]]
+        print(f"lakeops portal on {args.backend}: {args.runs:,} runs, one run with {args.points:,} points")
+        print("the search calls the table makes, alone (median of 3; the server's part of the figures below)")
+        for label, order in (
+            ("first page of 200, default order", []),
+            ("sorted by metrics.m0", ["metrics.m0 DESC"]),
+        ):
+            body = {"experiment_ids": [experiment_id], "max_results": 200, "order_by": order}
+            line(f"POST /api/v1/runs/search: {label}", search_ms(server.url, body), "ms")
+        measure(server.url, experiment_id, history_run_id, compare_ids, runs=args.runs + 1, points=args.points)
 
 
 if __name__ == "__main__":

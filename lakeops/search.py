@@ -464,9 +464,15 @@ def search_run_index(
     order: list[OrderClause],
 ) -> RankedRuns:
     """The runs of ``experiment_ids`` in lifecycle ``stages`` matching every comparison."""
-    validate_run_filter(comparisons)
     for clause in order:
         _check_run_key(clause.entity, clause.key)
+    return RankedRuns(index, _matching_rows(index, experiment_ids, stages, comparisons), order)
+
+
+def _matching_rows(
+    index: RunIndex, experiment_ids: Sequence[str], stages: set[str], comparisons: list[Comparison]
+) -> np.ndarray:
+    validate_run_filter(comparisons)
     size = index.size
     mask = np.isin(index.experiments.codes[:size], index.experiment_codes(list(experiment_ids)))
     admitted = [code for stage, code in LIFECYCLE_CODES.items() if stage in stages]
@@ -475,7 +481,113 @@ def search_run_index(
         if not mask.any():
             break
         mask &= _run_mask(index, c, size)
-    return RankedRuns(index, np.flatnonzero(mask), order)
+    return np.flatnonzero(mask)
+
+
+# -- groups of runs -----------------------------------------------------------------------------
+
+_GROUP_ENTITIES = {"param", "tag"}
+_GROUP_ATTRIBUTES = {"status", "user_id", "run_name"}
+
+
+@dataclass(frozen=True)
+class MetricSummary:
+    """A metric's latest values over the runs of a group that have a finite one."""
+
+    count: int
+    min: float
+    mean: float
+    max: float
+
+
+@dataclass(frozen=True)
+class RunGroup:
+    """The runs sharing one value of the grouping key (``value`` None: the runs without it)."""
+
+    value: str | None
+    count: int
+    metrics: dict[str, MetricSummary]
+
+
+def parse_group_by(text: str) -> tuple[str, str]:
+    """``params.lr`` (or ``tags.team``, ``attributes.status``) as (entity, key)."""
+    clauses = parse_order_by([text])
+    clause = clauses[0] if clauses else None
+    if (
+        clause is None
+        or not clause.ascending
+        or (
+            clause.entity not in _GROUP_ENTITIES
+            and not (clause.entity == "attribute" and clause.key in _GROUP_ATTRIBUTES)
+        )
+    ):
+        raise InvalidArgumentError(
+            f"Invalid group_by {text!r}: give one param, tag or attribute "
+            f"({', '.join(sorted(_GROUP_ATTRIBUTES))}), as in 'params.lr'"
+        )
+    return clause.entity, clause.key
+
+
+def _group_order(values: list[str | None]) -> list[int]:
+    """Positions of ``values`` in display order: numerically when every value is a number, else as text;
+    the missing value last."""
+    present = [i for i, v in enumerate(values) if v is not None]
+    try:
+        numbers = {i: float(cast(str, values[i])) for i in present}
+        present.sort(key=lambda i: (numbers[i], cast(str, values[i])))
+    except ValueError:
+        present.sort(key=lambda i: cast(str, values[i]))
+    return present + [i for i, v in enumerate(values) if v is None]
+
+
+def group_run_index(
+    index: RunIndex,
+    experiment_ids: Sequence[str],
+    stages: set[str],
+    comparisons: list[Comparison],
+    *,
+    entity: str,
+    key: str,
+    metrics: Sequence[str] = (),
+) -> list[RunGroup]:
+    """The matching runs grouped by the value of ``entity.key``: a count and a summary of each of
+    ``metrics`` (latest values) per group. Vectorised: one ``bincount`` per figure over the index."""
+    rows = _matching_rows(index, experiment_ids, stages, comparisons)
+    column = index.column(entity, key)
+    if not isinstance(column, StringColumn):  # params, tags and the string attributes are
+        raise InvalidArgumentError(f"Cannot group runs by {entity} {key!r}")
+    distinct = len(column.values)
+    codes = column.codes[rows].astype(np.int64)
+    codes[codes < 0] = distinct  # the runs without the key: one more group
+    counts = np.bincount(codes, minlength=distinct + 1)
+    summaries: dict[str, tuple[np.ndarray, ...]] = {}
+    for metric in dict.fromkeys(metrics):
+        _check_run_key("metric", metric)
+        values_column = index.column("metric", metric)
+        if not isinstance(values_column, NumericColumn):  # metrics are
+            raise InvalidArgumentError(f"Invalid metric {metric!r}")
+        values = values_column.values[rows]
+        finite = values_column.present[rows] & np.isfinite(values)
+        group_of, kept = codes[finite], values[finite]
+        n = np.bincount(group_of, minlength=distinct + 1)
+        total = np.bincount(group_of, weights=kept, minlength=distinct + 1)
+        low = np.full(distinct + 1, np.inf)
+        high = np.full(distinct + 1, -np.inf)
+        np.minimum.at(low, group_of, kept)
+        np.maximum.at(high, group_of, kept)
+        summaries[metric] = (n, total, low, high)
+    found = [int(g) for g in np.flatnonzero(counts)]
+    labels: list[str | None] = [column.values[g] if g < distinct else None for g in found]
+    groups = []
+    for position in _group_order(labels):
+        g = found[position]
+        figures = {
+            metric: MetricSummary(int(n[g]), float(low[g]), float(total[g] / n[g]), float(high[g]))
+            for metric, (n, total, low, high) in summaries.items()
+            if n[g]
+        }
+        groups.append(RunGroup(labels[position], int(counts[g]), figures))
+    return groups
 
 
 # -- page tokens ------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AuthDep, TrackingDep
-from api.encoding import JSONBody, RawJSONRoute, history_json, native_run
+from api.encoding import JSONBody, RawJSONRoute, history_json, json_float, native_run
 from api.permissions import readable_only, require_level, resources_of
 from lakeops.entities import RunStatus, ViewType, to_dict
 from lakeops.errors import InvalidArgumentError
@@ -80,6 +80,15 @@ class RunSearch(_Body):
     max_results: int = 1000
     order_by: list[str] = Field(default_factory=list)
     page_token: str | None = None
+
+
+class RunGroups(_Body):
+    experiment_ids: list[str]
+    group_by: str
+    filter: str | None = None
+    view_type: ViewType = ViewType.ACTIVE_ONLY
+    metrics: list[str] = Field(default_factory=list, max_length=100)
+    max_groups: int = Field(default=1000, ge=1, le=100_000)
 
 
 # -- experiments ---------------------------------------------------------------------------------
@@ -175,6 +184,37 @@ def search_runs(body: RunSearch, tracking: TrackingDep) -> dict[str, Any]:
         page_token=body.page_token,
     )
     return {"runs": [native_run(r) for r in page.runs], "next_page_token": page.next_page_token}
+
+
+@router.post("/runs/groups")
+def group_runs(body: RunGroups, tracking: TrackingDep) -> dict[str, Any]:
+    """The runs a search finds, grouped by a param, tag or attribute: counts and metric summaries."""
+    groups = tracking.group_runs(
+        body.experiment_ids,
+        group_by=body.group_by,
+        filter_string=body.filter,
+        run_view_type=body.view_type,
+        metrics=body.metrics,
+    )
+    return {
+        "groups": [
+            {
+                "value": g.value,
+                "count": g.count,
+                "metrics": {
+                    k: {
+                        "count": m.count,
+                        "min": json_float(m.min),
+                        "mean": json_float(m.mean),
+                        "max": json_float(m.max),
+                    }
+                    for k, m in g.metrics.items()
+                },
+            }
+            for g in groups[: body.max_groups]
+        ],
+        "total_groups": len(groups),
+    }
 
 
 @router.get("/runs/{run_id}")

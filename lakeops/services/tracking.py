@@ -55,12 +55,15 @@ from lakeops.lake import default_actor
 from lakeops.search import (
     PinnedResults,
     RankedRuns,
+    RunGroup,
     compile_experiment_filter,
     compile_logged_model_filter,
     decode_token,
     encode_token,
+    group_run_index,
     paginate,
     parse_filter,
+    parse_group_by,
     parse_order_by,
     search_run_index,
     sort_experiments,
@@ -954,6 +957,36 @@ class TrackingService:
         )
         runs = self.state.runs
         return RunPage(runs=[_run_entity(runs[i]) for i in page_ids if i in runs], next_page_token=nxt)
+
+    def group_runs(
+        self,
+        experiment_ids: Sequence[str],
+        *,
+        group_by: str,
+        filter_string: str | None = None,
+        run_view_type: ViewType = ViewType.ACTIVE_ONLY,
+        metrics: Sequence[str] = (),
+    ) -> list[RunGroup]:
+        """The runs a search would find, grouped by one param, tag or attribute (``params.lr``): each
+        group's value (None: the runs without it), its number of runs and, for each of ``metrics``, the
+        count, min, mean and max of its runs' latest values. Groups come in value order (numeric when
+        every value is a number), the runs without the key last.
+
+        Raises:
+            InvalidArgumentError: the filter, the group key or a metric key is not valid.
+        """
+        entity, key = parse_group_by(group_by)
+        comparisons = parse_filter(filter_string)
+        stages = {stage.value for stage in LifecycleStage if run_view_type.admits(stage)}
+        return group_run_index(
+            self.state.run_index,
+            [str(e) for e in experiment_ids],
+            stages,
+            comparisons,
+            entity=entity,
+            key=key,
+            metrics=metrics,
+        )
 
 
 # -- helpers ----------------------------------------------------------------------------------

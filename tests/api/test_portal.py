@@ -289,6 +289,54 @@ def test_runs_table_filters_sorts_and_picks_columns(lake: Lake, page: tuple[Page
     expect(tab.locator("#columns-panel")).to_be_hidden()
 
 
+def test_runs_table_groups_by_a_param(lake: Lake, page: tuple[Page, Problems]) -> None:
+    tab, problems = page
+    problems.allow(r"HTTP 400: POST .*/api/v1/runs/groups")
+    tab.goto(f"{lake.url}/#/experiments/{lake.experiment_id}")
+    table = tab.locator("#runs-table")
+    expect(table).to_have_attribute("data-loaded-rows", str(RUNS))
+    tab.get_by_label("Group by").select_option("depth")
+    expect(table).to_have_attribute("data-groups", "4")
+    assert "group=depth" in tab.url
+    headers = tab.locator("#runs-body .vt-group")
+    expect(headers).to_have_count(4)
+    group = tab.locator('#runs-body .vt-group[data-group="1"]')
+    expect(group).to_contain_text("depth = 1")
+    expect(group).to_contain_text("10 runs")
+    # acc is i / RUNS: the runs with depth 1 are i = 1, 5, ..., 37, so their mean acc is 19 / RUNS.
+    expect(group).to_contain_text(f"x̄ {19 / RUNS:.6g}")
+    # Collapsed: no run rows. Expanded: exactly the group's runs, under its header.
+    runs = tab.locator("#runs-body .vt-row:not(.vt-group)")
+    expect(runs).to_have_count(0)
+    tab.get_by_role("button", name="Expand depth = 1").click()
+    expect(table).to_have_attribute("data-loaded-rows", "10")
+    expected = sorted(f"run-{i:02d}" for i in range(RUNS) if i % 4 == 1)
+    expect(runs).to_have_count(10)
+    assert sorted(runs.locator(".vt-cell:nth-child(2)").all_inner_texts()) == expected
+    tab.get_by_role("button", name="Collapse depth = 1").click()
+    expect(runs).to_have_count(0)
+    # The filter narrows the groups: acc > 0.5 keeps i >= 21, five runs a depth.
+    tab.get_by_role("searchbox", name="Filter").fill("metrics.acc > 0.5")
+    tab.get_by_role("button", name="Apply").click()
+    expect(tab.locator('#runs-body .vt-group[data-group="1"]')).to_contain_text("5 runs")
+    # A link keeps the grouping; the same groups come from the native API for scripts.
+    tab.reload()
+    expect(tab.locator("#runs-body .vt-group")).to_have_count(4)
+    answer = httpx.post(
+        f"{lake.url}/api/v1/runs/groups",
+        json={"experiment_ids": [lake.experiment_id], "group_by": "params.depth", "metrics": ["acc"]},
+    )
+    assert answer.status_code == 200, answer.text
+    groups = answer.json()["groups"]
+    assert [(g["value"], g["count"]) for g in groups] == [("0", 10), ("1", 10), ("2", 10), ("3", 10)]
+    assert groups[1]["metrics"]["acc"] == {"count": 10, "min": 1 / RUNS, "mean": 19 / RUNS, "max": 37 / RUNS}
+    bad = httpx.post(
+        f"{lake.url}/api/v1/runs/groups", json={"experiment_ids": [lake.experiment_id], "group_by": "metrics.acc"}
+    )
+    assert bad.status_code == 400
+    assert "Invalid group_by 'metrics.acc'" in bad.json()["error"]["message"]
+
+
 def test_a_bad_filter_says_why(lake: Lake, page: tuple[Page, Problems]) -> None:
     tab, problems = page
     problems.allow(r"HTTP 400: POST .*/api/v1/runs/search")

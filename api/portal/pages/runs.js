@@ -1,12 +1,12 @@
 // The runs of one experiment: a virtualised table (only the rows in view exist in the DOM), paged through
 // POST /api/v1/runs/search as the reader scrolls, with MLflow's filter language, sort by any column, and a
 // column picker over params, metrics (latest value) and tags.
-import { asOfNote, Raw, api, esc, fmtNum, fmtTime, hashQuery, html, quoteKey, records, setHashQuery, showError, sql } from "../lib.js";
+import { asOfNote, api, fmtNum, fmtTime, hashQuery, html, quoteKey, records, setHashQuery, showError, sql } from "../lib.js";
 
 const ROW_H = 28; // px; must match --row-h in style.css
 const FIRST_PAGE = 200; // small first page: rows on screen fast
 const PAGE = 1000;
-const OVERSCAN = 12; // rows drawn above and below the visible ones
+const OVERSCAN = 4; // rows drawn above and below the visible ones
 const PREFETCH_ROWS = 600; // fetch the next page when the view comes this close to the loaded end
 const DISCOVER_ROWS = 3000; // runs whose keys feed the column picker
 
@@ -27,22 +27,35 @@ const PLACEHOLDERS = {
 const EXTREMES = { min: "min_value", max: "max_value" };
 const SQL_PAGE = 500; // runs fetched per search call in SQL mode (their ids go in the filter)
 const SQL_LIMIT = 100_000;
+const NOT_SET = Symbol("not set"); // the id of the group of runs without the grouping param
 const literal = (text) => `'${String(text).replace(/'/g, "''")}'`;
 const EXTREMES_SQL = `
 SELECT run_id, min_value, max_value FROM latest_metrics
 WHERE key = ? AND run_id IN (SELECT run_id FROM runs WHERE experiment_id = ?)`;
 
+function searchBody(experimentId, filter, order, maxResults, token) {
+  return {
+    experiment_ids: [experimentId],
+    filter: filter || null,
+    order_by: order ? [order] : [],
+    max_results: maxResults,
+    page_token: token || null,
+  };
+}
+
 function searchPage(experimentId, filter, order, maxResults, token) {
-  return api("/api/v1/runs/search", {
-    method: "POST",
-    body: {
-      experiment_ids: [experimentId],
-      filter: filter || null,
-      order_by: order ? [order] : [],
-      max_results: maxResults,
-      page_token: token || null,
-    },
-  });
+  return api("/api/v1/runs/search", { method: "POST", body: searchBody(experimentId, filter, order, maxResults, token) });
+}
+
+/** The first page, taken from the call index.html made while the modules loaded if it asked for the same. */
+async function firstSearchPage(experimentId, filter, order) {
+  const early = window.lakeopsFirstPage;
+  window.lakeopsFirstPage = null;
+  if (early && early.body === JSON.stringify(searchBody(experimentId, filter, order, FIRST_PAGE, null))) {
+    const answer = await early.answer;
+    if (answer) return answer;
+  }
+  return searchPage(experimentId, filter, order, FIRST_PAGE, null);
 }
 
 function columnsKey(experimentId) {
@@ -53,7 +66,7 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
   const query = hashQuery();
   // The first page is asked for at once, beside the experiment: rows on screen one round trip sooner.
   const firstPage =
-    query.get("mode") === "sql" ? null : searchPage(experimentId, query.get("filter") || "", query.get("order") || "", FIRST_PAGE, null);
+    query.get("mode") === "sql" || query.get("group") ? null : firstSearchPage(experimentId, query.get("filter") || "", query.get("order") || "");
   firstPage?.catch(() => {}); // its error is shown when the table takes the page
   const experiment = await api(`/api/v1/experiments/${encodeURIComponent(experimentId)}`);
   const state = {
@@ -69,6 +82,9 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
     selected: new Set(),
     keys: { metrics: new Set(), params: new Set(), tags: new Set() },
     discovered: 0,
+    groupBy: query.get("mode") === "sql" ? "" : query.get("group") || "", // a param key, or "" for no groups
+    groups: null, // when grouped: [{value, count, metrics, rows, next, started, loading}] in display order
+    open: new Set(JSON.parse(query.get("open") || "[]")), // values of the expanded groups
   };
   view.innerHTML = html`
     <p class="crumbs"><a href="#/">Experiments</a> / ${experiment.name}</p>
@@ -83,6 +99,11 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
       <input id="filter" type="search" value="${state.filter}" spellcheck="false"
         placeholder="${state.mode === "sql" ? PLACEHOLDERS.sql : PLACEHOLDERS.mlflow}" aria-describedby="filter-help">
       <button type="submit">Apply</button>
+      <label for="group-by">Group by</label>
+      <select id="group-by" title="Group the runs by a param (MLflow filter only)">
+        <option value="">(none)</option>
+        ${state.groupBy ? html`<option value="${state.groupBy}" selected>${state.groupBy}</option>` : ""}
+      </select>
       <span class="picker">
         <button type="button" id="columns-button" aria-expanded="false" aria-controls="columns-panel">Columns</button>
         <div class="picker-panel" id="columns-panel" hidden></div>
@@ -138,13 +159,6 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
 
   function cell(run, c) {
     switch (c.id) {
-      case "select":
-        return html`<input type="checkbox" data-run="${run.info.run_id}" aria-label="Select ${run.info.run_name || run.info.run_id}"
-          ${state.selected.has(run.info.run_id) ? "checked" : ""}>`;
-      case "run_name":
-        return html`<a href="#/experiments/${encodeURIComponent(run.info.experiment_id)}/runs/${run.info.run_id}">${run.info.run_name || run.info.run_id}</a>`;
-      case "status":
-        return html`<span class="badge ${run.info.status}">${run.info.status}</span>`;
       case "start_time":
         return fmtTime(run.info.start_time);
       case "user_id":
@@ -163,6 +177,7 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
       const asking = sql(EXTREMES_SQL, { params: [key, experimentId] })
         .then((answer) => {
           extremes.set(key, new Map(records(answer).map((r) => [r.run_id, r])));
+          shown++;
           schedule();
         })
         .catch((error) => showError(errorBox, error));
@@ -173,38 +188,296 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
     return fmtNum(known.get(runId)?.[EXTREMES[kind]]);
   }
 
+  // Rows are recycled: the row elements in the body stay, in screen order, and a frame moves them and rewrites
+  // their cells' text. Rebuilding them with innerHTML parsed, styled and laid out ~600 new elements a frame
+  // (profiled: 50-140 ms long tasks on every scrolled frame at 100k runs, under load).
   let frame = 0;
+  let shape = ""; // the columns the row elements were built for
+  let shown = 0; // bumped when what a cell shows may change for the same run (columns, extremes, a reload)
+  function buildRow(cols) {
+    const row = document.createElement("div");
+    row.className = "vt-row";
+    row.setAttribute("role", "row");
+    for (const c of cols) {
+      const el = document.createElement("div");
+      el.className = `vt-cell${c.kind === "metrics" || c.kind in EXTREMES ? " num" : ""}`;
+      el.setAttribute("role", "gridcell");
+      el.style.width = `${c.width}px`;
+      if (c.id === "select") {
+        const box = document.createElement("input");
+        box.type = "checkbox";
+        el.append(box);
+      } else if (c.id === "run_name") el.append(document.createElement("a"));
+      else if (c.id === "status") el.append(document.createElement("span"));
+      else el.append(document.createTextNode(""));
+      row.append(el);
+    }
+    return row;
+  }
+  function setText(node, text) {
+    if (node.data !== text) node.data = text;
+  }
+  function fillRow(row, i, run, cols) {
+    const runId = run.info.run_id;
+    const selected = state.selected.has(runId);
+    row.style.transform = `translateY(${i * ROW_H}px)`;
+    row.setAttribute("aria-rowindex", String(i + 2));
+    row.classList.toggle("selected", selected);
+    if (row.runId === runId && row.shown === shown) {
+      row.firstChild.firstChild.checked = selected;
+      return; // same run, same columns, same extremes: only its place (and tick) may have changed
+    }
+    row.runId = runId;
+    row.shown = shown;
+    row.dataset.runId = runId;
+    const name = run.info.run_name || runId;
+    cols.forEach((c, k) => {
+      const el = row.children[k];
+      switch (c.id) {
+        case "select": {
+          const box = el.firstChild;
+          box.dataset.run = runId;
+          box.setAttribute("aria-label", `Select ${name}`);
+          box.checked = selected;
+          break;
+        }
+        case "run_name": {
+          const link = el.firstChild;
+          link.href = `#/experiments/${encodeURIComponent(run.info.experiment_id)}/runs/${runId}`;
+          link.textContent = name;
+          break;
+        }
+        case "status":
+          el.firstChild.className = `badge ${run.info.status}`;
+          el.firstChild.textContent = run.info.status;
+          break;
+        default:
+          setText(el.firstChild, String(cell(run, c)));
+      }
+    });
+  }
+  // A pool element keeps its kind: a run row, a group's header, or a "loading" row (a group's rows to come).
+  function build(kind, cols) {
+    if (kind === "run") return Object.assign(buildRow(cols), { kind });
+    const row = document.createElement("div");
+    row.kind = kind;
+    row.setAttribute("role", "row");
+    if (kind === "loading") {
+      row.className = "vt-row vt-loading";
+      row.innerHTML = `<div class="vt-cell muted" role="gridcell">Loading…</div>`;
+      return row;
+    }
+    row.className = "vt-row vt-group";
+    for (const c of cols) {
+      const el = document.createElement("div");
+      el.className = `vt-cell${c.kind === "metrics" ? " num" : ""}`;
+      el.setAttribute("role", c.id === "run_name" ? "rowheader" : "gridcell");
+      el.style.width = `${c.width}px`;
+      if (c.id === "select") {
+        const toggle = document.createElement("button");
+        toggle.type = "button";
+        toggle.className = "vt-toggle";
+        el.append(toggle);
+      } else el.append(document.createTextNode(""));
+      row.append(el);
+    }
+    return row;
+  }
+  function place(k, kind, cols) {
+    const row = body.children[k];
+    if (row.kind === kind) return row;
+    const fresh = build(kind, cols);
+    row.replaceWith(fresh);
+    return fresh;
+  }
+  function groupLabel(g) {
+    return g.value === null ? `${state.groupBy}: not set` : `${state.groupBy} = ${g.value}`;
+  }
+  function fillGroup(row, i, g, cols) {
+    row.style.transform = `translateY(${i * ROW_H}px)`;
+    row.setAttribute("aria-rowindex", String(i + 2));
+    const open = state.open.has(g.id);
+    row.group = g;
+    row.dataset.group = g.value ?? "";
+    row.setAttribute("aria-expanded", String(open));
+    cols.forEach((c, k) => {
+      const el = row.children[k];
+      if (c.id === "select") {
+        const toggle = el.firstChild;
+        toggle.textContent = open ? "▾" : "▸";
+        toggle.setAttribute("aria-expanded", String(open));
+        toggle.setAttribute("aria-label", `${open ? "Collapse" : "Expand"} ${groupLabel(g)}`);
+        return;
+      }
+      let text = "";
+      let title = "";
+      if (c.id === "run_name") text = groupLabel(g);
+      else if (c.id === "status") text = `${g.count.toLocaleString("en-US")} run${g.count === 1 ? "" : "s"}`;
+      else if (c.kind === "metrics" && g.metrics[c.key]) {
+        const m = g.metrics[c.key];
+        text = `x̄ ${fmtNum(m.mean)}`;
+        title = `${c.key}: mean ${fmtNum(m.mean)}, min ${fmtNum(m.min)}, max ${fmtNum(m.max)} over ${m.count} runs`;
+      }
+      setText(el.firstChild, text);
+      if (el.title !== title) el.title = title;
+    });
+  }
   function renderRows() {
     frame = 0;
     const cols = columns();
-    const total = state.rows.length;
-    body.style.height = `${(total + (state.next ? 1 : 0)) * ROW_H}px`;
+    const key = cols.map((c) => c.id).join("\n");
+    if (key !== shape) {
+      shape = key;
+      shown++;
+      body.replaceChildren();
+      const width = cols.reduce((sum, c) => sum + c.width, 0);
+      body.style.width = `${width}px`;
+    }
+    const grouped = state.groups !== null;
+    const total = grouped ? layout()[state.groups.length] : state.rows.length;
+    body.style.height = `${(total + (!grouped && state.next ? 1 : 0)) * ROW_H}px`;
     const top = scroller.scrollTop;
     const first = Math.max(0, Math.floor(top / ROW_H) - OVERSCAN);
     const last = Math.min(total, Math.ceil((top + scroller.clientHeight) / ROW_H) + OVERSCAN);
-    let out = "";
-    for (let i = first; i < last; i++) {
-      const run = state.rows[i];
-      const selected = state.selected.has(run.info.run_id);
-      out += `<div class="vt-row${selected ? " selected" : ""}" role="row" aria-rowindex="${i + 2}" style="top:${i * ROW_H}px" data-run-id="${esc(run.info.run_id)}">`;
-      for (const c of cols) {
-        const content = cell(run, c);
-        out += `<div class="vt-cell${c.kind === "metrics" || c.kind in EXTREMES ? " num" : ""}" role="gridcell" style="width:${c.width}px">${content instanceof Raw ? content.text : esc(content)}</div>`;
+    const count = Math.max(0, last - first);
+    while (body.children.length > count) body.lastChild.remove();
+    while (body.children.length < count) body.append(build("run", cols));
+    for (let k = 0; k < count; k++) {
+      const i = first + k;
+      if (!grouped) {
+        fillRow(place(k, "run", cols), i, state.rows[i], cols);
+        continue;
       }
-      out += "</div>";
+      const item = itemAt(i);
+      if (item.kind === "group") fillGroup(place(k, "group", cols), i, item.group, cols);
+      else if (item.kind === "loading") {
+        const row = place(k, "loading", cols);
+        row.style.transform = `translateY(${i * ROW_H}px)`;
+        loadGroup(item.group);
+      } else {
+        fillRow(place(k, "run", cols), i, item.run, cols);
+        if (item.group.next && item.index > item.group.rows.length - PREFETCH_ROWS) loadGroup(item.group);
+      }
     }
-    body.innerHTML = out;
-    if (state.next && !state.loading && last > total - PREFETCH_ROWS) loadMore();
+    if (!grouped && state.next && !state.loading && last > total - PREFETCH_ROWS) loadMore();
   }
+
+  // -- groups: the runs grouped by a param; counts and metric means from POST /api/v1/runs/groups, a group's
+  // runs paged through the search with the group's condition added to the filter -------------------------
+  let starts = null; // starts[g]: the position of group g's header among the table's rows (null: to compute)
+  function layout() {
+    if (starts === null) {
+      starts = new Float64Array(state.groups.length + 1);
+      state.groups.forEach((g, k) => {
+        const rows = state.open.has(g.id) ? g.rows.length + (g.next || !g.started ? 1 : 0) : 0;
+        starts[k + 1] = starts[k] + 1 + rows;
+      });
+    }
+    return starts;
+  }
+  function itemAt(i) {
+    const at = layout();
+    let lo = 0;
+    let hi = state.groups.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (at[mid] <= i) lo = mid;
+      else hi = mid - 1;
+    }
+    const group = state.groups[lo];
+    const index = i - at[lo] - 1;
+    if (index < 0) return { kind: "group", group };
+    if (index < group.rows.length) return { kind: "run", group, index, run: group.rows[index] };
+    return { kind: "loading", group };
+  }
+  function groupFilter(g) {
+    const key = `params.${quoteKey(state.groupBy)}`;
+    const test = g.value === null ? `${key} IS NULL` : `${key} = ${literal(g.value)}`;
+    return state.filter ? `${state.filter} AND ${test}` : test;
+  }
+  async function loadGroup(g) {
+    if (g.loading || (g.started && !g.next)) return;
+    const generation = state.generation;
+    g.loading = true;
+    try {
+      const page = await searchPage(experimentId, groupFilter(g), state.order, g.started ? PAGE : FIRST_PAGE, g.next);
+      if (generation !== state.generation || !isCurrent()) return;
+      g.rows.push(...page.runs);
+      g.next = page.next_page_token;
+      discoverKeys(page.runs);
+    } catch (error) {
+      if (generation !== state.generation) return;
+      g.next = null; // no retry on every frame: the error is shown
+      showError(errorBox, error);
+    }
+    g.started = true;
+    g.loading = false;
+    starts = null;
+    scroller.dataset.loadedRows = String(state.groups.reduce((n, x) => n + x.rows.length, 0));
+    schedule();
+  }
+  async function loadGroups() {
+    const generation = state.generation;
+    try {
+      if (!state.discovered) {
+        // The column picker, the default columns and the group-by choices learn the keys from a first page.
+        const page = await searchPage(experimentId, state.filter, "", FIRST_PAGE, null);
+        if (generation !== state.generation || !isCurrent()) return;
+        discoverKeys(page.runs);
+        if (state.columns === null) state.columns = defaultColumns();
+        renderHead();
+      }
+      const metrics = (state.columns || []).filter((c) => c.kind === "metrics").map((c) => c.key);
+      const answer = await api("/api/v1/runs/groups", {
+        method: "POST",
+        body: { experiment_ids: [experimentId], group_by: `params.${quoteKey(state.groupBy)}`, filter: state.filter || null, metrics },
+      });
+      if (generation !== state.generation || !isCurrent()) return;
+      // Asked again for new metric columns: the groups keep the runs they have loaded.
+      const before = new Map((state.groups || []).map((g) => [g.id, g]));
+      state.groups = answer.groups.map((g) => {
+        const id = g.value ?? NOT_SET;
+        const kept = before.get(id);
+        return kept ? Object.assign(kept, { count: g.count, metrics: g.metrics }) : { ...g, id, rows: [], next: null, started: false, loading: false };
+      });
+      starts = null;
+      shown++;
+      const runs = state.groups.reduce((n, g) => n + g.count, 0);
+      const more = answer.total_groups - answer.groups.length;
+      count.textContent = `${runs.toLocaleString("en-US")} runs in ${answer.total_groups.toLocaleString("en-US")} groups${more > 0 ? ` (${more} not shown)` : ""}`;
+      scroller.dataset.groups = String(state.groups.length);
+      scroller.setAttribute("aria-rowcount", String(layout()[state.groups.length] + 1));
+      if (!state.groups.length) errorBox.innerHTML = html`<p class="muted">No runs${state.filter ? " match this filter" : ""}.</p>`.text;
+      renderRows();
+      window.dispatchEvent(new CustomEvent("lakeops:rows", { detail: { groups: state.groups.length } }));
+    } catch (error) {
+      if (generation === state.generation) showError(errorBox, error);
+    }
+  }
+  function toggleGroup(id) {
+    if (state.open.has(id)) state.open.delete(id);
+    else state.open.add(id);
+    starts = null;
+    renderRows();
+  }
+
   const schedule = () => {
     if (!frame) frame = requestAnimationFrame(renderRows);
   };
 
+  const groupSelect = view.querySelector("#group-by");
   function discoverKeys(runs) {
+    const known = state.keys.params.size;
     for (const run of runs) {
-      if (state.discovered >= DISCOVER_ROWS) return;
+      if (state.discovered >= DISCOVER_ROWS) break;
       state.discovered++;
       for (const kind of KINDS) for (const key in run[kind]) state.keys[kind].add(key);
+    }
+    if (state.keys.params.size !== known) {
+      const keys = [...new Set([...state.keys.params, ...(state.groupBy ? [state.groupBy] : [])])].sort();
+      groupSelect.innerHTML = html`<option value="">(none)</option>${keys.map(
+        (key) => html`<option value="${key}" ${key === state.groupBy ? "selected" : ""}>${key}</option>`,
+      )}`.text;
     }
   }
 
@@ -272,20 +545,26 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
   function reload() {
     prefetched = null;
     state.sqlIds = null;
+    state.groups = null;
+    starts = null;
+    delete scroller.dataset.groups;
     state.generation++;
     state.rows = [];
     state.next = null;
     state.loading = false;
+    shown++;
     errorBox.innerHTML = "";
     scroller.scrollTop = 0;
     const params = new URLSearchParams();
     if (state.filter) params.set("filter", state.filter);
     if (state.mode === "sql") params.set("mode", "sql");
     if (state.order) params.set("order", state.order);
+    if (state.groupBy) params.set("group", state.groupBy);
     setHashQuery(params);
     renderHead();
     renderRows();
-    loadMore();
+    if (state.groupBy) loadGroups();
+    else loadMore();
   }
 
   // -- the column picker: a searchable list of every key seen in the first runs ----------------------
@@ -343,6 +622,7 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
     localStorage.setItem(columnsKey(experimentId), JSON.stringify(state.columns));
     renderHead();
     renderRows();
+    if (state.groups && kind === "metrics" && box.checked) loadGroups(); // the groups' means of the new metric
   });
 
   // -- sorting, filtering, selecting -------------------------------------------------------------------
@@ -365,10 +645,28 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
   view.querySelector("#filter-mode").addEventListener("change", (e) => {
     view.querySelector("#filter").placeholder = PLACEHOLDERS[e.target.value];
   });
+  groupSelect.addEventListener("change", () => {
+    if (state.mode === "sql") {
+      groupSelect.value = "";
+      errorBox.innerHTML = html`<p class="error" role="alert">Group by works with the MLflow filter: switch the filter language to MLflow filter and Apply.</p>`.text;
+      return;
+    }
+    state.groupBy = groupSelect.value;
+    state.open.clear();
+    reload();
+  });
+  body.addEventListener("click", (e) => {
+    const toggle = e.target.closest(".vt-toggle");
+    if (toggle) toggleGroup(toggle.closest(".vt-group").group.id);
+  });
   view.querySelector("#run-filter").addEventListener("submit", (e) => {
     e.preventDefault();
     state.filter = view.querySelector("#filter").value.trim();
     state.mode = view.querySelector("#filter-mode").value;
+    if (state.mode === "sql" && state.groupBy) {
+      state.groupBy = ""; // groups come from the search API, which speaks MLflow's filter language
+      groupSelect.value = "";
+    }
     reload();
   });
   body.addEventListener("change", (e) => {
@@ -389,5 +687,5 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
   window.addEventListener("resize", onResize, { passive: true });
 
   renderHead();
-  await loadMore();
+  await (state.groupBy ? loadGroups() : loadMore());
 }
