@@ -592,8 +592,9 @@ TRACE_INFO_CHANGES = TableDef(
     code=80,
     # One row when a trace is recorded (the client's StartTraceV3, operation "start"; or, for a trace
     # sent as OpenTelemetry spans alone, its root span, operation "spans"), one per later change
-    # (linked to a run: "link"; deleted: "delete", is_deleted). The current trace is the latest row
-    # per trace_id, a "start" row ranking above rows derived from spans. Sorted by experiment, then
+    # (deleted: "delete", is_deleted). The current trace is the latest row per trace_id, a "start" row
+    # ranking above rows derived from spans. A "link" row (LinkTracesToRun) is an association kept beside
+    # the state: its metadata names a run the trace is linked to, it changes nothing else. Sorted by experiment, then
     # time, so a search of one experiment's traces prunes the others' files by statistics.
     schema=Schema(
         _f(1, "trace_id", StringType(), required=True, doc="MLflow's id: tr-<32 hex> of the OpenTelemetry trace id"),

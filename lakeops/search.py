@@ -892,6 +892,10 @@ def _assessment_getter(kind: str, name: str) -> Callable[[Any], Any]:
     return get
 
 
+def _run_test(runs: set[str]) -> Callable[[Any], bool]:
+    return lambda t: any(t.belongs_to_run(r) for r in runs)
+
+
 def compile_trace_filter(text: str | None) -> Callable[[Any], bool]:
     """Predicate for MLflow's trace filter: attributes (``trace.status``, ``timestamp_ms``,
     ``execution_time_ms``, ``name``, ``run_id``, ...), ``tags.<k>``, ``metadata.<k>``, and
@@ -912,6 +916,11 @@ def compile_trace_filter(text: str | None) -> Callable[[Any], bool]:
                 raise InvalidArgumentError(
                     f"Invalid trace attribute {c.key!r}; valid: {sorted({*_TRACE_NUMERIC, *_TRACE_STRING})}"
                 )
+            if _TRACE_STRING.get(c.key) == "run_id" and c.op in ("=", "IN"):
+                # As MLflow: a trace is in a run it was recorded in or has been linked to since.
+                runs = {str(v) for v in c.value} if isinstance(c.value, tuple) else {str(c.value)}
+                tests.append(_run_test(runs))
+                continue
             getter = _trace_attribute(c.key)
             numeric = c.key in _TRACE_NUMERIC
         if c.op in ("IS NULL", "IS NOT NULL"):

@@ -1,5 +1,6 @@
 -- MLflow 3 traces: the current info of every trace (deleted ones left out), one row per trace.
 -- A trace's own record (the client's StartTraceV3) outranks the one derived from its root span.
+-- run_id is the run it was recorded in; links to other runs (LinkTracesToRun, 'link' rows) are not its state.
 SELECT
     trace_id,
     experiment_id,
@@ -16,6 +17,7 @@ SELECT
     TRY_CAST(json_extract(metadata_json, '$."mlflow.trace.tokenUsage"') ->> '$.total_tokens' AS BIGINT) AS total_tokens,
     metadata_json
 FROM lake.trace_info_changes
+WHERE operation <> 'link'
 QUALIFY row_number() OVER (
         PARTITION BY trace_id
         ORDER BY (operation <> 'spans') DESC, changed_at DESC, writer_id DESC, wal_seq DESC

@@ -50,6 +50,8 @@ MAX_TAG_KEY_LENGTH = 250
 MAX_TAG_VALUE_LENGTH = 8000
 # A start row (the client's own account of the trace) outranks one derived from spans, whatever the order.
 _RANK = {"spans": 0}
+# A link to a run (LinkTracesToRun) is an association, kept beside the trace's state rather than in it.
+_LINK = "link"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,10 +92,16 @@ class TraceInfo:
         """The trace's name (its root span's)."""
         return self.tags.get(TRACE_NAME_TAG)
 
+    linked_run_ids: tuple[str, ...] = ()
+
     @property
     def run_id(self) -> str | None:
-        """The run the trace was recorded in or linked to."""
+        """The run the trace was recorded in (metadata ``mlflow.sourceRun``)."""
         return self.metadata.get(SOURCE_RUN_KEY)
+
+    def belongs_to_run(self, run_id: str) -> bool:
+        """Recorded in the run, or linked to it since (as MLflow's search by ``run_id`` matches either)."""
+        return self.run_id == run_id or run_id in self.linked_run_ids
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -202,7 +210,12 @@ class TraceService:
         )
 
     def link_traces_to_run(self, trace_ids: Sequence[str], run_id: str) -> None:
-        """Link traces to a run (trace metadata ``mlflow.sourceRun``), as MLflow's LinkTracesToRun.
+        """Link traces to a run, as MLflow's LinkTracesToRun: an association, not a change of the trace.
+
+        A trace keeps the run it was recorded in (metadata ``mlflow.sourceRun``) and may be linked to
+        any number of runs besides (``mlflow.genai.evaluate`` of existing traces links them to each
+        evaluation run); a search by ``run_id`` finds it under each. A link is a ``link`` row of
+        ``trace_info_changes`` whose metadata names the run; it does not count as the trace's state.
 
         Raises:
             NotFoundError: no such run or trace.
@@ -210,14 +223,17 @@ class TraceService:
         """
         if len(trace_ids) > 100:
             raise InvalidArgumentError(f"At most 100 traces can be linked at once, got {len(trace_ids)}")
-        infos = [self.get_trace_info(t) for t in trace_ids]
+        found = {i.trace_id: i for i in self._infos(trace_ids=list(trace_ids))}
+        for trace_id in trace_ids:
+            if trace_id not in found:
+                raise NotFoundError(f"Trace with ID '{trace_id}' not found.", details={"trace_id": trace_id})
         now = self._now_ms()
-        linked = [replace(i, metadata={**i.metadata, SOURCE_RUN_KEY: run_id}) for i in infos]
+        links = [replace(i, metadata={SOURCE_RUN_KEY: run_id}) for i in found.values() if not i.belongs_to_run(run_id)]
 
         def build(state: TrackingState) -> Rows:
             if run_id not in state.runs:
                 raise NotFoundError(f"Run with id={run_id} not found", details={"run_id": run_id})
-            return {TRACE_INFO_CHANGES.name: self._info_rows(linked, "link", now)} if linked else {}
+            return {TRACE_INFO_CHANGES.name: self._info_rows(links, _LINK, now)} if links else {}
 
         self.store.write(build)
 
@@ -444,8 +460,15 @@ class TraceService:
             return []
         frame = pl.from_arrow(rows)
         assert isinstance(frame, pl.DataFrame)
+        is_link = pl.col("operation") == _LINK
+        links: dict[str, tuple[str, ...]] = {}
+        for trace_id, metadata in frame.filter(is_link).select("trace_id", "metadata_json").iter_rows():
+            run = json.loads(metadata).get(SOURCE_RUN_KEY)
+            if run and run not in links.get(trace_id, ()):
+                links[trace_id] = (*links.get(trace_id, ()), run)
         current = (
-            frame.with_columns(
+            frame.filter(~is_link)
+            .with_columns(
                 pl.col("operation").replace_strict(_RANK, default=1, return_dtype=pl.Int8).alias("_rank"),
                 pl.col("is_deleted").any().over("trace_id").alias("_gone"),
             )
@@ -485,6 +508,7 @@ class TraceService:
                 metadata=json.loads(data["metadata_json"][i]),
                 tags=tags.get(trace_id, {}),
                 assessments=assessments.get(trace_id, []),
+                linked_run_ids=links.get(trace_id, ()),
             )
             for i, trace_id in enumerate(data["trace_id"])
         ]
