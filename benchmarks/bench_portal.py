@@ -176,6 +176,16 @@ def measure(
         line("sort by a metric: re-sorted rows on screen", done - since, "ms")
         line("sort: longest main-thread task", longest_task(page, since), "ms", "(target <= 100)")
 
+        since = float(page.evaluate("performance.now()"))
+        page.locator("#group-by").select_option("p1")
+        done = wait_ms(page, "document.getElementById('runs-table').dataset.groups")
+        line("group by a param: groups with counts and means on screen", done - since, "ms")
+        since = float(page.evaluate("performance.now()"))
+        page.locator("#runs-body .vt-toggle").first.click()
+        done = wait_ms(page, "Number(document.getElementById('runs-table').dataset.loadedRows) > 0")
+        line("expand a group: its first runs on screen", done - since, "ms")
+        line("group: longest main-thread task", longest_task(page, since), "ms", "(target <= 100)")
+
         print("charts")
         chart_ms = []
         for _ in range(3):
