@@ -8,11 +8,44 @@ from collections.abc import Iterable, Mapping
 
 from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError, TableAlreadyExistsError
-from pyiceberg.table import Table
+from pyiceberg.table import Table, Transaction
+from pyiceberg.table.metadata import TableMetadata
+from pyiceberg.table.update import update_table_metadata
 
 from catalog.tables import SCHEMA_VERSION, TABLES, TableDef
 
 log = logging.getLogger(__name__)
+
+
+class _CachedTransaction(Transaction):
+    """pyiceberg's ``Transaction`` with ``table_metadata`` computed once per staged state.
+
+    pyiceberg 0.12 recomputes ``Transaction.table_metadata`` on every read: it replays the staged
+    updates and deep-copies the whole table metadata (every retained snapshot included), and one
+    ``append`` reads it 22 times. With the 50-100 snapshots a lakeops table keeps between
+    expiries, that deep copy was a quarter of a logging server's CPU (py-spy, 8 stock-client
+    loggers). This keeps the answer while neither the table's metadata nor the staged updates
+    changed: both are replaced, never mutated, when they change (``_updates`` is a tuple rebound by
+    every ``_stage``, ``Table.metadata`` is reassigned by a commit), so identity tells. It is the
+    change proposed upstream (apache/iceberg-python#3302, #3784); drop it once a release has it.
+    """
+
+    _cached: tuple[TableMetadata, tuple[object, ...], TableMetadata] | None = None
+
+    @property
+    def table_metadata(self) -> TableMetadata:
+        base, updates = self._table.metadata, self._updates
+        cached = self._cached
+        if cached is not None and cached[0] is base and cached[1] is updates:
+            return cached[2]
+        metadata = update_table_metadata(base, updates)
+        self._cached = (base, updates, metadata)
+        return metadata
+
+
+def transaction(table: Table) -> Transaction:
+    """A transaction on ``table`` (as ``table.transaction()``) that reads its metadata cheaply."""
+    return _CachedTransaction(table)
 
 
 def open_catalog(name: str, properties: Mapping[str, str]) -> Catalog:

@@ -21,6 +21,7 @@ from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files
 from pyiceberg.manifest import DataFile
 from pyiceberg.table import FileScanTask, Table
 
+from catalog.connection import transaction
 from catalog.tables import TableDef
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def compact_table(
     if not old_files:
         return 0, 0
     try:
-        with table.transaction() as tx, tx.update_snapshot(snapshot_properties=snapshot_properties).overwrite() as ow:
+        with transaction(table) as tx, tx.update_snapshot(snapshot_properties=snapshot_properties).overwrite() as ow:
             for data_file in old_files:
                 ow.delete_data_file(data_file)
             for data_file in new_files:

@@ -15,6 +15,7 @@ checks that they do).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -51,8 +52,27 @@ FROM rows
 """
 
 
+_DATABASE: duckdb.DuckDBPyConnection | None = None
+_DATABASE_LOCK = threading.Lock()
+
+
+def _cursor() -> duckdb.DuckDBPyConnection:
+    """A connection to one in-memory database kept for the process.
+
+    Every group commit of metric points summarises them here: opening a fresh database each time
+    cost ~20 ms idle and 100+ ms on a busy box (a tenth of a logging server's CPU, by py-spy), where
+    a cursor on a kept database costs ~1-2 ms. Each call gets its own cursor, so the committer and
+    maintenance never share one connection's registered ``rows``.
+    """
+    global _DATABASE
+    with _DATABASE_LOCK:
+        if _DATABASE is None:
+            _DATABASE = duckdb.connect(":memory:")
+        return _DATABASE.cursor()
+
+
 def _run(sql: str, rows: pa.Table, target: pa.Schema) -> pa.Table:
-    con = duckdb.connect(":memory:")
+    con = _cursor()
     try:
         con.execute("SET TimeZone = 'UTC'")
         con.register("rows", rows)

@@ -43,7 +43,7 @@ from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.transforms import BucketTransform
 from pyiceberg.types import StringType
 
-from catalog.connection import ensure_tables, open_catalog
+from catalog.connection import ensure_tables, open_catalog, transaction
 from catalog.maintenance import MIN_FILES_TO_COMPACT, compact_table, expire_snapshots
 from catalog.pointers import PointerReadError, open_pointer_reader, read_sqlite_pointers
 from catalog.summaries import SUMMARIES, SUMMARY_BY_NAME, SUMMARY_OF_SOURCE
@@ -316,7 +316,7 @@ class IcebergStore:
             log.info("building %s from %s (%d rows)", summary.table.name, summary.source.name, rows.num_rows)
             for attempt in range(_OWN_RETRIES):
                 try:
-                    with target.transaction() as tx:
+                    with transaction(target) as tx:
                         tx.append(
                             rows, snapshot_properties={SUMMARY_OPERATION: "backfill", SUMMARY_WRITER: self.writer_id}
                         )
@@ -539,7 +539,7 @@ class IcebergStore:
             data = data.sort_by([(c, "ascending") for c in table_def.sort_columns])
         for attempt in range(_OWN_RETRIES):
             try:
-                with table.transaction() as tx:
+                with transaction(table) as tx:
                     tx.append(data, snapshot_properties={SUMMARY_WRITER: self.writer_id, SUMMARY_OPERATION: "append"})
                 return table  # pyiceberg moved this handle to the snapshot it committed
             except CommitFailedException:
@@ -657,7 +657,7 @@ class IcebergStore:
         attempts = 5 if int(table.properties.get("commit.retry.num-retries", "4")) else _OWN_RETRIES
         for attempt in range(attempts):
             try:
-                with table.transaction() as tx:
+                with transaction(table) as tx:
                     tx.append(
                         data,
                         snapshot_properties={
