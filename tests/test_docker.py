@@ -65,7 +65,9 @@ def _compose_command() -> list[str]:
     docker = shutil.which("docker")
     if docker and subprocess.run([docker, "compose", "version"], capture_output=True, check=False).returncode == 0:
         return [docker, "compose"]
-    raise AssertionError("neither docker-compose nor the docker compose plugin is installed (apt-get install docker-compose)")
+    raise AssertionError(
+        "neither docker-compose nor the docker compose plugin is installed (apt-get install docker-compose)"
+    )
 
 
 def test_compose_config_passes() -> None:

@@ -759,18 +759,21 @@ def test_sql_route_answers_parquet(lake: Lake) -> None:
         assert table.column("run_name").to_pylist() == [f"run-{i:02d}" for i in range(RUNS)]
         assert pa.types.is_timestamp(table.schema.field("started_at").type)  # typed, unlike CSV
         assert table.schema.field("one").type == pa.int64()
-        cut = http.post("/api/v1/sql", json={"sql": query, "params": [lake.experiment_id], "max_rows": 5},
-                        headers={"accept": PARQUET})
-        assert cut.headers["x-lakeops-truncated"] == "true" and pq.read_table(pa.BufferReader(cut.content)).num_rows == 5
+        cut = http.post(
+            "/api/v1/sql",
+            json={"sql": query, "params": [lake.experiment_id], "max_rows": 5},
+            headers={"accept": PARQUET},
+        )
+        assert (
+            cut.headers["x-lakeops-truncated"] == "true" and pq.read_table(pa.BufferReader(cut.content)).num_rows == 5
+        )
         bad = http.post("/api/v1/sql", json={"sql": "DROP TABLE runs"}, headers={"accept": PARQUET})
         assert bad.status_code == 400 and "DROP" in bad.json()["error"]["message"]  # errors stay JSON
 
 
 def test_sql_console_downloads_parquet(lake: Lake, page: tuple[Page, Problems]) -> None:
     tab, _ = page
-    query = (
-        f"SELECT run_name, started_at FROM runs WHERE experiment_id = '{lake.experiment_id}' ORDER BY run_name"
-    )
+    query = f"SELECT run_name, started_at FROM runs WHERE experiment_id = '{lake.experiment_id}' ORDER BY run_name"
     tab.goto(f"{lake.url}/#/sql?sql={quote(query)}")
     expect(tab.locator("#sql-table tbody tr")).to_have_count(RUNS)
     with tab.expect_download() as download:
@@ -887,16 +890,31 @@ def test_as_of_shows_a_run_as_it_stood(lake: Lake, page: tuple[Page, Problems]) 
     with httpx.Client(base_url=lake.url, timeout=60) as http:
         r = http.post(f"/api/v1/experiments/{lake.long_experiment_id}/runs", json={"run_name": "then-and-now"})
         run_id = r.json()["info"]["run_id"]
-        early = [{"key": "loss", "value": 1.0 / (s + 1), "timestamp": 1_700_000_000_000 + s, "step": s} for s in range(10)]
-        assert http.post(f"/api/v1/runs/{run_id}/batch", json={"params": {"early": "1"}, "metrics": early}).status_code == 200
-        assert http.post("/api/v1/comments", json={"target": f"run:{run_id}", "body": "said before", "author": "ana"}).status_code == 201
+        early = [
+            {"key": "loss", "value": 1.0 / (s + 1), "timestamp": 1_700_000_000_000 + s, "step": s} for s in range(10)
+        ]
+        assert (
+            http.post(f"/api/v1/runs/{run_id}/batch", json={"params": {"early": "1"}, "metrics": early}).status_code
+            == 200
+        )
+        assert (
+            http.post(
+                "/api/v1/comments", json={"target": f"run:{run_id}", "body": "said before", "author": "ana"}
+            ).status_code
+            == 201
+        )
         assert http.post("/api/v1/sql", json={"sql": "SELECT 1"}).status_code == 200  # commits what is queued
         before = _whole_second_from_now()
         late = [{"key": "loss", "value": 0.01, "timestamp": 1_700_000_001_000 + s, "step": s} for s in range(10, 20)]
         body = {"params": {"late": "2"}, "tags": {"stage": "late"}, "metrics": late}
         assert http.post(f"/api/v1/runs/{run_id}/batch", json=body).status_code == 200
         assert http.patch(f"/api/v1/runs/{run_id}", json={"status": "FINISHED"}).status_code == 200
-        assert http.post("/api/v1/comments", json={"target": f"run:{run_id}", "body": "said after", "author": "bo"}).status_code == 201
+        assert (
+            http.post(
+                "/api/v1/comments", json={"target": f"run:{run_id}", "body": "said after", "author": "bo"}
+            ).status_code
+            == 201
+        )
         assert http.post("/api/v1/sql", json={"sql": "SELECT 1"}).status_code == 200
     tab, _ = page
     tab.goto(f"{lake.url}/#/")

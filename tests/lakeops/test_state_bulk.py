@@ -1,0 +1,188 @@
+"""Large batches fold per run (the bulk paths in lakeops/stores/state.py); the state must be the one
+the row-by-row fold gives.
+
+Two states take the same calls: one folds every batch row by row (``bulk_rows=None``), the other
+every batch through the bulk paths (``bulk_rows=1``). The rows are built to hit what the bulk
+paths reorder or skip: a run changed several times in one batch, params set twice (the first
+value stays), tags deleted and set again, null and long tag values, metric points that tie on
+timestamp or are NaN, rows of runs not yet known (left waiting, then applied), experiment and
+logged-model tags among run tags, and search columns cached before the fold.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from catalog.tables import EXPERIMENT_CHANGES, METRIC_LATEST, METRICS, PARAMS, RUN_CHANGES, TAG_CHANGES, TableDef
+from lakeops.stores.state import TrackingState
+
+T0 = 1_700_000_000_000_000  # µs
+
+
+def _rows(table: TableDef, records: list[Mapping[str, Any]]) -> pa.Table:
+    defaults = {"changed_at": T0, "actor": "t", "operation": "x", "writer_id": "w", "wal_seq": 0}
+    columns = {f.name: [r.get(f.name, defaults.get(f.name)) for r in records] for f in table.arrow_schema}
+    return pa.Table.from_pydict(columns, schema=table.arrow_schema)
+
+
+def _workload(seed: int) -> list[tuple[str, pa.Table]]:
+    """Calls of ``TrackingState.apply``, in order: three rounds over every table."""
+    rng = random.Random(seed)
+    experiments = _rows(
+        EXPERIMENT_CHANGES,
+        [
+            {
+                "experiment_id": e,
+                "name": f"exp{e}",
+                "lifecycle_stage": "active",
+                "created_at": T0,
+                "operation": "create",
+            }
+            for e in ("0", "1")
+        ],
+    )
+    run_ids = [f"{rng.getrandbits(128):032x}" for _ in range(400)]
+    late = set(run_ids[300:])  # created only in the last round: their earlier rows wait
+    calls: list[tuple[str, pa.Table]] = [(EXPERIMENT_CHANGES.name, experiments)]
+    for round_ in range(3):
+        runs = [
+            {
+                "run_id": r,
+                "experiment_id": rng.choice("01"),
+                "run_name": rng.choice([None, f"n{i}"]),
+                "user_id": "u",
+                "status": rng.choice(["RUNNING", "FINISHED", "FAILED"]),
+                "started_at": rng.choice([None, T0 + i, T0 - 5_000]),
+                "ended_at": rng.choice([None, T0 + 10 * i]),
+                "lifecycle_stage": rng.choice(["active", "active", "deleted"]),
+                "artifact_uri": f"a/{r}",
+                "parent_run_id": rng.choice([None, run_ids[0]]),
+            }
+            for i, r in enumerate(run_ids)
+            if (r in late) == (round_ == 2)
+            # one to three changes when the run is created (round 0, or 2 for late runs), then zero or one
+            for _ in range(rng.choice([1, 1, 2, 3] if round_ in (0, 2) else [0, 0, 1]))
+        ]
+        rng.shuffle(runs)
+        tags = [
+            {
+                "entity_type": kind,
+                "entity_id": entity,
+                "key": rng.choice(["team", "mlflow.runName", "note"]),
+                "value": rng.choice([None, "", "a", "b", "x" * 40]),
+                "is_deleted": rng.random() < 0.2,
+            }
+            for _ in range(900)
+            for kind, entity in [
+                rng.choice(
+                    [("run", rng.choice(run_ids)), ("run", rng.choice(run_ids)), ("experiment", rng.choice("01"))]
+                )
+            ]
+        ]
+        params = [
+            {
+                "run_id": rng.choice(run_ids),
+                "key": rng.choice(["lr", "depth", "opt"]),
+                "value": rng.choice(["1", "2", "y" * 40]),
+                "logged_at": T0,
+            }
+            for _ in range(900)
+        ]
+        metrics = [
+            {
+                "run_id": rng.choice(run_ids),
+                "key": rng.choice(["loss", "acc"]),
+                "value": rng.choice([math.nan, 0.5, 0.25, rng.random(), -math.inf]),
+                "recorded_at": T0 + rng.choice([0, 1_000, 2_000, 2_500]),
+                "step": rng.choice([0, 1, 2]),
+            }
+            for _ in range(900)
+        ]
+        latest = [dict(m, min_value=None, max_value=None, points=1) for m in metrics[:300]]
+        calls += [
+            (RUN_CHANGES.name, _rows(RUN_CHANGES, runs)),
+            (TAG_CHANGES.name, _rows(TAG_CHANGES, tags)),
+            (PARAMS.name, _rows(PARAMS, params)),
+            (METRICS.name, _rows(METRICS, metrics)),
+            (METRIC_LATEST.name, _rows(METRIC_LATEST, latest)),
+        ]
+    return calls
+
+
+def _fold(calls: list[tuple[str, pa.Table]], bulk_rows: int | None) -> TrackingState:
+    state = TrackingState(bulk_rows=bulk_rows)
+    for entity, key in [("param", "lr"), ("tag", "team"), ("metric", "loss"), ("attribute", "status")]:
+        state.run_index.column(entity, key)  # cached columns the folds must keep current
+    for i, (table, rows) in enumerate(calls):
+        state.apply(table, rows)
+        if i == len(calls) // 2:
+            state.retry_orphans()
+    state.retry_orphans()
+    return state
+
+
+def _snapshot(state: TrackingState) -> dict[str, Any]:
+    index = state.run_index
+    size = index.size
+    columns = {}
+    for entity, key in [
+        ("param", "lr"),
+        ("tag", "team"),
+        ("metric", "loss"),
+        ("attribute", "status"),
+        ("param", "opt"),
+    ]:
+        column = index.column(entity, key)
+        if hasattr(column, "codes"):
+            columns[(entity, key)] = [None if c < 0 else column.values[c] for c in column.codes[:size]]
+        else:
+            columns[(entity, key)] = [
+                v if p else None for v, p in zip(column.values[:size], column.present[:size], strict=True)
+            ]
+    return {
+        # Field by field, and the dicts' order (what a run's params and tags list in).
+        "runs": [
+            (run_id, run, list(run.params.items()), list(run.tags.items()), list(run.metrics.items()))
+            for run_id, run in state.runs.items()
+        ],
+        "experiment_tags": {e: list(x.tags.items()) for e, x in state.experiments.items()},
+        "index_ids": index.run_ids[:size].tolist(),
+        "index_runs": [run.run_id for run in index.runs[:size]],
+        "experiments": [index.experiments.values[c] for c in index.experiments.codes[:size]],
+        "lifecycle": index.lifecycle[:size].tolist(),
+        "start_time": [
+            v if p else None
+            for v, p in zip(index.start_time.values[:size], index.start_time.present[:size], strict=True)
+        ],
+        "columns": {
+            k: [("nan" if isinstance(v, float) and math.isnan(v) else v) for v in vs] for k, vs in columns.items()
+        },
+        "waiting": [(table, rows.to_pylist()) for table, rows in state._orphans],
+    }
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_bulk_fold_gives_the_row_by_row_state(seed: int) -> None:
+    calls = _workload(seed)
+    by_row, in_bulk = _fold(calls, None), _fold(calls, 1)
+    assert len(by_row.runs) == 400
+    assert _snapshot(in_bulk) == _snapshot(by_row)
+
+
+def test_rows_of_unknown_runs_wait_in_bulk_too() -> None:
+    state = TrackingState(bulk_rows=1)
+    params = _rows(PARAMS, [{"run_id": "r1", "key": "lr", "value": "1", "logged_at": T0}] * 3)
+    state.apply(PARAMS.name, params)
+    assert state.retry_orphans() == 3
+    state.apply(
+        RUN_CHANGES.name,
+        _rows(RUN_CHANGES, [{"run_id": "r1", "experiment_id": "0", "status": "RUNNING", "lifecycle_stage": "active"}]),
+    )
+    assert state.retry_orphans() == 0
+    assert state.runs["r1"].params == {"lr": "1"}
