@@ -111,7 +111,7 @@ class Lake:
     def tracking(self) -> TrackingService:
         from lakeops.services.tracking import TrackingService
 
-        return TrackingService(self.store, actor=self.actor)
+        return TrackingService(self.store, actor=self.actor, sql=lambda: self.sql)
 
     @cached_property
     def auth(self) -> AuthService:

@@ -30,15 +30,16 @@ function logRange(min, max) {
   return uPlot.rangeLog(min, max, 10, true);
 }
 
-/** One metric of several runs, downsampled, in one call (POST /api/v1/metrics/downsampled); by run id. */
-export async function fetchHistories(runIds, key, { points = 1000, minStep, maxStep } = {}) {
-  if (runIds.length === 1) {
+/** One metric of several runs, downsampled, in one call (POST /api/v1/metrics/downsampled); by run id.
+ * maxSteps: {runId: last step} caps some runs' histories (runs "as of" a past time). */
+export async function fetchHistories(runIds, key, { points = 1000, minStep, maxStep, maxSteps } = {}) {
+  if (runIds.length === 1 && !maxSteps) {
     const one = await fetchHistory(runIds[0], key, { points, minStep, maxStep });
     return [one];
   }
   const answer = await api("/api/v1/metrics/downsampled", {
     method: "POST",
-    body: { run_ids: runIds, key, points, min_step: minStep ?? null, max_step: maxStep ?? null },
+    body: { run_ids: runIds, key, points, min_step: minStep ?? null, max_step: maxStep ?? null, max_steps: maxSteps || {} },
   });
   const byRun = new Map(answer.series.map((s) => [s.run_id, s]));
   return runIds.map((id) => byRun.get(id) || null);
@@ -58,7 +59,7 @@ export function smooth(values, weight) {
 
 /**
  * A chart of several histories of one metric.
- * series: [{runId, label}], key: the metric. Options: log (log y axis), smoothing (0..1), xAxis ("step"|"time"),
+ * series: [{runId, label, maxStep}] (maxStep, optional: that run's history up to that step), key: the metric. Options: log (log y axis), smoothing (0..1), xAxis ("step"|"time"),
  * points (per series), height, onInfo(text) (how many points are drawn of how many), dataEl (gets data-points and
  * data-total; default: el).
  */
@@ -90,7 +91,7 @@ export class MetricChart {
     const histories = await fetchHistories(
       this.series.map((s) => s.runId),
       this.key,
-      { points: this.points, minStep, maxStep },
+      { points: this.points, minStep, maxStep, maxSteps: this.maxSteps() },
     );
     if (request !== this.request || this.destroyed) return; // a newer request, or the chart was replaced
     this.histories = histories;
@@ -101,6 +102,12 @@ export class MetricChart {
     this.onInfo(drawn < total ? `${count(drawn)} of ${count(total)} points` : `${count(total)} point${total === 1 ? "" : "s"}`);
     this.dataEl.dataset.points = String(drawn);
     this.dataEl.dataset.total = String(total);
+  }
+
+  /** The series' own step caps ({runId: step}), or undefined when none has one. */
+  maxSteps() {
+    const capped = this.series.filter((s) => s.maxStep !== undefined && s.maxStep !== null);
+    return capped.length ? Object.fromEntries(capped.map((s) => [s.runId, s.maxStep])) : undefined;
   }
 
   data() {

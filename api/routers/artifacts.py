@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import mimetypes
 import re
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -218,9 +219,9 @@ async def upload(artifact_path: str, request: Request, artifacts: ArtifactsDep) 
 
 
 @native_router.get("/artifacts")
-def list_artifacts(artifacts: ArtifactsDep, prefix: str = "") -> dict[str, Any]:
-    """Files and directories directly under ``prefix``."""
-    return {"files": [e.model_dump() for e in artifacts.list(prefix)]}
+def list_artifacts(artifacts: ArtifactsDep, prefix: str = "", as_of: datetime | None = None) -> dict[str, Any]:
+    """Files and directories directly under ``prefix`` (``as_of``: as they stood at that ISO-8601 time)."""
+    return {"files": [e.model_dump() for e in artifacts.list(prefix, as_of=as_of)]}
 
 
 @native_router.get("/artifacts/{artifact_path:path}")

@@ -26,6 +26,9 @@ class ManyHistories(BaseModel):
     points: int = 1000
     min_step: int | None = None
     max_step: int | None = None
+    # Per run, the last step to read (below max_step): each run's history as far as it had got at some time,
+    # as the portal's compare page shows runs "as of" a past time.
+    max_steps: dict[str, int] = Field(default_factory=dict, max_length=MAX_RUNS)
 
 
 def _summary(result: Downsampled) -> dict[str, Any]:
@@ -77,11 +80,19 @@ def downsampled_history(
 def downsampled_histories(body: ManyHistories, tracking: TrackingDep) -> dict[str, Any]:
     """One metric of many runs (up to 1,000), each downsampled as ``GET .../downsampled`` does, in one call.
 
-    A run that never logged the key answers an empty series; an unknown run is a 404.
+    A run that never logged the key answers an empty series; an unknown run is a 404. ``max_steps`` caps
+    each named run's steps (an empty series when its cap is below ``min_step``).
     """
     series = []
     for run_id in dict.fromkeys(body.run_ids):
         history = tracking.metric_history_table(run_id, body.key)  # an unknown run: NotFoundError, a 404
-        result = downsample(history, body.points, min_step=body.min_step, max_step=body.max_step)
+        max_step = body.max_step
+        cap = body.max_steps.get(run_id)
+        if cap is not None:
+            max_step = cap if max_step is None else min(cap, max_step)
+            if body.min_step is not None and max_step < body.min_step:
+                history = history.slice(0, 0)
+                max_step = body.min_step
+        result = downsample(history, body.points, min_step=body.min_step, max_step=max_step)
         series.append({"run_id": run_id, **_columns(result)})
     return {"key": body.key, "series": series}

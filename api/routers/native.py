@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import time
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
@@ -80,6 +81,7 @@ class RunSearch(_Body):
     max_results: int = 1000
     order_by: list[str] = Field(default_factory=list)
     page_token: str | None = None
+    as_of: datetime | None = Field(default=None, description="ISO-8601 time: the runs as they stood then.")
 
 
 class RunGroups(_Body):
@@ -89,6 +91,7 @@ class RunGroups(_Body):
     view_type: ViewType = ViewType.ACTIVE_ONLY
     metrics: list[str] = Field(default_factory=list, max_length=100)
     max_groups: int = Field(default=1000, ge=1, le=100_000)
+    as_of: datetime | None = Field(default=None, description="ISO-8601 time: the runs as they stood then.")
 
 
 # -- experiments ---------------------------------------------------------------------------------
@@ -182,6 +185,7 @@ def search_runs(body: RunSearch, tracking: TrackingDep) -> dict[str, Any]:
         max_results=body.max_results,
         order_by=body.order_by,
         page_token=body.page_token,
+        as_of=body.as_of,
     )
     return {"runs": [native_run(r) for r in page.runs], "next_page_token": page.next_page_token}
 
@@ -195,6 +199,7 @@ def group_runs(body: RunGroups, tracking: TrackingDep) -> dict[str, Any]:
         filter_string=body.filter,
         run_view_type=body.view_type,
         metrics=body.metrics,
+        as_of=body.as_of,
     )
     return {
         "groups": [

@@ -28,6 +28,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from catalog.objects import DirectTransfers, ObjectStore, OutsideRootError, blob
 from catalog.tables import ARTIFACT_VERSIONS
 from lakeops.actor import ActorField
 from lakeops.errors import InvalidArgumentError, NotFoundError, PermissionDeniedError
+from lakeops.services.runs_as_of import as_of_ms
 from lakeops.stores.iceberg import IcebergStore, Rows
 from lakeops.stores.state import ArtifactVersionState, TrackingState
 
@@ -454,21 +456,29 @@ class ArtifactService:
             self._count(proxied_download_bytes=len(chunk))
             yield chunk
 
-    def list(self, prefix: str = "") -> list[ArtifactEntry]:
-        """Immediate children of ``prefix``: files with sizes, and directories."""
+    def list(self, prefix: str = "", *, as_of: datetime | None = None) -> list[ArtifactEntry]:
+        """Immediate children of ``prefix``: files with sizes, and directories.
+
+        With ``as_of``, as they stood then: the paths stored by that time and not deleted by then, each
+        with the size of its version current then (every version is kept in the state, so any time is known).
+        """
         prefix = validate_artifact_path(prefix, allow_empty=True)
         start = f"{prefix}/" if prefix else ""
+        cutoff = None if as_of is None else as_of_ms(as_of)
         files: dict[str, int] = {}
         dirs: set[str] = set()
         for path, versions in list(self.store.state.artifact_versions.items()):
-            if not path.startswith(start) or versions[-1].is_deleted:
+            if not path.startswith(start):
+                continue
+            head_version = versions[-1] if cutoff is None else _latest_by(versions, cutoff)
+            if head_version is None or head_version.is_deleted:
                 continue
             rest = path[len(start) :]
             head, sep, _tail = rest.partition("/")
             if sep:
                 dirs.add(head)
             else:
-                files[head] = versions[-1].size_bytes
+                files[head] = head_version.size_bytes
         entries = [ArtifactEntry(path=f"{start}{d}", is_dir=True) for d in dirs]
         entries += [ArtifactEntry(path=f"{start}{f}", is_dir=False, file_size=s) for f, s in files.items()]
         return sorted(entries, key=lambda e: e.path)
@@ -490,6 +500,15 @@ class ArtifactService:
                 self.objects.delete(target)
             rows = self._row(target, head.version_id, head.object_key, head.size_bytes, head.sha256, deleted=True)
             self.store.write(_constant(rows))
+
+
+def _latest_by(versions: list[ArtifactVersionState], cutoff_ms: int) -> ArtifactVersionState | None:
+    """The last of ``versions`` (oldest first) stored at or before ``cutoff_ms``."""
+    found = None
+    for version in versions:
+        if version.created_at <= cutoff_ms:
+            found = version
+    return found
 
 
 def _check_digest(sha256: object) -> str:

@@ -16,8 +16,9 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -70,10 +71,14 @@ from lakeops.search import (
     validate_run_filter,
 )
 from lakeops.services.datasets import mlflow_io_rows
+from lakeops.services.runs_as_of import PastRuns, RunsAsOf, as_of_ms
 from lakeops.stores.epochs import epoch_ints
 from lakeops.stores.iceberg import IcebergStore, Rows
 from lakeops.stores.run_index import unpack_latest
 from lakeops.stores.state import ExperimentState, LoggedModelState, RunState, TrackingState
+
+if TYPE_CHECKING:
+    from lakeops.sql import SqlEngine
 
 MAX_KEY_LENGTH = 250
 MAX_PARAM_VALUE_LENGTH = 6000
@@ -177,9 +182,16 @@ class TrackingService:
     actor = ActorField()  # the request's user when authentication is on (lakeops/actor.py)
 
     def __init__(
-        self, store: IcebergStore, *, now_ms: Callable[[], int] | None = None, actor: str | None = None
+        self,
+        store: IcebergStore,
+        *,
+        now_ms: Callable[[], int] | None = None,
+        actor: str | None = None,
+        sql: Callable[[], SqlEngine] | None = None,
     ) -> None:
         self.store = store
+        # Searches "as of" a past time read the lake's snapshots through the SQL engine (built on first use).
+        self._past = RunsAsOf(sql) if sql is not None else None
         self._now_ms = now_ms or (lambda: int(time.time() * 1000))
         self.actor = actor or default_actor()
         self._pins = PinnedResults()
@@ -936,27 +948,45 @@ class TrackingService:
         max_results: int = 1000,
         order_by: Sequence[str] | None = None,
         page_token: str | None = None,
+        as_of: datetime | None = None,
     ) -> RunPage:
-        """Runs of the experiments matching MLflow's filter language, ordered, paged and pinned."""
+        """Runs of the experiments matching MLflow's filter language, ordered, paged and pinned.
+
+        With ``as_of``, the runs as they stood then (their status, params, tags and latest metrics at the
+        snapshots current at that time; see ``lakeops/services/runs_as_of.py``).
+
+        Raises:
+            InvalidArgumentError: the filter or order is not valid, or ``as_of`` is older than the kept snapshots.
+        """
         _check_max_results(max_results)
         comparisons = parse_filter(filter_string)
         order = parse_order_by(order_by)
         validate_run_filter(comparisons)
         experiment_ids = [str(e) for e in experiment_ids]
+        when = None if as_of is None else as_of_ms(as_of)
         fingerprint = hashlib.sha1(
-            json.dumps([sorted(experiment_ids), filter_string, run_view_type.value, list(order_by or [])]).encode(),
+            json.dumps(
+                [sorted(experiment_ids), filter_string, run_view_type.value, list(order_by or []), when]
+            ).encode(),
             usedforsecurity=False,
         ).hexdigest()[:16]
         stages = {stage.value for stage in LifecycleStage if run_view_type.admits(stage)}
+        past = None if as_of is None else self._runs_as_of(experiment_ids, as_of)
+        index = self.state.run_index if past is None else past.index
 
         def results_now() -> RankedRuns:
-            return search_run_index(self.state.run_index, experiment_ids, stages, comparisons, order)
+            return search_run_index(index, experiment_ids, stages, comparisons, order)
 
         page_ids, nxt = paginate(
             results_now, fingerprint=fingerprint, max_results=max_results, page_token=page_token, pins=self._pins
         )
-        runs = self.state.runs
+        runs = self.state.runs if past is None else past.runs
         return RunPage(runs=[_run_entity(runs[i]) for i in page_ids if i in runs], next_page_token=nxt)
+
+    def _runs_as_of(self, experiment_ids: Sequence[str], as_of: datetime) -> PastRuns:
+        if self._past is None:
+            raise InvalidArgumentError("Searching runs as of a past time needs the lake's SQL engine (open a Lake)")
+        return self._past.get(experiment_ids, as_of)
 
     def group_runs(
         self,
@@ -966,21 +996,24 @@ class TrackingService:
         filter_string: str | None = None,
         run_view_type: ViewType = ViewType.ACTIVE_ONLY,
         metrics: Sequence[str] = (),
+        as_of: datetime | None = None,
     ) -> list[RunGroup]:
         """The runs a search would find, grouped by one param, tag or attribute (``params.lr``): each
         group's value (None: the runs without it), its number of runs and, for each of ``metrics``, the
         count, min, mean and max of its runs' latest values. Groups come in value order (numeric when
-        every value is a number), the runs without the key last.
+        every value is a number), the runs without the key last. With ``as_of``, the runs as they stood then.
 
         Raises:
-            InvalidArgumentError: the filter, the group key or a metric key is not valid.
+            InvalidArgumentError: the filter, the group key or a metric key is not valid, or ``as_of`` is
+                older than the kept snapshots.
         """
         entity, key = parse_group_by(group_by)
         comparisons = parse_filter(filter_string)
         stages = {stage.value for stage in LifecycleStage if run_view_type.admits(stage)}
+        experiment_ids = [str(e) for e in experiment_ids]
         return group_run_index(
-            self.state.run_index,
-            [str(e) for e in experiment_ids],
+            self.state.run_index if as_of is None else self._runs_as_of(experiment_ids, as_of).index,
+            experiment_ids,
             stages,
             comparisons,
             entity=entity,

@@ -24,7 +24,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from lakes import make_settings
-from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Response, Route, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Locator,
+    Page,
+    Request,
+    Response,
+    Route,
+    expect,
+    sync_playwright,
+)
 from serve_process import ServeProcess
 
 pytestmark = [pytest.mark.api, pytest.mark.browser]
@@ -883,7 +893,7 @@ def test_as_of_shows_experiments_and_aliases_as_they_stood(lake: Lake, page: tup
     _set_as_of(tab, before)
     tab.goto(f"{lake.url}/#/experiments/{lake.experiment_id}")
     expect(tab.get_by_role("heading", level=1)).to_have_text(f"{lake.experiment_name} runs")
-    expect(tab.get_by_role("status")).to_contain_text("current state")  # the tracking API has no time travel
+    expect(tab.get_by_role("status")).to_contain_text("As of")  # the runs table answers as of the time too
 
 
 def test_as_of_shows_a_run_as_it_stood(lake: Lake, page: tuple[Page, Problems]) -> None:
@@ -940,6 +950,92 @@ def test_as_of_shows_a_run_as_it_stood(lake: Lake, page: tuple[Page, Problems]) 
     expect(tab.locator('figure[data-key="loss"] .chart')).to_have_attribute("data-total", "20")
     expect(tab.locator("#comment-list")).to_contain_text("said after")
     expect(tab.locator("#comment-form")).to_have_count(1)
+
+
+def test_as_of_shows_compare_runs_table_and_artifacts_as_they_stood(lake: Lake, page: tuple[Page, Problems]) -> None:
+    """A run's param, metric and artifacts changed after T, and a run made after T: as of T, the runs table (filter
+    and SQL modes, grouped too), compare and the artifact listing show the old values; Now shows the new ones."""
+    with httpx.Client(base_url=lake.url, timeout=60) as http:
+        exp_id = http.post("/api/v1/experiments", json={"name": f"tt-{uuid.uuid4().hex[:6]}"}).json()["experiment_id"]
+        ids = []
+        for name, lr, loss in (("first", "0.1", 1.0), ("second", "0.2", 2.0)):
+            run_id = http.post(f"/api/v1/experiments/{exp_id}/runs", json={"run_name": name}).json()["info"]["run_id"]
+            points = [{"key": "loss", "value": loss, "timestamp": 1_700_000_000_000 + s, "step": s} for s in range(5)]
+            body = {"params": {"lr": lr}, "metrics": points}
+            assert http.post(f"/api/v1/runs/{run_id}/batch", json=body).status_code == 200
+            ids.append(run_id)
+        first, second = ids
+        root = http.get(f"/api/v1/runs/{first}").json()["info"]["artifact_uri"].removeprefix("mlflow-artifacts:/")
+        assert http.put(f"/api/v1/artifacts/{root}/early.txt", content=b"early\n").status_code == 201
+        assert http.post("/api/v1/sql", json={"sql": "SELECT 1"}).status_code == 200  # commits what is queued
+        before = _whole_second_from_now()
+        late = [{"key": "loss", "value": 0.05, "timestamp": 1_700_000_001_000 + s, "step": s} for s in range(5, 10)]
+        body = {"params": {"late": "x"}, "metrics": late}
+        assert http.post(f"/api/v1/runs/{first}/batch", json=body).status_code == 200
+        assert http.put(f"/api/v1/artifacts/{root}/later.txt", content=b"later\n").status_code == 201
+        third = http.post(f"/api/v1/experiments/{exp_id}/runs", json={"run_name": "third"}).json()["info"]["run_id"]
+        assert http.post("/api/v1/sql", json={"sql": "SELECT 1"}).status_code == 200
+        # The API says why a time older than the lake cannot be answered.
+        old = {"experiment_ids": [exp_id], "as_of": "2001-01-01T00:00:00Z"}
+        r = http.post("/api/v1/runs/search", json=old)
+        assert r.status_code == 400
+        assert "before the lake's first commit" in r.json()["error"]["message"]
+        assert http.post("/api/v1/runs/groups", json={**old, "group_by": "params.lr"}).status_code == 400
+    tab, _ = page
+    tab.goto(f"{lake.url}/#/")
+    _set_as_of(tab, before)
+    table = tab.locator("#runs-table")
+    row = tab.locator(f'#runs-body .vt-row[data-run-id="{first}"]')
+    loss = tab.get_by_role("columnheader", name="m.loss")
+
+    def loss_of_first() -> Locator:
+        index = [h.strip() for h in tab.locator("#runs-head .vt-cell").all_inner_texts()].index("m.loss")
+        return row.locator(".vt-cell").nth(index)
+
+    tab.goto(f"{lake.url}/#/experiments/{exp_id}")
+    expect(tab.locator(".badge[role=status]")).to_contain_text("As of")
+    expect(table).to_have_attribute("data-loaded-rows", "2")  # "third" did not exist yet
+    expect(loss).to_be_visible()
+    expect(loss_of_first()).to_have_text("1")
+    expect(tab.get_by_role("columnheader", name="p.late")).to_have_count(0)
+    tab.get_by_role("searchbox", name="Filter").fill("metrics.loss < 0.5")
+    tab.get_by_role("button", name="Apply").click()
+    expect(tab.locator("#runs-error")).to_contain_text("No runs match")
+    # SQL mode, and grouped by a param in SQL mode, as of T.
+    tab.get_by_label("Filter language").select_option("sql")
+    tab.get_by_role("searchbox", name="Filter").fill('"metrics.loss" >= 1 OR "params.lr" = \'0.3\'')
+    tab.get_by_role("button", name="Apply").click()
+    expect(table).to_have_attribute("data-loaded-rows", "2")
+    expect(loss_of_first()).to_have_text("1")
+    tab.get_by_label("Group by").select_option("lr")
+    expect(table).to_have_attribute("data-groups", "2")
+    group = tab.locator('#runs-body .vt-group[data-group="0.1"]')
+    expect(group).to_contain_text("1 run")
+    expect(group).to_contain_text("x̄ 1")  # loss then
+    tab.get_by_role("button", name="Expand lr = 0.1").click()
+    expect(loss_of_first()).to_have_text("1")
+
+    tab.goto(f"{lake.url}/#/compare?runs={first},{second},{third}&metric=loss")
+    expect(tab.locator(".badge[role=status]")).to_contain_text("As of")
+    expect(tab.locator("#compare-missing")).to_contain_text(third)
+    compared = tab.locator("#compare-runs tbody tr").filter(has_text="first")
+    expect(compared.locator("td").nth(3)).to_have_text("1")
+    expect(tab.locator("#curves")).to_have_attribute("data-total", "10")  # steps 0-4 of both runs
+    expect(tab.locator("#param-diff")).not_to_contain_text("late")
+
+    tab.goto(f"{lake.url}/#/experiments/{exp_id}/runs/{first}")
+    expect(tab.get_by_role("button", name="early.txt")).to_be_visible()
+    expect(tab.get_by_role("button", name="later.txt")).to_have_count(0)
+
+    tab.get_by_role("button", name="Now").click()
+    expect(tab.get_by_role("button", name="later.txt")).to_be_visible()
+    tab.goto(f"{lake.url}/#/compare?runs={first},{second},{third}&metric=loss")
+    expect(compared.locator("td").nth(3)).to_have_text("0.05")
+    expect(tab.locator("#curves")).to_have_attribute("data-total", "15")
+    expect(tab.locator("#param-diff")).to_contain_text("late")
+    tab.goto(f"{lake.url}/#/experiments/{exp_id}?mode=sql&filter=" + quote('"metrics.loss" < 0.5'))
+    expect(table).to_have_attribute("data-loaded-rows", "1")
+    expect(loss_of_first()).to_have_text("0.05")
 
 
 # -- artifacts ---------------------------------------------------------------------------------------------------

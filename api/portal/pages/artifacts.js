@@ -15,7 +15,8 @@ export function artifactRoot(uri) {
   return match ? match[1] : null;
 }
 
-/** `when`: an "as of" time (ISO), or null: versions stored after it are marked and not previewed by default. */
+/** `when`: an "as of" time (ISO), or null: the listing is as it stood then; versions stored after it are marked and
+ * not previewed by default. */
 export async function renderArtifacts(el, root, when = null) {
   el.innerHTML = html`<h2 id="h-artifacts">Artifacts</h2>
     <div class="grid2"><div><ul id="artifact-tree" class="plain-list" aria-labelledby="h-artifacts"></ul></div>
@@ -28,7 +29,7 @@ export async function renderArtifacts(el, root, when = null) {
   }
 
   async function list(prefix, into, depth) {
-    const { files } = await api("/api/v1/artifacts", { query: { prefix } });
+    const { files } = await api("/api/v1/artifacts", { query: { prefix, as_of: when } }); // as they stood then
     if (!files.length && depth === 0) {
       into.innerHTML = `<li class="muted">No artifacts.</li>`;
       return;

@@ -1,9 +1,10 @@
 // Compare runs: overlaid curves of one metric (x by step or time, log axis, smoothing) for up to hundreds of runs,
 // parallel coordinates over params and latest metrics (brush an axis to keep a range), a diff of their params,
-// and a scatter of a param against a metric's latest value.
+// and a scatter of a param against a metric's latest value. "As of" a past time the runs come from the search API's
+// as_of (their params and latest metrics then) and each curve stops at the step its run had reached then.
 import uPlot from "/portal/vendor/uplot.js";
 import { MetricChart, PALETTE, ParallelCoordinates } from "../charts.js";
-import { api, asOfNote, fmtNum, hashQuery, html, setHashQuery, showError } from "../lib.js";
+import { api, asOf, asOfNote, fmtNum, fmtTime, hashQuery, html, records, setHashQuery, showError, sql } from "../lib.js";
 
 const CONCURRENCY = 8;
 const PC_PARAMS = 8; // parallel-coordinates axes shown at first: the params that differ, then the metrics
@@ -22,6 +23,29 @@ async function fetchRuns(ids) {
   return out;
 }
 
+// Steps below every real step: the history of a run that had not logged the metric yet is empty.
+const NO_STEP = Number.MIN_SAFE_INTEGER;
+
+/** The runs as they stood at `when`, in the order of `ids`; those that did not exist yet are left out (and named). */
+async function fetchRunsAsOf(ids, when) {
+  const list = ids.map((id) => `'${id.replace(/'/g, "''")}'`).join(",");
+  const found = records(await sql("SELECT run_id, experiment_id FROM runs WHERE list_contains(?::VARCHAR[], run_id)", { params: [ids], asOf: when }));
+  const experiments = [...new Set(found.map((r) => r.experiment_id))];
+  const byId = new Map();
+  if (experiments.length) {
+    let token = null;
+    do {
+      const page = await api("/api/v1/runs/search", {
+        method: "POST",
+        body: { experiment_ids: experiments, filter: `attributes.run_id IN (${list})`, view_type: "ALL", max_results: 1000, page_token: token, as_of: when },
+      });
+      for (const run of page.runs) byId.set(run.info.run_id, run);
+      token = page.next_page_token;
+    } while (token);
+  }
+  return { runs: ids.filter((id) => byId.has(id)).map((id) => byId.get(id)), missing: ids.filter((id) => !byId.has(id)) };
+}
+
 const colour = (i) => PALETTE[i % PALETTE.length];
 const asNumber = (v) => (v === null || v === undefined || v === "" || Number.isNaN(Number(v)) ? null : Number(v));
 
@@ -33,7 +57,13 @@ export async function renderCompare(view) {
       <a href="#/">Experiments</a></p>`.text;
     return;
   }
-  const runs = await fetchRuns(ids);
+  const when = asOf();
+  const { runs, missing } = when ? await fetchRunsAsOf(ids, when) : { runs: await fetchRuns(ids), missing: [] };
+  if (!runs.length) {
+    view.innerHTML = html`<h1>Compare runs</h1>${asOfNote()}<p class="error" role="alert">None of these runs existed yet at
+      ${fmtTime(when)}: pick a later time or Now.</p>`.text;
+    return;
+  }
   const label = (r) => r.info.run_name || r.info.run_id.slice(0, 8);
   const metricKeys = [...new Set(runs.flatMap((r) => Object.keys(r.metrics)))].sort();
   const paramKeys = [...new Set(runs.flatMap((r) => Object.keys(r.params)))].sort();
@@ -50,7 +80,8 @@ export async function renderCompare(view) {
   view.innerHTML = html`
     <p class="crumbs"><a href="#/">Experiments</a> / <a href="#/experiments/${encodeURIComponent(firstExperiment)}">experiment ${firstExperiment}</a> / compare</p>
     <h1>Compare ${runs.length} runs</h1>
-    ${asOfNote(false)}
+    ${asOfNote()}
+    ${missing.length ? html`<p class="muted" id="compare-missing">${missing.length} of the runs did not exist yet then: ${missing.join(", ")}</p>` : ""}
     <section class="panel" aria-labelledby="h-curves"><h2 id="h-curves">Curves</h2>
       <form class="toolbar" id="curve-controls">
         <label for="metric">Metric</label>
@@ -132,7 +163,8 @@ export async function renderCompare(view) {
     curvesEl.replaceChildren(holder);
     chart = new MetricChart(holder, {
       key: state.key,
-      series: runs.map((r) => ({ runId: r.info.run_id, label: label(r) })),
+      // As of a past time: each run's curve up to the step its latest value had then.
+      series: runs.map((r) => ({ runId: r.info.run_id, label: label(r), maxStep: when ? (r.metrics[state.key]?.step ?? NO_STEP) : undefined })),
       log: state.log,
       smoothing: state.smoothing,
       xAxis: state.xAxis,

@@ -1,7 +1,9 @@
 // The runs of one experiment: a virtualised table (only the rows in view exist in the DOM), paged through
 // POST /api/v1/runs/search as the reader scrolls, with MLflow's filter language, sort by any column, and a
-// column picker over params, metrics (latest value) and tags.
-import { asOfNote, api, fmtNum, fmtTime, hashQuery, html, quoteKey, records, setHashQuery, showError, sql } from "../lib.js";
+// column picker over params, metrics (latest value) and tags. Grouping by a param works in both filter languages
+// (SQL mode groups with one GROUP BY over runs_wide). With an "as of" time every call answers as the runs stood then
+// (the search and groups API's as_of, the SQL endpoint's as_of).
+import { asOf, asOfNote, api, fmtNum, fmtTime, hashQuery, html, quoteKey, records, setHashQuery, showError, sql } from "../lib.js";
 
 const ROW_H = 28; // px; must match --row-h in style.css
 const FIRST_PAGE = 200; // small first page: rows on screen fast
@@ -29,6 +31,16 @@ const SQL_PAGE = 500; // runs fetched per search call in SQL mode (their ids go 
 const SQL_LIMIT = 100_000;
 const NOT_SET = Symbol("not set"); // the id of the group of runs without the grouping param
 const literal = (text) => `'${String(text).replace(/'/g, "''")}'`;
+const wideColumn = (kind, key) => `"${`${kind}.${key}`.replace(/"/g, '""')}"`;
+/** Groups in display order, as the groups API orders them: numerically when every value is a number, else as
+ * text; the runs without the value last. */
+function groupOrder(groups) {
+  const present = groups.filter((g) => g.value !== null);
+  const numeric = present.every((g) => g.value.trim() !== "" && Number.isFinite(Number(g.value)));
+  present.sort((a, b) => (numeric ? Number(a.value) - Number(b.value) : 0) || (a.value < b.value ? -1 : a.value > b.value ? 1 : 0));
+  return [...present, ...groups.filter((g) => g.value === null)];
+}
+const MAX_GROUPS = 1000;
 const EXTREMES_SQL = `
 SELECT run_id, min_value, max_value FROM latest_metrics
 WHERE key = ? AND run_id IN (SELECT run_id FROM runs WHERE experiment_id = ?)`;
@@ -40,6 +52,7 @@ function searchBody(experimentId, filter, order, maxResults, token) {
     order_by: order ? [order] : [],
     max_results: maxResults,
     page_token: token || null,
+    as_of: asOf() || undefined,
   };
 }
 
@@ -82,14 +95,14 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
     selected: new Set(),
     keys: { metrics: new Set(), params: new Set(), tags: new Set() },
     discovered: 0,
-    groupBy: query.get("mode") === "sql" ? "" : query.get("group") || "", // a param key, or "" for no groups
+    groupBy: query.get("group") || "", // a param key, or "" for no groups
     groups: null, // when grouped: [{value, count, metrics, rows, next, started, loading}] in display order
     open: new Set(JSON.parse(query.get("open") || "[]")), // values of the expanded groups
   };
   view.innerHTML = html`
     <p class="crumbs"><a href="#/">Experiments</a> / ${experiment.name}</p>
     <h1>${experiment.name} <span class="muted">runs</span></h1>
-    ${asOfNote(false)}
+    ${asOfNote()}
     <form class="toolbar" id="run-filter" role="search">
       <label for="filter">Filter</label>
       <select id="filter-mode" aria-label="Filter language">
@@ -100,7 +113,7 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
         placeholder="${state.mode === "sql" ? PLACEHOLDERS.sql : PLACEHOLDERS.mlflow}" aria-describedby="filter-help">
       <button type="submit">Apply</button>
       <label for="group-by">Group by</label>
-      <select id="group-by" title="Group the runs by a param (MLflow filter only)">
+      <select id="group-by" title="Group the runs by a param">
         <option value="">(none)</option>
         ${state.groupBy ? html`<option value="${state.groupBy}" selected>${state.groupBy}</option>` : ""}
       </select>
@@ -174,7 +187,7 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
   function extreme(kind, key, runId) {
     const known = extremes.get(key);
     if (known === undefined) {
-      const asking = sql(EXTREMES_SQL, { params: [key, experimentId] })
+      const asking = sql(EXTREMES_SQL, { params: [key, experimentId], asOf: asOf() })
         .then((answer) => {
           extremes.set(key, new Map(records(answer).map((r) => [r.run_id, r])));
           shown++;
@@ -400,7 +413,10 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
     const generation = state.generation;
     g.loading = true;
     try {
-      const page = await searchPage(experimentId, groupFilter(g), state.order, g.started ? PAGE : FIRST_PAGE, g.next);
+      const page =
+        state.mode === "sql"
+          ? await sqlPage(g, Number(g.next || 0))
+          : await searchPage(experimentId, groupFilter(g), state.order, g.started ? PAGE : FIRST_PAGE, g.next);
       if (generation !== state.generation || !isCurrent()) return;
       g.rows.push(...page.runs);
       g.next = page.next_page_token;
@@ -421,24 +437,35 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
     try {
       if (!state.discovered) {
         // The column picker, the default columns and the group-by choices learn the keys from a first page.
-        const page = await searchPage(experimentId, state.filter, "", FIRST_PAGE, null);
+        const page = state.mode === "sql" ? await sqlPage(state, 0) : await searchPage(experimentId, state.filter, "", FIRST_PAGE, null);
         if (generation !== state.generation || !isCurrent()) return;
         discoverKeys(page.runs);
         if (state.columns === null) state.columns = defaultColumns();
         renderHead();
       }
       const metrics = (state.columns || []).filter((c) => c.kind === "metrics").map((c) => c.key);
-      const answer = await api("/api/v1/runs/groups", {
-        method: "POST",
-        body: { experiment_ids: [experimentId], group_by: `params.${quoteKey(state.groupBy)}`, filter: state.filter || null, metrics },
-      });
+      const answer =
+        state.mode === "sql"
+          ? await sqlGroups(metrics)
+          : await api("/api/v1/runs/groups", {
+              method: "POST",
+              body: {
+                experiment_ids: [experimentId],
+                group_by: `params.${quoteKey(state.groupBy)}`,
+                filter: state.filter || null,
+                metrics,
+                as_of: asOf() || undefined,
+              },
+            });
       if (generation !== state.generation || !isCurrent()) return;
       // Asked again for new metric columns: the groups keep the runs they have loaded.
       const before = new Map((state.groups || []).map((g) => [g.id, g]));
       state.groups = answer.groups.map((g) => {
         const id = g.value ?? NOT_SET;
         const kept = before.get(id);
-        return kept ? Object.assign(kept, { count: g.count, metrics: g.metrics }) : { ...g, id, rows: [], next: null, started: false, loading: false };
+        return kept
+          ? Object.assign(kept, { count: g.count, metrics: g.metrics })
+          : { ...g, id, rows: [], next: null, started: false, loading: false, sqlIds: null };
       });
       starts = null;
       shown++;
@@ -490,7 +517,7 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
       prefetched = null;
       const size = state.rows.length ? PAGE : FIRST_PAGE;
       const page = await (pending ||
-        (state.mode === "sql" ? sqlPage(Number(state.next || 0)) : searchPage(experimentId, state.filter, state.order, size, state.next)));
+        (state.mode === "sql" ? sqlPage(state, Number(state.next || 0)) : searchPage(experimentId, state.filter, state.order, size, state.next)));
       if (generation !== state.generation || !isCurrent()) return;
       const firstPage = state.rows.length === 0;
       state.rows.push(...page.runs);
@@ -514,24 +541,56 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
   }
 
   // SQL mode: one query over runs_wide gives the matching run ids in order; the runs themselves come from the
-  // search API, SQL_PAGE at a time, by id. The page token is the offset into those ids.
-  async function sqlPage(offset) {
-    if (state.sqlIds === null) {
+  // search API, SQL_PAGE at a time, by id. The page token is the offset into those ids. `holder` is the state (the
+  // whole table) or a group (its runs: the group's value added to the condition); it keeps the ids.
+  const sqlWhere = () => `lifecycle_stage = 'active' AND (${state.filter || "true"})`;
+  function sqlGroupTest(g) {
+    const column = wideColumn("params", state.groupBy);
+    return g.value === null ? `${column} IS NULL` : `${column} = ${literal(g.value)}`;
+  }
+  async function sqlPage(holder, offset) {
+    if (holder.sqlIds === null) {
       const column = columns().find((c) => c.order && state.order.startsWith(`${c.order} `));
       const direction = state.order.endsWith(" ASC") ? "ASC" : "DESC";
       const orderBy = column?.sqlOrder ? `${column.sqlOrder} ${direction} NULLS LAST, ` : "";
+      const group = holder === state ? "" : ` AND ${sqlGroupTest(holder)}`;
       const answer = await sql(
-        `SELECT run_id FROM runs_wide(${literal(experimentId)}) WHERE lifecycle_stage = 'active' AND (${state.filter || "true"})
+        `SELECT run_id FROM runs_wide(${literal(experimentId)}) WHERE ${sqlWhere()}${group}
          ORDER BY ${orderBy}started_at DESC, run_id LIMIT ${SQL_LIMIT}`,
+        { asOf: asOf() },
       );
-      state.sqlIds = answer.rows.map((row) => row[0]);
+      holder.sqlIds = answer.rows.map((row) => row[0]);
     }
-    const ids = state.sqlIds.slice(offset, offset + SQL_PAGE);
-    const next = offset + SQL_PAGE < state.sqlIds.length ? String(offset + SQL_PAGE) : null;
+    const ids = holder.sqlIds.slice(offset, offset + SQL_PAGE);
+    const next = offset + SQL_PAGE < holder.sqlIds.length ? String(offset + SQL_PAGE) : null;
     if (!ids.length) return { runs: [], next_page_token: null };
     const page = await searchPage(experimentId, `attributes.run_id IN (${ids.map(literal).join(",")})`, "", ids.length, null);
     const byId = new Map(page.runs.map((r) => [r.info.run_id, r]));
     return { runs: ids.map((id) => byId.get(id)).filter(Boolean), next_page_token: next };
+  }
+
+  // SQL mode's groups: one GROUP BY over runs_wide; the same shape as POST /api/v1/runs/groups answers.
+  async function sqlGroups(metrics) {
+    const figures = metrics.map((m, i) => {
+      const c = wideColumn("metrics", m);
+      const finite = `FILTER (WHERE isfinite(${c}))`;
+      return `count(${c}) ${finite} AS n${i}, min(${c}) ${finite} AS lo${i}, avg(${c}) ${finite} AS mean${i}, max(${c}) ${finite} AS hi${i}`;
+    });
+    const answer = await sql(
+      `SELECT ${wideColumn("params", state.groupBy)} AS value, count(*) AS count${figures.map((f) => `, ${f}`).join("")}
+       FROM runs_wide(${literal(experimentId)}) WHERE ${sqlWhere()} GROUP BY ALL`,
+      { asOf: asOf() },
+    );
+    const groups = groupOrder(
+      records(answer).map((r) => ({
+        value: r.value === null ? null : String(r.value),
+        count: r.count,
+        metrics: Object.fromEntries(
+          metrics.flatMap((m, i) => (r[`n${i}`] ? [[m, { count: r[`n${i}`], min: r[`lo${i}`], mean: r[`mean${i}`], max: r[`hi${i}`] }]] : [])),
+        ),
+      })),
+    );
+    return { groups: groups.slice(0, MAX_GROUPS), total_groups: groups.length };
   }
 
   function defaultColumns() {
@@ -646,11 +705,6 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
     view.querySelector("#filter").placeholder = PLACEHOLDERS[e.target.value];
   });
   groupSelect.addEventListener("change", () => {
-    if (state.mode === "sql") {
-      groupSelect.value = "";
-      errorBox.innerHTML = html`<p class="error" role="alert">Group by works with the MLflow filter: switch the filter language to MLflow filter and Apply.</p>`.text;
-      return;
-    }
     state.groupBy = groupSelect.value;
     state.open.clear();
     reload();
@@ -663,10 +717,6 @@ export async function renderRuns(view, experimentId, { isCurrent }) {
     e.preventDefault();
     state.filter = view.querySelector("#filter").value.trim();
     state.mode = view.querySelector("#filter-mode").value;
-    if (state.mode === "sql" && state.groupBy) {
-      state.groupBy = ""; // groups come from the search API, which speaks MLflow's filter language
-      groupSelect.value = "";
-    }
     reload();
   });
   body.addEventListener("change", (e) => {
