@@ -14,26 +14,51 @@ dies is replaced by one with the same name (a StatefulSet ordinal, a compose ser
 host name), on any host and with an empty disk, and it replays the log from the object store.
 One process per name: two processes writing one log are fenced, because both would create the
 segment of the same next sequence number and the create-if-absent lets only one of them succeed;
-the other's write fails (``LogFencedError``) instead of being acknowledged. Logs of other names
-are not drained by this process (there is no lease to tell a dead owner from a slow one).
+the other's write fails (``LogFencedError``) instead of being acknowledged.
+
+Leases: a replica that dies and never comes back under its name would leave acknowledged rows
+in its segments that nobody commits. So each log has a lease, ``<log name>/lease/v<N>.json``: the
+versioned create-only objects of ``catalog/versions.py`` (version N+1 exists once, so whoever creates
+it holds the lease; no ``If-Match`` is needed and ``file://`` works the same). The holder creates
+the next version every ``lease_s / 3`` seconds. Expiry is judged by the *observer's* monotonic
+clock, never by comparing wall clocks across hosts: another replica that sees the same latest
+version for ``lease_s`` seconds of its own time takes the log over by creating the next version
+(only one taker can), replays it, commits its rows on the tables' marks of that log (rows the dead
+replica had committed are skipped, so each row lands once), then writes a *released* version
+carrying the log's last sequence number and deletes the segments. The holder, in turn, counts its
+lease valid for ``lease_s`` from the moment it *started* its last successful renewal; it refuses
+to acknowledge (before and after the segment ``PUT``) or to commit once that has passed or a
+renewal found the next version taken. Because the observer first saw that version after it was
+created, the holder's validity ends before any taker may act (given clocks that tick at the same
+rate, the usual lease assumption). A process that starts with a log's name takes its lease at once
+(a restart: the previous holder of that name is gone, or is a mistaken duplicate that the lease and
+the segment collision fence); if another replica is draining it, it waits for the release and
+continues the sequence from it. A log with no lease (written before leases existed) is never taken.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
+import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
-from catalog.versions import VersionStore, VersionStoreError
+from catalog.versions import Version, Versions, VersionStore, VersionStoreError
 from lakeops.errors import BackendUnavailableError
 from lakeops.wal import pack_record, parse_records
 
 log = logging.getLogger(__name__)
 
 WAL_DIR = "_wal"
+LEASE_DIR = "lease"
+DEFAULT_LEASE_S = 10.0
 _SUFFIX = ".seg"
+_KEEP_LEASE_VERSIONS = 2
 
 
 class LogFencedError(BackendUnavailableError):
@@ -53,28 +78,155 @@ class _Segment:
     size: int
 
 
+class _Lease:
+    """The lease on one log: create-only versions under ``<log name>/lease/``; renewed on a thread while held."""
+
+    def __init__(self, store: VersionStore, log_name: str, *, lease_s: float, holder: str) -> None:
+        self.versions = Versions(store)
+        self.prefix = f"{log_name}/{LEASE_DIR}/"
+        self.log_name = log_name
+        self.lease_s = lease_s
+        self.holder = holder  # the log name of the process holding it (its own, or a taker's)
+        self.owner = uuid.uuid4().hex  # this process's claim
+        self.current: Version | None = None
+        self.lost: str | None = None  # why the lease is no longer ours
+        self._valid_until = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._mine: list[str] = []
+
+    def latest(self) -> Version | None:
+        return self.versions.latest(self.prefix)
+
+    def _body(self, state: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "log": self.log_name,
+            "holder": self.holder,
+            "owner": self.owner,
+            "state": state,
+            "lease_s": self.lease_s,
+            "at": time.time(),  # for people reading the object; expiry never compares wall clocks
+            **extra,
+        }
+
+    def _put(self, current: Version | None, state: str, **extra: Any) -> bool:
+        """Create the version after ``current``; if created, the lease is ours for ``lease_s`` from before the PUT."""
+        started = time.monotonic()
+        made = self.versions.put_next(self.prefix, current, self._body(state, **extra))
+        if made is None:
+            return False
+        with self._lock:
+            self.current = made
+            self._valid_until = started + self.lease_s
+            self._mine.append(made.key)
+            stale = self._mine[:-_KEEP_LEASE_VERSIONS] if len(self._mine) > 4 * _KEEP_LEASE_VERSIONS else []
+            self._mine = self._mine[len(stale) :]
+        if current is not None and current.older:
+            stale = [*stale, *current.older]  # versions of earlier holders
+        if stale:
+            with contextlib.suppress(VersionStoreError, OSError):  # housekeeping; the next round retries
+                self.versions.store.delete(stale)
+        return True
+
+    def acquire_own(self) -> int:
+        """Hold the lease of our own log (a restart takes it at once; a draining taker is waited for).
+
+        Returns the sequence number a taker released the log at (0 if none).
+        """
+        observed: tuple[str, float] | None = None
+        while True:
+            current = self.latest()
+            body = current.body if current is not None else {}
+            expired = (
+                current is not None
+                and observed is not None
+                and observed[0] == current.key
+                and time.monotonic() - observed[1] >= float(body.get("lease_s", self.lease_s))
+            )
+            if current is None or body.get("state") == "released" or body.get("holder") == self.holder or expired:
+                if self._put(current, "held"):
+                    return int(body.get("last_seq", 0)) if body.get("state") == "released" else 0
+                continue  # somebody created that version first: look again
+            if observed is None or observed[0] != current.key:
+                observed = (current.key, time.monotonic())
+                log.info("write-ahead log %s is being drained by %s; waiting", self.log_name, body.get("holder"))
+            time.sleep(min(0.2, self.lease_s / 4))
+
+    def take(self, current: Version) -> bool:
+        """Take an expired lease over (only one taker's create succeeds)."""
+        return self._put(current, "held", taken_from=current.body.get("holder"))
+
+    def release(self, last_seq: int) -> None:
+        """Give the lease up, recording where the log's sequence stands (its segments are going)."""
+        self.stop()
+        with self._lock:
+            current = self.current
+        if self.lost is None and not self._put(current, "released", last_seq=last_seq):
+            self.lost = "the lease was taken while being released"
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._renew, name=f"lakeops-lease-{self.log_name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=self.lease_s)
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.lease_s / 3):
+            with self._lock:
+                current = self.current
+            try:
+                if not self._put(current, "held"):
+                    self.lost = f"another process took the lease on the write-ahead log {self.log_name!r}"
+                    log.error("%s; this process stops acknowledging writes to it", self.lost)
+                    return
+            except (VersionStoreError, OSError) as exc:  # keep trying; validity runs out meanwhile
+                log.warning("could not renew the lease on write-ahead log %s: %s", self.log_name, exc)
+
+    def check(self) -> None:
+        """Raise unless the lease is held and within its validity.
+
+        Raises:
+            LogFencedError: the lease was taken, or could not be renewed in time.
+        """
+        if self.lost is not None:
+            raise LogFencedError(f"{self.lost}: restart this replica to continue")
+        if time.monotonic() >= self._valid_until:
+            raise LogFencedError(
+                f"the lease on the write-ahead log {self.log_name!r} could not be renewed within {self.lease_s:g} s"
+            )
+
+
 class ObjectWriteAheadLog:
     """A named record log in the object store, with group-committed create-only segment objects."""
 
-    def __init__(self, store: VersionStore, name: str) -> None:
+    def __init__(self, store: VersionStore, name: str, *, lease: _Lease | None = None, released_seq: int = 0) -> None:
         if not name or "/" in name or name in (".", ".."):
             raise ValueError(f"invalid write-ahead log name {name!r}")
         self.store = store
         self.writer_id = name
+        self._lease = lease
+        self._observed: dict[str, tuple[str, float]] = {}  # other logs: (latest lease key, first seen at)
         self._append_lock = threading.Lock()
         self._sync_lock = threading.Lock()
         self._pending: list[bytes] = []  # records appended, not yet in a segment
         self._pending_first = 0
         self._bodies: dict[int, bytes] = {}  # segments read at open, kept for the first replay
         self._segments = self._scan()
-        self._next_seq = (self._segments[-1].last_seq if self._segments else 0) + 1
+        self._next_seq = max(self._segments[-1].last_seq if self._segments else 0, released_seq) + 1
         self._written = 0  # records appended by this process (the ticket counter)
         self._synced = 0
 
     @classmethod
-    def open(cls, store: VersionStore, name: str) -> ObjectWriteAheadLog:
-        """Open (or start) the log ``name``: its segments are read for replay."""
-        return cls(store, name)
+    def open(cls, store: VersionStore, name: str, *, lease_s: float = DEFAULT_LEASE_S) -> ObjectWriteAheadLog:
+        """Open (or start) the log ``name`` under its lease: its segments are read for replay."""
+        lease = _Lease(store, name, lease_s=lease_s, holder=name)
+        released = lease.acquire_own()
+        lease.start()
+        return cls(store, name, lease=lease, released_seq=released)
 
     def _scan(self) -> list[_Segment]:
         segments = []
@@ -125,7 +277,11 @@ class ObjectWriteAheadLog:
             key = f"{self.writer_id}/{first:020d}{_SUFFIX}"
             body = b"".join(records)
             try:
+                self.check_writable()
                 created = self.store.create(key, body)
+            except LogFencedError:
+                self._put_back(records, first)
+                raise
             except (VersionStoreError, OSError) as exc:
                 self._put_back(records, first)
                 raise BackendUnavailableError(f"cannot write the write-ahead log to {self.store.root}: {exc}") from exc
@@ -135,6 +291,9 @@ class ObjectWriteAheadLog:
                     f"another process writes the write-ahead log {self.writer_id!r} in {self.store.root}: "
                     "give each replica its own write.log_name"
                 )
+            # Written, but acknowledged only if the lease did not lapse meanwhile (a taker may have read
+            # the log before this segment landed): the records stay in the log, unacknowledged.
+            self.check_writable()
             last = first + len(records) - 1
             with self._append_lock:
                 self._segments.append(_Segment(first, last, key, len(body)))
@@ -189,18 +348,65 @@ class ObjectWriteAheadLog:
         with self._append_lock:
             return sum(s.size for s in self._segments) + sum(len(r) for r in self._pending)
 
+    def check_writable(self) -> None:
+        """Raise unless this process holds the log's lease (it may append, acknowledge and commit).
+
+        Raises:
+            LogFencedError: the lease was taken by another process or lapsed.
+        """
+        if self._lease is not None:
+            self._lease.check()
+
     def orphans(self) -> list[ObjectWriteAheadLog]:
-        """Logs of dead processes this one should drain: none (a replacement takes over by name)."""
-        return []
+        """Other replicas' logs whose lease expired, taken over (leased to this process) for draining.
+
+        A lease counts as expired once this process has seen the same latest version of it for the
+        holder's ``lease_s`` on its own clock; so a log is never taken on the first look.
+        """
+        if self._lease is None:
+            return []
+        names = {key.split("/", 1)[0] for key in self.store.list("") if "/" in key} - {self.writer_id}
+        now = time.monotonic()
+        taken: list[ObjectWriteAheadLog] = []
+        for name in sorted(names):
+            lease = _Lease(self.store, name, lease_s=self._lease.lease_s, holder=self.writer_id)
+            current = lease.latest()
+            if current is None or current.body.get("state") == "released":
+                self._observed.pop(name, None)  # no lease (a log from before leases), or drained
+                continue
+            seen = self._observed.get(name)
+            if seen is None or seen[0] != current.key:
+                self._observed[name] = (current.key, now)
+                continue
+            if now - seen[1] < float(current.body.get("lease_s", self._lease.lease_s)):
+                continue
+            if not lease.take(current):
+                continue  # another replica took it first
+            self._observed.pop(name, None)
+            lease.start()  # draining may take longer than a lease
+            log.warning("took over the write-ahead log %s (its lease expired) to commit its rows", name)
+            taken.append(ObjectWriteAheadLog(self.store, name, lease=lease))
+        return taken
 
     def close(self) -> None:
-        """Write out what is pending (a clean stop acknowledges nothing more, but loses nothing either)."""
-        if self._pending:
-            self.sync(self._written)
+        """Write out what is pending (a clean stop acknowledges nothing more, but loses nothing either).
+
+        The lease is not released: it lapses, and another replica drains what is left unless a
+        process with this name comes back first.
+        """
+        try:
+            if self._pending:
+                self.sync(self._written)
+        finally:
+            if self._lease is not None:
+                self._lease.stop()
 
     def discard(self) -> None:
-        """Delete the whole log (every record is committed)."""
+        """Delete the whole log (every record is committed) and release its lease with its position."""
         self.close()
+        if self._lease is not None:
+            self._lease.check()
+            self._lease.release(self.last_seq)
         with self._append_lock:
             keys, self._segments = [s.key for s in self._segments], []
         self.store.delete(keys)

@@ -200,6 +200,13 @@ class WriteConfig(_Frozen):
         description="This replica's log in the object store (log='object'); default the host name. One process "
         "per name: a replacement with the same name replays it.",
     )
+    log_lease_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="With log='object': a replica renews the lease on its log every third of this; another replica "
+        "takes over a log whose lease it has seen unrenewed this long and commits its rows (a replica that dies and "
+        "never comes back loses nothing acknowledged).",
+    )
     maintain_every_commits: int = Field(default=50, ge=0, description="Background maintenance period; 0 = never.")
     snapshot_retention_s: float = Field(default=3600.0, ge=0, description="Expire snapshots older than this.")
     max_snapshots: int = Field(

@@ -66,8 +66,16 @@ class RecordLog(Protocol):
         """Forget records committed through ``seq``."""
         ...
 
+    def check_writable(self) -> None:
+        """Raise unless this process may still acknowledge and commit the log's records.
+
+        Raises:
+            BackendUnavailableError: another process took the log over (the object log's lease).
+        """
+        ...
+
     def orphans(self) -> Sequence[RecordLog]:
-        """Logs of dead processes this one drains."""
+        """Logs of dead processes this one drains (taken: the caller commits them, then ``discard``)."""
         ...
 
     def size_bytes(self) -> int:
@@ -151,6 +159,9 @@ class WriteAheadLog:
             except FileNotFoundError:  # truncated by the committer meanwhile
                 continue
         return total
+
+    def check_writable(self) -> None:
+        """Always writable: the ``flock`` held since ``open`` keeps any other process out."""
 
     def orphans(self) -> list[WriteAheadLog]:
         """The other logs of the same home whose owners are gone, locked for draining."""

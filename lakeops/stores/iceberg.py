@@ -60,6 +60,7 @@ WAL_MARK_PREFIX = "lakeops.wal."
 SUMMARY_WRITER = "lakeops.writer-id"
 SUMMARY_SEQ = "lakeops.wal-seq"
 SUMMARY_OPERATION = "lakeops.operation"
+SUMMARY_LOG = "lakeops.drained-log"  # a dead process's log whose rows the commit carries
 
 _PART = struct.Struct("<BI")
 
@@ -163,7 +164,8 @@ def _open_log(settings: LakeopsSettings) -> RecordLog:
         from lakeops.object_wal import WAL_DIR, ObjectWriteAheadLog, default_log_name
 
         objects = open_version_store(settings.warehouse(), settings.storage.to_properties(), directory=WAL_DIR)
-        return ObjectWriteAheadLog.open(objects, settings.write.log_name or default_log_name())
+        name = settings.write.log_name or default_log_name()
+        return ObjectWriteAheadLog.open(objects, name, lease_s=settings.write.log_lease_s)
     return WriteAheadLog.open(settings.home / "wal", fsync=settings.write.fsync)
 
 
@@ -208,6 +210,9 @@ class IcebergStore:
         self._stop = threading.Event()
         self._commits = 0
         self._last_refresh = 0.0
+        self._last_takeover = time.monotonic()
+        # How often to look for other replicas' logs whose lease expired (object-store logs only).
+        self._takeover_every = settings.write.log_lease_s / 4
         # Health bookkeeping only (see commit_health); the write path does not read it.
         self._last_commit_ok_at: float | None = None
         self._first_failure_at: float | None = None
@@ -231,8 +236,10 @@ class IcebergStore:
         self.state = TrackingState()
         self._seen_snapshot: dict[str, int | None] = {}
         self._visible: dict[str, TableMetadata] = {}
+        # The metadata file each table's rows were last folded in at (by start-up, a refresh, or our
+        # own commit landing straight on it): a refresh reloads a table whose catalog pointer differs.
+        self._absorbed: dict[str, str] = {}
         self._read_cache = _ReadCache(max_rows=settings.write.read_cache_rows)
-        self._drained_writers: set[str] = set()
         properties = settings.catalog_properties()
         self._pointers = open_pointer_reader(properties, catalog_name=CATALOG_NAME)
         # How often other writers' commits are picked up (see ``WriteConfig.refresh_interval_s``).
@@ -262,6 +269,7 @@ class IcebergStore:
             snapshot = table.metadata.current_snapshot()
             self._seen_snapshot[table_def.name] = snapshot.snapshot_id if snapshot else None
             self._visible[table_def.name] = table.metadata
+            self._absorbed[table_def.name] = table.metadata_location
         for table_def in TABLES:
             table = self._tables[table_def.name]
             if self._seen_snapshot[table_def.name] is None or table_def.name in _NOT_FOLDED:
@@ -290,7 +298,7 @@ class IcebergStore:
                     self._enqueue(target, seq, batch)
         if replayed:
             log.info("replayed %d rows from write-ahead log %s", replayed, self.writer_id)
-        self._drain_orphans()
+        self._drain_orphans(self.wal.orphans())
         self.state.retry_orphans()
         for name in CONSTRAINED_ORDER:  # from now on, only constrained rounds commit these tables
             queue = self._queues[name]
@@ -332,29 +340,51 @@ class IcebergStore:
     def _mark(self, table: Table, writer_id: str | None = None) -> int:
         return int(table.properties.get(WAL_MARK_PREFIX + (writer_id or self.writer_id), "0"))
 
-    def _drain_orphans(self) -> None:
-        """Replay and commit the logs of other dead processes that shared this home, then delete them.
+    def _drain_orphans(self, orphans: Iterable[RecordLog]) -> None:
+        """Replay and commit the logs of dead processes, then delete them.
 
-        A restarted process adopts one orphaned log as its own; any others (more processes died
-        than came back) are drained here, so no acknowledged write waits for a process that may
-        never start again.
+        Local logs: a restarted process adopts one orphaned log of its home as its own; any others
+        (more processes died than came back) are drained here at start-up. Object-store logs: the
+        logs of other replicas whose lease expired, taken over while running (``_take_over_logs``).
+        Rows a log's owner already committed are skipped by that log's marks, and the commits here
+        advance the same marks, so each row lands once even if this process dies mid-drain and
+        another one drains the log again. The commits carry this process's writer id: the rows are
+        folded in here already, and other replicas fold them in from the snapshots as usual.
         """
-        for orphan in self.wal.orphans():
+        for orphan in orphans:
             marks = {name: self._mark(table, orphan.writer_id) for name, table in self._tables.items()}
             batches: dict[str, list[tuple[int, pa.RecordBatch]]] = {}
             for seq, payload in orphan.replay(after_seq=min(marks.values())):
                 for name, batch in decode_record(payload).items():
                     targets = _replay_targets(name, seq, marks)
                     if targets:
-                        self.state.apply(name, batch)
+                        with self._lock:
+                            self.state.apply(name, batch)
                     for target in targets:
                         batches.setdefault(target, []).append((seq, batch))
             for table_def in TABLES:
                 if batches.get(table_def.name):
-                    self._commit_table(table_def.name, batches[table_def.name], writer_id=orphan.writer_id)
-            self._drained_writers.add(orphan.writer_id)  # refresh must not fold these rows in again
+                    self._commit_table(table_def.name, batches[table_def.name], wal=orphan)
             log.info("drained write-ahead log %s (%d tables)", orphan.writer_id, len(batches))
             orphan.discard()
+
+    def _take_over_logs(self) -> None:
+        """Drain other replicas' object-store logs whose lease expired (see ``lakeops/object_wal.py``).
+
+        Their owner committed some rows before it died: a refresh first folds those in (the owner
+        can commit nothing after its lease lapsed, and the log is taken only after that).
+        """
+        self._last_takeover = time.monotonic()
+        taken = self.wal.orphans()
+        if not taken:
+            return
+        self.refresh()
+        with self._commit_lock:
+            try:
+                self._drain_orphans(taken)
+            finally:
+                with self._lock:
+                    self.state.retry_orphans()
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -485,6 +515,7 @@ class IcebergStore:
                     if _sequence(table) >= _sequence(self._tables[name]):
                         self._tables[name] = table
                         self._visible[name] = table.metadata
+                        self._advance_seen(name, table, self.writer_id)
                 for request, rows, names in group:
                     for name in names:
                         self.state.apply(name, rows[name])
@@ -567,7 +598,24 @@ class IcebergStore:
             self._visible[name] = table.metadata
             snapshot = table.metadata.current_snapshot()
             self._seen_snapshot[name] = snapshot.snapshot_id if snapshot else None
+            self._absorbed[name] = table.metadata_location
             return rows.num_rows if rows is not None else 0
+
+    def _advance_seen(self, name: str, table: Table, writer_id: str) -> None:
+        """After a commit of ours (or of a drained log's rows, already folded in): if it landed right on
+        the snapshot we last folded in, nothing foreign lies between, so the refresh may skip this table.
+
+        Otherwise (pyiceberg rebased the append on another writer's snapshot) the seen mark stays and
+        the next refresh folds in the rows that other writer added. Under the state lock.
+        """
+        snapshot = table.metadata.current_snapshot()
+        if snapshot is None or snapshot.parent_snapshot_id != self._seen_snapshot.get(name):
+            return
+        props = snapshot.summary.additional_properties if snapshot.summary is not None else {}
+        if props.get(SUMMARY_WRITER) != writer_id:
+            return
+        self._seen_snapshot[name] = snapshot.snapshot_id
+        self._absorbed[name] = table.metadata_location
 
     def _enqueue(self, name: str, seq: int, batch: pa.RecordBatch) -> None:
         queue = self._queues[name]
@@ -637,10 +685,15 @@ class IcebergStore:
                     queue.inflight = []
 
     def _commit_table(
-        self, name: str, batches: list[tuple[int, pa.RecordBatch]], *, writer_id: str | None = None
+        self, name: str, batches: list[tuple[int, pa.RecordBatch]], *, wal: RecordLog | None = None
     ) -> int:
-        """One Iceberg append of ``batches`` that also records how far into ``writer_id``'s log it reaches."""
-        writer_id = writer_id or self.writer_id
+        """One Iceberg append of ``batches`` that also records how far into ``wal``'s records it reaches.
+
+        ``wal`` is this process's own log unless a dead process's log is being drained. Nothing is
+        committed once the log is no longer ours (an object-store log's lease lapsed or was taken).
+        """
+        wal = wal or self.wal
+        writer_id = wal.writer_id
         table_def = TABLES_BY_NAME[name]
         summary = SUMMARY_BY_NAME.get(name)
         if summary is not None:  # the queue holds the source's rows; commit their summary
@@ -656,14 +709,16 @@ class IcebergStore:
         # Where pyiceberg does not retry (summary tables), this loop is the only retry.
         attempts = 5 if int(table.properties.get("commit.retry.num-retries", "4")) else _OWN_RETRIES
         for attempt in range(attempts):
+            wal.check_writable()
             try:
                 with transaction(table) as tx:
                     tx.append(
                         data,
                         snapshot_properties={
-                            SUMMARY_WRITER: writer_id,
+                            SUMMARY_WRITER: self.writer_id,
                             SUMMARY_SEQ: str(seq),
                             SUMMARY_OPERATION: "append",
+                            **({SUMMARY_LOG: writer_id} if writer_id != self.writer_id else {}),
                         },
                     )
                     tx.set_properties({WAL_MARK_PREFIX + writer_id: str(seq)})
@@ -680,6 +735,7 @@ class IcebergStore:
         with self._lock:
             self._tables[name] = table
             self._visible[name] = table.metadata
+            self._advance_seen(name, table, self.writer_id)
             if writer_id == self.writer_id:
                 self._queues[name].inflight = []
         return int(data.num_rows)
@@ -703,6 +759,8 @@ class IcebergStore:
                     self.commit()
                 if time.monotonic() - self._last_refresh >= refresh_every:
                     self.refresh()
+                if time.monotonic() - self._last_takeover >= self._takeover_every:
+                    self._take_over_logs()
                 every = self.settings.write.maintain_every_commits
                 if every and self._commits >= every:
                     self._commits = 0
@@ -743,7 +801,9 @@ class IcebergStore:
         except PointerReadError:
             return None
         with self._lock:
-            return {name for name, table in self._tables.items() if pointers.get(name) != table.metadata_location}
+            # Against what was folded in, not the handle we hold: our own commit may have landed on top
+            # of another writer's, and the handle then points past rows the state does not have yet.
+            return {name for name in self._tables if pointers.get(name) != self._absorbed.get(name)}
 
     def _foreign_rows(self, name: str, table: Table) -> pa.Table | None:
         """Rows added by other writers' snapshots between the one we saw and the current one."""
@@ -754,11 +814,7 @@ class IcebergStore:
             summary = snapshot.summary
             props = summary.additional_properties if summary is not None else {}
             writer = props.get(SUMMARY_WRITER)
-            if (
-                writer != self.writer_id
-                and writer not in self._drained_writers
-                and props.get(SUMMARY_OPERATION) == "append"
-            ):
+            if writer != self.writer_id and props.get(SUMMARY_OPERATION) == "append":
                 new_files.extend(_added_files(table, snapshot.snapshot_id, snapshot.manifest_list))
             if snapshot.parent_snapshot_id is None:
                 break

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -21,8 +22,8 @@ import pytest
 from lakes import make_settings, settings_json
 from s3server import pyiceberg_s3_properties
 
-from catalog.versions import VersionStore, open_version_store
-from lakeops.object_wal import WAL_DIR, LogFencedError, ObjectWriteAheadLog
+from catalog.versions import Versions, VersionStore, open_version_store
+from lakeops.object_wal import LEASE_DIR, WAL_DIR, LogFencedError, ObjectWriteAheadLog
 from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings, LocalStorageConfig
 from lakeops.stores import open_store
@@ -92,6 +93,27 @@ def test_a_second_writer_of_one_log_is_fenced(objects: VersionStore) -> None:
     assert list(ObjectWriteAheadLog.open(objects, "replica-1").replay()) == [(1, b"from the first")]
 
 
+def test_a_holder_whose_lease_was_taken_stops_acknowledging(objects: VersionStore) -> None:
+    first = ObjectWriteAheadLog.open(objects, "replica-1", lease_s=0.3)
+    _s, ticket = first.append(b"acknowledged")
+    first.sync(ticket)
+    second = ObjectWriteAheadLog.open(objects, "replica-1", lease_s=0.3)  # takes the lease at once (a restart)
+    deadline = time.monotonic() + 30
+    refused = None
+    while refused is None and time.monotonic() < deadline:  # first learns at its next renewal
+        _s, ticket = first.append(b"late")
+        try:
+            first.sync(ticket)
+        except LogFencedError as exc:
+            refused = exc
+        time.sleep(0.05)
+    assert refused is not None and "took the lease" in str(refused)
+    with pytest.raises(LogFencedError, match="took the lease"):  # for good: a restart is needed
+        first.sync(first.append(b"later still")[1])
+    second.close()
+    assert next(iter(ObjectWriteAheadLog.open(objects, "replica-1").replay())) == (1, b"acknowledged")
+
+
 def _start_writer(settings: LakeopsSettings, run_id: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, str(WRITER), settings_json(settings), run_id, "100000", str(BATCH), "0"],
@@ -147,3 +169,98 @@ def test_a_killed_replica_is_replaced_on_an_empty_disk_and_loses_nothing(s3_serv
     missing = [b for b in acked if stored.get(b) != BATCH]
     assert not missing, f"acknowledged batches lost or partial: {missing[:10]}"
     assert set(stored) - set(acked) <= {max(acked) + 1}
+
+
+def _log_keys(settings: LakeopsSettings, name: str) -> list[str]:
+    objects = open_version_store(settings.warehouse(), settings.storage.to_properties(), directory=WAL_DIR)
+    return objects.list(f"{name}/")
+
+
+def _lease_holder(settings: LakeopsSettings, name: str) -> dict[str, object]:
+    objects = open_version_store(settings.warehouse(), settings.storage.to_properties(), directory=WAL_DIR)
+    latest = Versions(objects).latest(f"{name}/{LEASE_DIR}/")
+    assert latest is not None
+    return latest.body
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "kind", [pytest.param("file-object", id="file"), pytest.param("s3-object", id="s3", marks=pytest.mark.s3)]
+)
+def test_a_dead_replicas_log_is_taken_over_and_committed_once(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # Replica A acknowledges batches, commits the first few itself, and is killed before committing
+    # the rest (long commit interval); it never comes back. Replicas B and L keep running: one of
+    # them takes A's log over once its lease expires, and every acknowledged batch lands exactly once.
+    s3 = request.getfixturevalue("s3_server") if kind.startswith("s3") else None
+    lease = {"log": "object", "log_lease_s": 1.0}
+    dead = make_settings(kind, tmp_path / "a", s3, commit_interval_s=30.0, log_name="replica-a", **lease)
+    setup = open_store(
+        _on_a_new_disk(dead, tmp_path / "setup").model_copy(
+            update={"write": dead.write.model_copy(update={"log_name": "setup"})}
+        )
+    )
+    try:
+        tracking = TrackingService(setup)
+        run_id = tracking.create_run(tracking.create_experiment("taken over")).info.run_id
+    finally:
+        setup.close()
+
+    child = subprocess.Popen(
+        [sys.executable, str(WRITER), settings_json(dead), run_id, "100000", str(BATCH), "0", "3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert child.stdout is not None
+    acked: list[int] = []
+    committed = False
+    while len(acked) < 12:
+        line = child.stdout.readline()
+        assert line.startswith(("READY", "ACK", "COMMITTED")), (
+            f"writer died early: {line!r} {child.stderr.read() if child.stderr else ''}"
+        )
+        if line.startswith("ACK"):
+            acked.append(int(line.split()[1]))
+        committed = committed or line.startswith("COMMITTED")
+    assert committed  # batches 0-3 are in the tables already, with A's mark
+    child.send_signal(signal.SIGKILL)
+    acked.extend(int(line.split()[1]) for line in child.stdout.read().splitlines() if line.startswith("ACK"))
+    child.wait(timeout=30)
+    assert any(k.endswith(".seg") for k in _log_keys(dead, "replica-a"))
+
+    def replica(name: str) -> LakeopsSettings:
+        settings = _on_a_new_disk(dead, tmp_path / name)
+        return settings.model_copy(
+            update={"write": dead.write.model_copy(update={"log_name": name, "commit_interval_s": 0.2})}
+        )
+
+    b, live = open_store(replica("replica-b")), open_store(replica("replica-l"))
+    try:
+        deadline = time.monotonic() + 120  # a generous bound on the takeover; its delay is lease_s and a commit
+        while any(k.endswith(".seg") for k in _log_keys(dead, "replica-a")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(k.endswith(".seg") for k in _log_keys(dead, "replica-a")), "nobody took the dead log over"
+        body = _lease_holder(dead, "replica-a")
+        assert body["state"] == "released" and body["holder"] in ("replica-b", "replica-l")
+
+        # The live replica kept its log: it still acknowledges, and its lease is its own.
+        TrackingService(live).log_batch(run_id, metrics=[("alive", 1.0, 1_000, 0)])
+        assert _lease_holder(dead, "replica-l")["holder"] == "replica-l"
+        assert _lease_holder(dead, "replica-b")["holder"] == "replica-b"
+    finally:
+        live.close()
+        b.close()
+
+    fresh = open_store(replica("reader"))  # only what is committed to the tables (and its own empty log)
+    try:
+        steps = [m.step for m in TrackingService(fresh).get_metric_history(run_id, "m").metrics]
+    finally:
+        fresh.close()
+    assert len(steps) == len(set(steps)), "a point was committed twice"
+    stored = Counter(step // BATCH for step in steps)
+    missing = [batch for batch in acked if stored.get(batch) != BATCH]
+    assert not missing, f"acknowledged batches lost or partial: {missing[:10]}"
+    assert set(stored) - set(acked) <= {max(acked) + 1}  # at most the one in flight at the kill

@@ -142,3 +142,26 @@ def test_an_idle_refresh_on_a_sqlite_catalog_loads_no_table(lake_settings: Lakeo
     finally:
         b.close()
         a.close()
+
+
+def test_a_replica_sees_the_others_commit_that_its_own_commit_landed_on(lake_settings: LakeopsSettings) -> None:
+    # b commits a tag; a then commits a tag to the same table on top of b's snapshot (pyiceberg
+    # rebases the append). a's own commit must not hide b's rows from a's next refresh.
+    a = open_store(lake_settings, start_committer=False)
+    b = open_store(lake_settings, start_committer=False)
+    try:
+        ta, tb = TrackingService(a), TrackingService(b)
+        run_id = ta.create_run(ta.create_experiment("rebased")).info.run_id
+        a.commit()
+        b.refresh()
+        tb.set_tag(run_id, "from_b", "1")
+        b.commit()
+        ta.set_tag(run_id, "from_a", "1")
+        a.commit()
+        a.refresh()
+        assert ta.get_run(run_id).tags.get("from_b") == "1"
+        b.refresh()
+        assert tb.get_run(run_id).tags.get("from_a") == "1"
+    finally:
+        b.close()
+        a.close()
