@@ -125,6 +125,7 @@ def create_app(
         app.state.health = HealthMonitor(store)
         metrics.watch(app.state.health)
         await run_in_threadpool(app.state.webhooks.start)  # resumes deliveries a previous process left
+        await run_in_threadpool(app.state.artifacts.start)  # and hashing of uploads it left pending
         engine = app.state.sql
         pg = None
         if pg_port is not None:
@@ -149,6 +150,7 @@ def create_app(
             if pg is not None:
                 await run_in_threadpool(pg.stop)
             await run_in_threadpool(app.state.webhooks.stop)
+            await run_in_threadpool(app.state.artifacts.stop)
             metrics.unwatch()
             await run_in_threadpool(lake.close)
 

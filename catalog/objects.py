@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
 BLOB_SCHEME = "sha256:"
+# A version whose bytes are a staged upload not hashed yet (MLflow's multipart upload, completed
+# and acknowledged before its sha256 is known): ``staged:<token>``, the object at ``staging_name(token)``.
+STAGED_SCHEME = "staged:"
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -47,6 +50,16 @@ def blob_key(digest: str) -> str:
 def blob_digest(object_key: str) -> str | None:
     """The digest of a blob key, or None for a path-keyed (pre-blob) object."""
     return object_key[len(BLOB_SCHEME) :] if object_key.startswith(BLOB_SCHEME) else None
+
+
+def staged_key(token: str) -> str:
+    """The object key an ``artifact_versions`` row carries for a staged upload pending its sha256."""
+    return f"{STAGED_SCHEME}{token}"
+
+
+def staged_token(object_key: str) -> str | None:
+    """The staging token of a staged key, or None for any other key."""
+    return object_key[len(STAGED_SCHEME) :] if object_key.startswith(STAGED_SCHEME) else None
 
 
 def is_digest(text: str) -> bool:

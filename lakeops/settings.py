@@ -79,6 +79,11 @@ class S3StorageConfig(_Frozen):
         description="Let clients move artifact bytes straight to and from the store (presigned multipart URLs); "
         "the store's endpoint must then be reachable from them.",
     )
+    hash_staged_uploads: bool = Field(
+        default=True,
+        description="Hash the stock mlflow client's multipart uploads in the background and file them under "
+        "their content address (false: leave it to another replica sharing the lake).",
+    )
 
     def open_objects(self, home: Path) -> ObjectStore:  # noqa: ARG002 - same signature as LocalStorageConfig
         """The artifact object store: blobs under <prefix>/blobs, pre-blob objects under <prefix>/artifacts."""

@@ -22,6 +22,7 @@ Two ways in and out:
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import tempfile
 import threading
@@ -35,19 +36,35 @@ from typing import Any
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from catalog.objects import DirectTransfers, ObjectStore, OutsideRootError, blob_digest, blob_key, is_digest
+from catalog.objects import (
+    DirectTransfers,
+    ObjectStore,
+    OutsideRootError,
+    blob_digest,
+    blob_key,
+    is_digest,
+    staged_key,
+    staged_token,
+)
 from catalog.tables import ARTIFACT_VERSIONS
 from lakeops.actor import ActorField
 from lakeops.errors import InvalidArgumentError, NotFoundError, PermissionDeniedError
 from lakeops.services.runs_as_of import as_of_ms
 from lakeops.stores.iceberg import IcebergStore, Rows
-from lakeops.stores.state import ArtifactVersionState, TrackingState
+from lakeops.stores.state import HASHED_OPERATION, ArtifactVersionState, TrackingState
+
+log = logging.getLogger(__name__)
 
 MAX_PATH_LENGTH = 1024
 # Direct uploads: parts of at least 8 MiB (S3 wants >= 5 MiB but the last), at most 10,000 parts.
 MIN_PART_BYTES = 8 * 1024 * 1024
 MAX_PARTS = 10_000
 PRESIGN_EXPIRES_S = 3600
+# A presigned GET of a staged object pending its sha256 lives this long: the staged object is kept
+# until the last one handed out has expired, so it should not be long.
+STAGED_PRESIGN_EXPIRES_S = 900
+# How often the finisher looks for pending versions it was not told about (another replica's).
+FINISHER_POLL_S = 10.0
 
 
 class ArtifactVersion(BaseModel):
@@ -58,9 +75,10 @@ class ArtifactVersion(BaseModel):
     path: str
     version_id: str
     size_bytes: int
-    sha256: str
+    sha256: str = Field(description="empty while the version is pending: a stock-client multipart upload being hashed")
     created_at: int
     is_current: bool = False
+    is_pending: bool = False
 
 
 class ArtifactEntry(BaseModel):
@@ -166,7 +184,23 @@ class ArtifactService:
             "deduplicated_uploads": 0,
             "deduplicated_bytes": 0,
             "verified_bytes": 0,
+            "pending_uploads": 0,
         }
+        self.finisher = StagedUploadFinisher(self)
+
+    # -- background work -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start filing stock-client uploads pending their sha256 (those a previous process left, too).
+
+        A server does it unless its storage says ``hash_staged_uploads=false`` (then another replica does).
+        """
+        if getattr(self.store.settings.storage, "hash_staged_uploads", False):
+            self.finisher.start()
+
+    def stop(self) -> None:
+        """Stop the background work; what is pending stays pending for the next start."""
+        self.finisher.stop()
 
     # -- counters --------------------------------------------------------------------------------
 
@@ -187,7 +221,17 @@ class ArtifactService:
 
     # -- recording -------------------------------------------------------------------------------
 
-    def _row(self, path: str, version_id: str, object_key: str, size: int, sha256: str, *, deleted: bool) -> Rows:
+    def _row(
+        self,
+        path: str,
+        version_id: str,
+        object_key: str,
+        size: int,
+        sha256: str,
+        *,
+        deleted: bool,
+        operation: str | None = None,
+    ) -> Rows:
         now_us = int(time.time() * 1_000_000)
         columns = {
             "path": [path],
@@ -198,7 +242,7 @@ class ArtifactService:
             "is_deleted": [deleted],
             "changed_at": [now_us],
             "actor": [self.actor],
-            "operation": ["delete" if deleted else "upload"],
+            "operation": [operation or ("delete" if deleted else "upload")],
             "writer_id": [self.store.writer_id],
             "wal_seq": [0],
         }
@@ -351,7 +395,10 @@ class ArtifactService:
         return direct, direct.staging_name(token), s3_upload_id
 
     def complete_staged_upload(self, path: str, *, upload_id: str, parts: list[tuple[int, str]]) -> ArtifactVersion:
-        """Assemble a staged upload, hash it (one read inside the store), move it to its blob key, record it.
+        """Assemble a staged upload and record it as the newest version of ``path``, pending its sha256.
+
+        The version is readable at once (from the staged object); the finisher hashes it and files
+        it under its blob key in the background (see the module docstring).
 
         Raises:
             InvalidArgumentError: a bad path or upload id, or parts the store refused.
@@ -359,27 +406,58 @@ class ArtifactService:
         """
         path = validate_artifact_path(path)
         direct, name, s3_upload_id = self._staged(upload_id)
+        token = upload_id.partition(".")[0]
         try:
             direct.complete_upload(name, s3_upload_id, parts)
         except FileNotFoundError as exc:
             raise NotFoundError(f"No upload {upload_id!r} in progress for {path!r}") from exc
         except ValueError as exc:
             raise InvalidArgumentError(f"Cannot complete the upload of {path!r}: {exc}") from exc
-        try:
-            digest = hashlib.sha256()
-            size = 0
-            for chunk in direct.read(name):
-                digest.update(chunk)
-                size += len(chunk)
-            sha256 = digest.hexdigest()
-            if self.objects.has_blob(sha256):
-                self._count(deduplicated_uploads=1, deduplicated_bytes=size)
-            else:
-                direct.copy(name, direct.blob_name(sha256))
-        finally:
-            direct.remove(name)
-        self._count(direct_uploads=1, direct_upload_bytes=size, verified_bytes=size)
-        return self.record_blob(path, sha256=sha256, size=size)
+        size = direct.size(name)
+        version_id = uuid.uuid4().hex
+        rows = self._row(path, version_id, staged_key(token), size, "", deleted=False)
+        self.store.write(_constant(rows))
+        self._count(direct_uploads=1, direct_upload_bytes=size, pending_uploads=1)
+        self.finisher.wake()
+        return self.current(path)
+
+    def finish_staged(self, path: str, version_id: str, object_key: str) -> bool:
+        """Hash a pending version's staged object, file it under its blob and record that.
+
+        Returns whether this call filed it (False: it was filed already, by us or another replica).
+
+        Raises:
+            FileNotFoundError: the staged object is gone (filed by another replica not seen yet).
+        """
+        direct = self._require_direct()
+        token = staged_token(object_key)
+        if token is None:
+            return False
+        name = direct.staging_name(token)
+        digest = hashlib.sha256()
+        size = 0
+        for chunk in direct.read(name):
+            digest.update(chunk)
+            size += len(chunk)
+        sha256 = digest.hexdigest()
+        if self.objects.has_blob(sha256):
+            self._count(deduplicated_uploads=1, deduplicated_bytes=size)
+        else:
+            direct.copy(name, direct.blob_name(sha256))
+        filed = False
+
+        def build(state: TrackingState) -> Rows:
+            nonlocal filed
+            if state.pending_artifacts.get(version_id) != (path, object_key):  # compare-and-swap
+                return {}
+            filed = True
+            return self._row(
+                path, version_id, blob_key(sha256), size, sha256, deleted=False, operation=HASHED_OPERATION
+            )
+
+        self.store.write(build)
+        self._count(verified_bytes=size, pending_uploads=-1 if filed else 0)
+        return filed
 
     def abort_staged_upload(self, upload_id: str) -> None:
         """Drop a staged upload and its parts."""
@@ -400,10 +478,16 @@ class ArtifactService:
         if direct is None:
             return DownloadUrl(url=None, version=_entity(state_version, current=current))
         object_key = state_version.object_key
-        name = direct.object_name(object_key)
-        url = direct.presign_get(
-            name, None if blob_digest(object_key) else state_version.version_id, expires_s=PRESIGN_EXPIRES_S
-        )
+        token = staged_token(object_key)
+        if token is not None:  # pending its sha256: the staged object, kept until this URL expires
+            name = direct.staging_name(token)
+            self.finisher.keep_until(name, time.time() + STAGED_PRESIGN_EXPIRES_S)
+            url = direct.presign_get(name, None, expires_s=STAGED_PRESIGN_EXPIRES_S)
+        else:
+            name = direct.object_name(object_key)
+            url = direct.presign_get(
+                name, None if blob_digest(object_key) else state_version.version_id, expires_s=PRESIGN_EXPIRES_S
+            )
         self._count(direct_downloads=1)
         return DownloadUrl(url=url, version=_entity(state_version, current=current))
 
@@ -440,16 +524,34 @@ class ArtifactService:
     def open(self, path: str, version_id: str | None = None) -> tuple[ArtifactVersion, Iterator[bytes]]:
         """A version's metadata and a chunk iterator over its bytes (the newest by default)."""
         found = self._find(path, version_id)
+        return _entity(found, current=version_id is None), self._counted(self._chunks(found))
+
+    def _chunks(self, found: ArtifactVersionState) -> Iterator[bytes]:
         digest = blob_digest(found.object_key)
+        token = staged_token(found.object_key)
         try:
-            chunks = (
-                self.objects.iter_blob(digest)
-                if digest is not None
-                else self.objects.iter_bytes(found.object_key, found.version_id)
-            )
+            if token is not None:  # pending its sha256: the staged object, or its blob if filed meanwhile
+                return self._staged_chunks(found, token)
+            if digest is not None:
+                return self.objects.iter_blob(digest)
+            return self.objects.iter_bytes(found.object_key, found.version_id)
         except OutsideRootError as exc:
-            raise PermissionDeniedError(f"Cannot read {path!r}: {exc}") from exc
-        return _entity(found, current=version_id is None), self._counted(chunks)
+            raise PermissionDeniedError(f"Cannot read {found.path!r}: {exc}") from exc
+
+    def _staged_chunks(self, found: ArtifactVersionState, token: str) -> Iterator[bytes]:
+        direct = self._require_direct()
+        chunks = direct.read(direct.staging_name(token))
+        try:
+            first = next(chunks, b"")
+        except FileNotFoundError:  # filed and removed between the look-up and the read
+            self.store.refresh()
+            again = self._find(found.path, found.version_id)
+            if staged_token(again.object_key) is not None:
+                raise NotFoundError(f"The bytes of {found.path!r} are missing from the store") from None
+            yield from self._chunks(again)
+            return
+        yield first
+        yield from chunks
 
     def _counted(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
         for chunk in chunks:
@@ -496,7 +598,8 @@ class ArtifactService:
             raise NotFoundError(f"No artifact at {path!r}", details={"path": path})
         for target in targets:
             head = state.artifact_versions[target][-1]
-            if blob_digest(head.object_key) is None:  # a pre-blob object: hide it in the store too
+            if blob_digest(head.object_key) is None and staged_token(head.object_key) is None:
+                # a pre-blob object: hide it in the store too
                 self.objects.delete(target)
             rows = self._row(target, head.version_id, head.object_key, head.size_bytes, head.sha256, deleted=True)
             self.store.write(_constant(rows))
@@ -534,4 +637,104 @@ def _entity(v: ArtifactVersionState, *, current: bool = False) -> ArtifactVersio
         sha256=v.sha256,
         created_at=v.created_at,
         is_current=current,
+        is_pending=staged_token(v.object_key) is not None,
     )
+
+
+class StagedUploadFinisher:
+    """A background thread that hashes and files the versions pending their sha256.
+
+    It works from the folded state (``state.pending_artifacts``), not from a queue of its own, so
+    what a killed server left pending — or what another replica recorded — is found the same way:
+    at start, when woken by a completed upload, and every ``FINISHER_POLL_S``. A staged object is
+    removed once its version is filed, but not before the presigned URLs handed out for it expire.
+    """
+
+    def __init__(self, artifacts: ArtifactService) -> None:
+        self.artifacts = artifacts
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._keep: dict[str, float] = {}  # staged object -> the last presigned URL's expiry
+        self._retire: dict[str, float] = {}  # filed staged object -> when it may be removed
+        self._failed: set[str] = set()  # version ids whose failure was logged (logged once)
+
+    def start(self) -> None:
+        """Start the thread (no-op without direct transfers, or when it runs already)."""
+        with self._lock:
+            if self._thread is not None or self.artifacts.direct is None:
+                return
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="lakeops-staged-finisher", daemon=True)
+            self._thread.start()
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Look for pending versions now."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the thread; a version it was hashing stays pending, for the next start."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        self._stop.set()
+        self._wake.set()
+        if thread is not None:
+            thread.join(timeout)
+
+    def keep_until(self, name: str, until: float) -> None:
+        """Keep the staged object ``name`` at least until ``until`` (a presigned URL to it lives that long)."""
+        with self._lock:
+            self._keep[name] = max(until, self._keep.get(name, 0.0))
+
+    def run_once(self) -> int:
+        """File every pending version; returns how many this call filed."""
+        artifacts = self.artifacts
+        direct = artifacts.direct
+        if direct is None:
+            return 0
+        filed = 0
+        for version_id, (path, object_key) in list(artifacts.store.state.pending_artifacts.items()):
+            if self._stop.is_set():
+                break
+            try:
+                if artifacts.finish_staged(path, version_id, object_key):
+                    filed += 1
+            except Exception:  # retried on the next round; logged once
+                if version_id not in self._failed:
+                    self._failed.add(version_id)
+                    log.warning("could not hash the staged upload of %s (%s) yet", path, version_id, exc_info=True)
+                continue
+            self._failed.discard(version_id)
+            token = staged_token(object_key) or ""
+            name = direct.staging_name(token)
+            with self._lock:
+                self._retire[name] = self._keep.pop(name, 0.0)
+        self._remove_retired()
+        return filed
+
+    def _remove_retired(self) -> None:
+        direct = self.artifacts.direct
+        now = time.time()
+        with self._lock:
+            due = [name for name, at in self._retire.items() if at <= now]
+        for name in due:
+            try:
+                if direct is not None:
+                    direct.remove(name)
+            except Exception:  # gc removes staged objects nothing references
+                log.warning("could not remove the staged object %s", name, exc_info=True)
+            with self._lock:
+                self._retire.pop(name, None)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(FINISHER_POLL_S)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.run_once()
+            except Exception:  # the state or the store failed: try again on the next round
+                log.warning("the staged upload finisher failed a round", exc_info=True)

@@ -7,7 +7,9 @@ A blob (or a pre-blob object version) is *reachable* while any of these points a
   snapshot retention, so every Iceberg snapshot kept for time travel still finds its bytes);
 - a current checkpoint (it pins its files' versions);
 - a multipart upload in progress to the blob's key (one started more than a day ago and before
-  the cutoff counts as abandoned: it is aborted, and a staged object that old is removed).
+  the cutoff counts as abandoned: it is aborted, and a staged object that old is removed);
+- a version pending its sha256 (a stock-client multipart upload completed, not hashed yet) keeps
+  its staged object, however old, until the finisher has filed it under its blob.
 A path counts as deleted from the time of its delete row, or from the time its run was deleted.
 Blobs modified after the cutoff are kept whatever the references say (an upload completing right
 now is not referenced yet).
@@ -32,7 +34,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel
 from pyiceberg.expressions import AlwaysTrue, BooleanExpression, EqualTo
 
-from catalog.objects import ObjectStore, blob_digest
+from catalog.objects import ObjectStore, blob_digest, staged_token
 from catalog.tables import CHECKPOINT_CHANGES, RUN_CHANGES
 from lakeops.stores.epochs import epoch_ints
 from lakeops.stores.iceberg import IcebergStore
@@ -74,6 +76,7 @@ class _Reach:
     live_digests: set[str] = field(default_factory=set)
     dead_objects: dict[tuple[str, str], int] = field(default_factory=dict)  # (key, version) -> size
     live_objects: set[tuple[str, str]] = field(default_factory=set)
+    pending_staged: set[str] = field(default_factory=set)  # tokens of staged objects pending their sha256
 
 
 class GarbageCollector:
@@ -136,6 +139,10 @@ class GarbageCollector:
                 verdicts[i] = run_dead or dead_after is not None
             for v, dead in zip(versions, verdicts, strict=True):
                 if v.is_deleted:
+                    continue
+                token = staged_token(v.object_key)
+                if token is not None:  # pending its sha256: the finisher still needs the staged object
+                    reach.pending_staged.add(token)
                     continue
                 digest = blob_digest(v.object_key)
                 if digest is not None:
@@ -221,7 +228,9 @@ class GarbageCollector:
                     in_flight.add(upload.object_name.rsplit("/", 1)[-1])
             # Staged objects of MLflow uploads are removed once hashed; one left behind is a crash's.
             for staged in direct.staged_objects():
-                if staged.modified_at < abandoned_before:
+                if staged.digest.rsplit("/", 1)[-1] in reach.pending_staged:
+                    kept["in_flight"] += 1
+                elif staged.modified_at < abandoned_before:
                     items.append(GcItem(kind="staged", key=staged.digest, size_bytes=staged.size_bytes))
         blob_times: dict[str, float] = {}
         for blob in self.objects.list_blobs():

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from catalog.objects import staged_token
 from catalog.tables import (
     ARTIFACT_VERSIONS,
     DATASET_VERSIONS,
@@ -54,6 +55,10 @@ def metric_rank(timestamp: int, value: float, step: int) -> tuple[int, int, floa
     """MLflow's "latest" order: max timestamp, then max value (NaN ranks below every number); a full
     tie goes to the greater step, so the state, the summary and the SQL views agree on one point."""
     return (timestamp, 0, 0.0, step) if math.isnan(value) else (timestamp, 1, value, step)
+
+
+# The operation of the row that files a staged upload's version under its blob once hashed.
+HASHED_OPERATION = "hashed"
 
 
 @dataclass(slots=True)
@@ -150,6 +155,9 @@ class TrackingState:
         self.logged_models: dict[str, LoggedModelState] = {}
         # Every version of every artifact path, oldest first; the last one is current.
         self.artifact_versions: dict[str, list[ArtifactVersionState]] = {}
+        # Versions whose bytes are a staged upload not hashed yet, by version id: (path, staged key).
+        # O(uploads in flight): a row with operation "hashed" files the version under its blob.
+        self.pending_artifacts: dict[str, tuple[str, str]] = {}
         # Datasets, the lineage graph, expectation suites and validations (lakeops/stores/lineage_state.py).
         self.lineage = LineageState()
         # Saved SQL queries by name (deleted ones removed).
@@ -483,19 +491,34 @@ class TrackingState:
         return _take(rows, missing)
 
     def _apply_artifacts(self, rows: pa.Table | pa.RecordBatch) -> None:
-        cols = rows.select(["path", "version_id", "object_key", "size_bytes", "sha256", "is_deleted"]).to_pydict()
+        cols = rows.select(
+            ["path", "version_id", "object_key", "size_bytes", "sha256", "is_deleted", "operation"]
+        ).to_pydict()
         changed = epoch_ints(rows.column("changed_at"), "ms")
         for i, path in enumerate(cols["path"]):
+            version_id, object_key = cols["version_id"][i], cols["object_key"][i]
+            if cols["operation"][i] == HASHED_OPERATION:
+                # A staged upload hashed and filed under its blob: the version keeps its place, id and time.
+                self.pending_artifacts.pop(version_id, None)
+                history = self.artifact_versions.get(path, [])
+                for j, old in enumerate(history):
+                    if old.version_id == version_id and staged_token(old.object_key) is not None:
+                        history[j] = replace(
+                            old, object_key=object_key, sha256=cols["sha256"][i], size_bytes=cols["size_bytes"][i]
+                        )
+                continue
             version = ArtifactVersionState(
                 path=path,
-                version_id=cols["version_id"][i],
-                object_key=cols["object_key"][i],
+                version_id=version_id,
+                object_key=object_key,
                 size_bytes=cols["size_bytes"][i],
                 sha256=cols["sha256"][i],
                 is_deleted=cols["is_deleted"][i],
                 created_at=changed[i] or 0,
             )
             self.artifact_versions.setdefault(path, []).append(version)
+            if not version.is_deleted and staged_token(object_key) is not None:
+                self.pending_artifacts[version_id] = (path, object_key)
 
     def _apply_saved_queries(self, rows: pa.Table | pa.RecordBatch) -> None:
         cols = rows.select(["name", "sql", "description", "author", "is_deleted", "actor"]).to_pydict()
