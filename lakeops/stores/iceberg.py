@@ -20,6 +20,7 @@ Write path (ARCHITECTURE.md, "Write path"):
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import sqlite3
 import struct
@@ -249,6 +250,7 @@ class IcebergStore:
         self._constrained_commit_lock = threading.Lock()
         self._constrained_queue: list[_ConstrainedWrite] = []
         self._load()
+        _hand_back_memory()
         self._committer: threading.Thread | None = None
         if start_committer:
             self._committer = threading.Thread(target=self._run_committer, name="lakeops-committer", daemon=True)
@@ -1029,6 +1031,20 @@ def _claims(rows: Rows, names: list[str]) -> set[tuple[str, tuple[str, ...], tup
 
 # Tables never folded into the state: read on demand, or through their summary (metric points).
 _NOT_FOLDED = frozenset(ON_DEMAND_TABLES) | frozenset(SUMMARY_OF_SOURCE)
+
+
+def _hand_back_memory() -> None:
+    """Return the memory start-up's scans freed to the operating system.
+
+    Arrow's pool (mimalloc) keeps the pages of freed buffers for reuse, and glibc keeps freed heap
+    below its top: after folding a 100k-run lake they held ~1 KB and ~0.2 KB per run of resident
+    memory that a server never uses again. (No library wraps ``malloc_trim``; it is one libc call,
+    absent on non-glibc platforms, where this does nothing.)
+    """
+    pa.default_memory_pool().release_unused()
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # the process's own symbols: libc's
+    if trim is not None:
+        trim(0)
 
 
 def _backoff(attempt: int) -> float:

@@ -249,9 +249,15 @@ class TrackingState:
             "artifact_uri",
             "parent_run_id",
         ]
-        cols = rows.select(names).to_pydict()
-        for name in ("experiment_id", "user_id", "status", "lifecycle_stage"):
-            cols[name] = self._share(cols[name])
+        shared = ("experiment_id", "user_id", "status", "lifecycle_stage")
+        if bulk:  # no throw-away str per row and column: they fragment the heap the runs stay in
+            everyone = np.arange(rows.num_rows)
+            cols = rows.select([n for n in names if n not in shared]).to_pydict()
+            cols.update({name: self._strings(rows.column(name), everyone) for name in shared})
+        else:
+            cols = rows.select(names).to_pydict()
+            for name in shared:
+                cols[name] = self._share(cols[name])
         started = epoch_ints(rows.column("started_at"), "ms")
         ended = epoch_ints(rows.column("ended_at"), "ms")
         with self.run_index.lock:
@@ -397,7 +403,6 @@ class TrackingState:
         points["timestamp"], points["value"], points["step"] = stamps, values, steps
         raw = points.tobytes()
         width = _LATEST_DTYPE.itemsize
-        stamp_list, value_list, step_list = stamps.tolist(), values.tolist(), steps.tolist()
         missing: list[np.ndarray] = []
         touched: list[RunState] = []
         index = self.run_index
@@ -412,7 +417,7 @@ class TrackingState:
                 for j in range(a, b):
                     key = keys[j]
                     current = metrics.get(key)
-                    if current is None or metric_rank(stamp_list[j], value_list[j], step_list[j]) > metric_rank(
+                    if current is None or metric_rank(int(stamps[j]), float(values[j]), int(steps[j])) > metric_rank(
                         *unpack_latest(current)
                     ):
                         metrics[key] = raw[j * width : (j + 1) * width]
