@@ -420,10 +420,13 @@ async def export_spans(
         raise InvalidArgumentError(f"Spans need an experiment: set the {EXPERIMENT_ID_HEADER} header")
     _allow(request, experiment_id, "EDIT")
     body = await request.body()
-    spans = await run_in_threadpool(
-        decode_export_request, body, content_type=content_type, content_encoding=content_encoding
-    )
-    await run_in_threadpool(traces.log_spans, experiment_id, spans)
+
+    def ingest() -> None:  # decoding and logging in one trip to the thread pool
+        traces.log_spans(
+            experiment_id, decode_export_request(body, content_type=content_type, content_encoding=content_encoding)
+        )
+
+    await run_in_threadpool(ingest)
     # An empty ExportTraceServiceResponse, in the encoding asked for.
     if (content_type or "").startswith("application/json"):
         return Response(b"{}", media_type="application/json")

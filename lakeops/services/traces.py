@@ -22,10 +22,10 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import polars as pl
 import pyarrow as pa
@@ -43,6 +43,9 @@ SPANS_LOCATION_TAG = "mlflow.trace.spansLocation"
 TRACKING_STORE = "TRACKING_STORE"
 TRACE_NAME_TAG = "mlflow.traceName"
 SOURCE_RUN_KEY = "mlflow.sourceRun"
+SPAN_TYPE_ATTRIBUTE = "mlflow.spanType"
+INPUTS_ATTRIBUTE = "mlflow.spanInputs"
+OUTPUTS_ATTRIBUTE = "mlflow.spanOutputs"
 TRACE_STATES = ("OK", "ERROR", "IN_PROGRESS", "STATE_UNSPECIFIED")
 PREVIEW_LENGTH = 1000
 MAX_SEARCH_RESULTS = 50_000
@@ -54,9 +57,8 @@ _RANK = {"spans": 0}
 _LINK = "link"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SpanRecord:
-    """One span as received, its fields flattened for the table and its OpenTelemetry JSON kept whole."""
+class SpanRow(NamedTuple):
+    """One span as received: the ``spans`` table's columns, its OpenTelemetry JSON kept whole."""
 
     trace_id: str
     span_id: str
@@ -67,8 +69,29 @@ class SpanRecord:
     status_message: str | None
     start_ns: int
     end_ns: int | None
-    attributes: dict[str, Any]
-    content: dict[str, Any]
+    attributes_json: str  # a JSON object, MLflow's JSON-text values decoded
+    content_json: str  # the span in the protobuf's JSON mapping
+
+
+@dataclass(frozen=True, slots=True)
+class RootSpan:
+    """What a root span tells of its trace, for a trace sent as spans alone."""
+
+    row: SpanRow
+    inputs: Any
+    outputs: Any
+
+
+@dataclass(slots=True)
+class SpanBatch:
+    """Spans received together (one OTLP request), a row per span, with their root spans apart."""
+
+    rows: list[SpanRow] = field(default_factory=list)
+    roots: list[RootSpan] = field(default_factory=list)
+
+    def add_root(self, row: SpanRow, *, inputs: Any, outputs: Any) -> None:
+        """Note ``row`` (already in ``rows``) as a root span, with its inputs and outputs decoded."""
+        self.roots.append(RootSpan(row, inputs, outputs))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -155,33 +178,30 @@ class TraceService:
         self.store.write(build)
         return replace(stored, assessments=made)
 
-    def log_spans(self, experiment_id: str, spans: Sequence[SpanRecord]) -> int:
+    def log_spans(self, experiment_id: str, spans: SpanBatch) -> int:
         """Store spans; a root span also records its trace's info if the client sends none. Returns the count.
 
         Raises:
             NotFoundError: no such experiment.
             InvalidArgumentError: a malformed span, or an experiment that is deleted.
         """
-        if not spans:
+        if not spans.rows:
             return 0
-        for span in spans:
-            _check_trace_id(span.trace_id)
+        for trace_id in {row.trace_id for row in spans.rows}:
+            _check_trace_id(trace_id)
         now = self._now_ms()
-        roots = [s for s in spans if s.parent_span_id is None]
-        infos = [_info_from_root(experiment_id, s) for s in roots]
+        infos = [_info_from_root(experiment_id, root) for root in spans.roots]
 
         def build(state: TrackingState) -> Rows:
             _active_experiment(state, experiment_id)
-            rows: Rows = {SPANS.name: _span_rows(experiment_id, spans, now)}
+            rows: Rows = {SPANS.name: _span_rows(experiment_id, spans.rows, now)}
             if infos:
                 rows[TRACE_INFO_CHANGES.name] = self._info_rows(infos, "spans", now)
-                rows[TRACE_TAG_CHANGES.name] = pa.concat_batches(
-                    [self._tag_rows(i.trace_id, experiment_id, i.tags, now) for i in infos]
-                )
+                rows[TRACE_TAG_CHANGES.name] = self._tag_rows_of(infos, now)
             return rows
 
         self.store.write(build)
-        return len(spans)
+        return len(spans.rows)
 
     def set_trace_tag(self, trace_id: str, key: str, value: str) -> None:
         """Set a tag on a trace.
@@ -602,14 +622,26 @@ class TraceService:
         return pa.RecordBatch.from_pydict(columns, schema=TRACE_INFO_CHANGES.arrow_schema)
 
     def _tag_rows(self, trace_id: str, experiment_id: str, tags: Mapping[str, str | None], now: int) -> pa.RecordBatch:
-        n = len(tags)
+        return self._tag_batch(
+            [trace_id] * len(tags), [experiment_id] * len(tags), list(tags), list(tags.values()), now
+        )
+
+    def _tag_rows_of(self, infos: Sequence[TraceInfo], now: int) -> pa.RecordBatch:
+        """The tags of many traces, in one batch."""
+        tagged = [(i.trace_id, i.experiment_id, k, v) for i in infos for k, v in i.tags.items()]
+        trace_ids, experiment_ids, keys, values = (list(c) for c in zip(*tagged, strict=True)) if tagged else ([],) * 4
+        return self._tag_batch(trace_ids, experiment_ids, keys, values, now)
+
+    def _tag_batch(
+        self, trace_ids: list[str], experiment_ids: list[str], keys: list[str], values: list[str | None], now: int
+    ) -> pa.RecordBatch:
         columns = {
-            "trace_id": [trace_id] * n,
-            "experiment_id": [experiment_id] * n,
-            "key": list(tags),
-            "value": list(tags.values()),
-            "is_deleted": [v is None for v in tags.values()],
-            **self._change("set", now, n),
+            "trace_id": trace_ids,
+            "experiment_id": experiment_ids,
+            "key": keys,
+            "value": values,
+            "is_deleted": [v is None for v in values],
+            **self._change("set", now, len(keys)),
         }
         return pa.RecordBatch.from_pydict(columns, schema=TRACE_TAG_CHANGES.arrow_schema)
 
@@ -677,8 +709,9 @@ def _preview(value: Any) -> str | None:
     return text[:PREVIEW_LENGTH]
 
 
-def _info_from_root(experiment_id: str, span: SpanRecord) -> TraceInfo:
+def _info_from_root(experiment_id: str, root: RootSpan) -> TraceInfo:
     """A trace's info as its root span tells it (for traces sent as OpenTelemetry spans alone)."""
+    span = root.row
     start_ms = span.start_ns // 1_000_000
     duration = (span.end_ns - span.start_ns) // 1_000_000 if span.end_ns is not None else None
     state = {"OK": "OK", "ERROR": "ERROR"}.get(span.status_code, "OK" if span.end_ns is not None else "IN_PROGRESS")
@@ -688,30 +721,48 @@ def _info_from_root(experiment_id: str, span: SpanRecord) -> TraceInfo:
         request_time=start_ms,
         execution_duration=duration,
         state=state,
-        request_preview=_preview(span.attributes.get("mlflow.spanInputs")),
-        response_preview=_preview(span.attributes.get("mlflow.spanOutputs")),
+        request_preview=_preview(root.inputs),
+        response_preview=_preview(root.outputs),
         tags={TRACE_NAME_TAG: span.name, SPANS_LOCATION_TAG: TRACKING_STORE},
     )
 
 
-def _span_rows(experiment_id: str, spans: Iterable[SpanRecord], now: int) -> pa.RecordBatch:
-    spans = list(spans)
-    columns = {
-        "trace_id": [s.trace_id for s in spans],
-        "span_id": [s.span_id for s in spans],
-        "parent_span_id": [s.parent_span_id for s in spans],
-        "experiment_id": [experiment_id] * len(spans),
-        "name": [s.name for s in spans],
-        "span_type": [s.span_type for s in spans],
-        "status_code": [s.status_code for s in spans],
-        "status_message": [s.status_message for s in spans],
-        "started_at": [s.start_ns // 1000 for s in spans],
-        "ended_at": [None if s.end_ns is None else s.end_ns // 1000 for s in spans],
-        "attributes_json": [json.dumps(s.attributes, default=str) for s in spans],
-        "content_json": [json.dumps(s.content) for s in spans],
-        "ingested_at": [now * 1000] * len(spans),
-    }
-    return pa.RecordBatch.from_pydict(columns, schema=SPANS.arrow_schema)
+_MICROS = pa.timestamp("us", tz="UTC")
+
+
+def _span_rows(experiment_id: str, spans: Sequence[SpanRow], now: int) -> pa.RecordBatch:
+    """The ``spans`` rows, built column by column."""
+    n = len(spans)
+    (
+        trace_id,
+        span_id,
+        parent_span_id,
+        name,
+        span_type,
+        status_code,
+        status_message,
+        start_ns,
+        end_ns,
+        attributes_json,
+        content_json,
+    ) = zip(*spans, strict=True)
+    string = pa.large_string()
+    columns = [
+        pa.array(trace_id, string),
+        pa.array(span_id, string),
+        pa.array(parent_span_id, string),
+        pa.repeat(pa.scalar(experiment_id, string), n),
+        pa.array(name, string),
+        pa.array(span_type, string),
+        pa.array(status_code, string),
+        pa.array(status_message, string),
+        pa.array([s // 1000 for s in start_ns], _MICROS),
+        pa.array([None if e is None else e // 1000 for e in end_ns], _MICROS),
+        pa.array(attributes_json, string),
+        pa.array(content_json, string),
+        pa.repeat(pa.scalar(now * 1000, _MICROS), n),
+    ]
+    return pa.RecordBatch.from_arrays(columns, schema=SPANS.arrow_schema)
 
 
 def _assessment_from_content(content: Mapping[str, Any]) -> Assessment:
