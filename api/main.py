@@ -24,6 +24,7 @@ from api.errors import BodyLimitMiddleware, install_error_handlers
 from api.observability import RequestMetricsMiddleware, ServiceMetrics
 from api.observability import router as operations_router
 from api.permissions import authorize
+from api.refresh_on_miss import RefreshOnMissMiddleware
 from api.routers import (
     artifacts,
     charts,
@@ -164,6 +165,8 @@ def create_app(
         dependencies=[Depends(authorize)],
     )
     install_error_handlers(app)
+    # Innermost: a read that misses an id another replica just created waits for its commit.
+    app.add_middleware(RefreshOnMissMiddleware, wait_s=settings.write.miss_wait())
     app.add_middleware(mlflow_webui.UiPrefixMiddleware)  # innermost: MLflow's UI at /mlflow/ calls our routes
     limit_for, is_streamed = body_limits(settings.limits)
     app.add_middleware(BodyLimitMiddleware, limit_for=limit_for, streamed=is_streamed)

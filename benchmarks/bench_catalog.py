@@ -4,6 +4,7 @@ Run from the repository root::
 
     .venv/bin/python benchmarks/bench_catalog.py [--committers 1,4,16] [--commits 8]
         [--catalogs object-file,sqlite-file,object-s3,rest-s3] [--acks 200] [--no-commits]
+        [--visibility 40]
 
 Catalogs: ``object-file`` (the object-store catalog on a file:// warehouse), ``sqlite-file``
 (pyiceberg's SQL catalog on SQLite, the embedded default), ``object-s3`` (the object-store catalog
@@ -22,6 +23,15 @@ calls, one after the other, each returning once its record is durable: in the lo
 (``<home>/wal``, fsync'd) and in the object store (``write.log=object``: one create-if-absent
 object per sync) on file:// and on SeaweedFS. Printed: p50 and p99 per call. (Concurrent callers
 share one fsync or one object, so these are the single-caller figures.)
+
+With ``--visibility N``: cross-replica visibility in the scale-out topology (README, "Stateless
+replicas"): SeaweedFS, two ``lakeops serve`` replicas on the object-store catalog and log, each on
+its own home, and Debian's HAProxy balancing requests round-robin over both. N samples of each:
+a run created through the proxy, read back through the proxy until it answers (the next request
+goes to the other replica); a run created on replica A, read on replica B until it answers; and a
+tag set on A, read on B until it shows the new value (an update: no miss to react to, only the
+periodic refresh). Printed: p50, p95 and max seconds from the acknowledgement to the first read
+that shows the write. The write's own latency is not counted.
 
 The machine this runs on matters: with more committers than cores, latency is mostly waiting for
 a core. Figures in the README were taken on 2 shared cores.
@@ -188,6 +198,101 @@ def ack_latency(log: str, storage: str, acks: int, work: Path, server: SeaweedSe
     return {"p50_ms": 1000 * statistics.median(latencies), "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))]}
 
 
+_HAPROXY = """
+global
+    maxconn 256
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+frontend lake
+    bind 127.0.0.1:{port}
+    default_backend replicas
+backend replicas
+    balance roundrobin
+    option httpchk GET /health
+    default-server inter 500ms fall 3 rise 1
+    server a 127.0.0.1:{a} check
+    server b 127.0.0.1:{b} check
+"""
+
+
+def visibility(samples: int, work: Path, server: SeaweedServer) -> dict[str, list[float]]:
+    """Seconds from an acknowledged write to the first read that shows it, by kind (see the module doc)."""
+    import shutil
+
+    import httpx
+    from lakes import make_settings
+    from serve_process import ServeProcess, free_port
+
+    lake = make_settings("s3-object", work / "vis-unused", server, commit_interval_s=0.5)
+    replicas = {}
+    proxy = None
+    try:
+        for name in ("a", "b"):
+            write = lake.write.model_copy(update={"log": "object", "log_name": f"vis-{name}"})
+            settings = lake.model_copy(update={"home": work / f"vis-{name}", "write": write})
+            replicas[name] = ServeProcess(settings, work / f"vis-{name}.log")
+        port = free_port()
+        config = work / "haproxy.cfg"
+        config.write_text(_HAPROXY.format(port=port, a=replicas["a"].port, b=replicas["b"].port))
+        haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+        proxy = subprocess.Popen([haproxy, "-f", str(config), "-db"], stdout=subprocess.DEVNULL)
+        api = "/api/2.0/mlflow"
+        via, on_a, on_b = (
+            httpx.Client(base_url=u, timeout=30)
+            for u in (f"http://127.0.0.1:{port}", replicas["a"].url, replicas["b"].url)
+        )
+        deadline = time.monotonic() + 30
+        while True:  # the proxy's first health checks
+            try:
+                experiment_id = on_a.post(f"{api}/experiments/create", json={"name": "visibility"}).json()[
+                    "experiment_id"
+                ]
+                via.get("/health").raise_for_status()
+                break
+            except (httpx.HTTPError, KeyError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+        def until(client: httpx.Client, run_id: str, tag: str | None = None) -> float:
+            started = time.perf_counter()
+            while time.perf_counter() - started < 30:
+                answer = client.get(f"{api}/runs/get", params={"run_id": run_id})
+                if answer.status_code == 200:
+                    tags = {t["key"]: t["value"] for t in answer.json()["run"]["data"].get("tags", [])}
+                    if tag is None or tags.get("vis") == tag:
+                        return time.perf_counter() - started
+                time.sleep(0.01)
+            raise RuntimeError(f"run {run_id} not visible after 30 s")
+
+        def create(client: httpx.Client) -> str:
+            answer = client.post(f"{api}/runs/create", json={"experiment_id": experiment_id, "start_time": 0})
+            answer.raise_for_status()
+            return str(answer.json()["run"]["info"]["run_id"])
+
+        found: dict[str, list[float]] = {"new run, proxy -> proxy": [], "new run, A -> B": [], "tag update, A -> B": []}
+        shared = create(on_a)
+        until(on_b, shared)
+        for i in range(samples):
+            found["new run, proxy -> proxy"].append(until(via, create(via)))
+            found["new run, A -> B"].append(until(on_b, create(on_a)))
+            on_a.post(f"{api}/runs/set-tag", json={"run_id": shared, "key": "vis", "value": str(i)}).raise_for_status()
+            found["tag update, A -> B"].append(until(on_b, shared, str(i)))
+            time.sleep(0.05 * (i % 7))  # spread the writes over the replicas' commit and refresh cycles
+        for client in (via, on_a, on_b):
+            client.close()
+        return found
+    finally:
+        if proxy is not None:
+            proxy.terminate()
+            proxy.wait(timeout=10)
+        for replica in replicas.values():
+            replica.stop()
+
+
 def main() -> None:
     """Parse arguments, run every (catalog, committers) pair, print a table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -196,6 +301,7 @@ def main() -> None:
     parser.add_argument("--catalogs", default="object-file,sqlite-file,object-s3,rest-s3")
     parser.add_argument("--acks", type=int, default=200, help="acknowledged writes per log (0: skip)")
     parser.add_argument("--no-commits", action="store_true", help="only the acknowledgement latencies")
+    parser.add_argument("--visibility", type=int, default=0, help="cross-replica visibility samples (0: skip)")
     args = parser.parse_args()
     kinds = args.catalogs.split(",")
     counts = [int(c) for c in args.committers.split(",")]
@@ -205,7 +311,7 @@ def main() -> None:
         work = Path(tmp)
         server = None
         try:
-            if any(k.endswith("-s3") for k in kinds) or args.acks:
+            if any(k.endswith("-s3") for k in kinds) or args.acks or args.visibility:
                 server = SeaweedServer(work / "s3")
                 server.start()
             for kind in [] if args.no_commits else kinds:
@@ -222,6 +328,15 @@ def main() -> None:
                     row = ack_latency(log, storage, args.acks, work, server)
                     label = f"{log} ({storage})" if log == "object" else "local (fsync)"
                     print(f"{label:<22} {row['p50_ms']:>8.1f} {row['p99_ms']:>8.1f}", flush=True)
+            if args.visibility:
+                assert server is not None
+                print(
+                    f"\n{'visibility (2 replicas, HAProxy)':<34} {'p50 s':>6} {'p95 s':>6} {'max s':>6}  (from the ack)"
+                )
+                for label, seconds in visibility(args.visibility, work, server).items():
+                    seconds.sort()
+                    p95 = seconds[min(len(seconds) - 1, int(0.95 * len(seconds)))]
+                    print(f"{label:<34} {statistics.median(seconds):>6.2f} {p95:>6.2f} {seconds[-1]:>6.2f}", flush=True)
         finally:
             if server is not None:
                 server.stop()

@@ -227,6 +227,20 @@ class WriteConfig(_Frozen):
             " query which tables moved (SQLite), 2 s where each table must be loaded to know."
         ),
     )
+    miss_wait_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="How long a read (GET) that finds no such run, experiment or model may wait for another "
+        "replica's commit before answering 404: it refreshes from the catalog and tries again meanwhile. Default "
+        "1 s with log='object' (replicas behind a load balancer), 0 (answer at once) with the local log.",
+    )
+
+    def miss_wait(self) -> float:
+        """``miss_wait_s`` with its default resolved (1 s for replicas on the object-store log, else 0)."""
+        if self.miss_wait_s is not None:
+            return self.miss_wait_s
+        return 1.0 if self.log == "object" else 0.0
+
     read_cache_rows: int = Field(default=2_000_000, ge=0, description="Committed metric rows kept hot for reads.")
     unhealthy_after_s: float = Field(
         default=30.0, gt=0, description="/health answers 503 once commits have failed (or hung) for this long."

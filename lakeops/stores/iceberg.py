@@ -211,6 +211,8 @@ class IcebergStore:
         self._stop = threading.Event()
         self._commits = 0
         self._last_refresh = 0.0
+        self._refreshed_from = 0.0  # when the last completed refresh began (time.monotonic())
+        self._last_commit_began = time.monotonic()  # when the committer last took rows to commit
         self._last_takeover = time.monotonic()
         # How often to look for other replicas' logs whose lease expired (object-store logs only).
         self._takeover_every = settings.write.log_lease_s / 4
@@ -426,7 +428,11 @@ class IcebergStore:
         self.wal.sync(ticket)
         with self._lock:
             queued = sum(q.rows for name, q in self._queues.items() if name not in SUMMARY_BY_NAME)
-        if queued >= self.settings.write.commit_max_rows:
+        # Commit at once when the committer has been idle for a commit interval (a sparse write: other
+        # replicas see it one commit later, not a committer tick later); a steady stream still commits
+        # once per interval.
+        idle = time.monotonic() - self._last_commit_began >= self.settings.write.commit_interval_s
+        if queued >= self.settings.write.commit_max_rows or idle:
             self._wake.set()
 
     # -- constrained writes ------------------------------------------------------------------
@@ -748,16 +754,15 @@ class IcebergStore:
     def _run_committer(self) -> None:
         interval = self.settings.write.commit_interval_s
         refresh_every = self.refresh_interval_s
-        last_commit = time.monotonic()
         while not self._stop.is_set():
             self._wake.wait(min(interval, refresh_every))
             woken = self._wake.is_set()
             self._wake.clear()
             try:
-                if (woken or time.monotonic() - last_commit >= interval) and any(
+                if (woken or time.monotonic() - self._last_commit_began >= interval) and any(
                     q.pending for q in self._queues.values()
                 ):
-                    last_commit = time.monotonic()
+                    self._last_commit_began = time.monotonic()
                     self.commit()
                 if time.monotonic() - self._last_refresh >= refresh_every:
                     self.refresh()
@@ -773,10 +778,18 @@ class IcebergStore:
 
     # -- other writers -----------------------------------------------------------------------
 
-    def refresh(self) -> int:
-        """Fold in rows other writers committed since we last looked. Returns rows applied."""
+    def refresh(self, *, newer_than: float | None = None) -> int:
+        """Fold in rows other writers committed since we last looked. Returns rows applied.
+
+        With ``newer_than`` (a ``time.monotonic()`` reading), nothing is done if a refresh that began
+        after that moment has completed meanwhile: callers that missed an id at the same moment
+        (``api/refresh_on_miss.py``) share one refresh instead of queueing one each.
+        """
         self._last_refresh = time.monotonic()
         with self._commit_lock:
+            if newer_than is not None and self._refreshed_from >= newer_than:
+                return 0
+            began = time.monotonic()
             fresh: dict[str, Table] = {}
             moved = self._moved_tables()
             for table_def in reversed(TABLES):  # children first, as in _load
@@ -790,6 +803,7 @@ class IcebergStore:
             if applied:
                 with self._lock:
                     self.state.retry_orphans()
+            self._refreshed_from = began
             return applied
 
     def _moved_tables(self) -> set[str] | None:
