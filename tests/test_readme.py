@@ -51,7 +51,7 @@ NOT_RUN: dict[str, str] = {
     "LAKEOPS_SQL__PG_PASSWORD=change-me lakeops serve --port 5000 --pg-port 5433   # user: lakeops (LAKEOPS_SQL__PG_USER)": "starts a server: the fixture starts it so",
     "LOAD iceberg; LOAD httpfs;": "needs an S3 endpoint and a REST catalog; tests/lakeops/test_external_engines.py",
     "from pyiceberg.catalog import load_catalog": "paths /path/.lakeops are yours; tests/lakeops/test_external_engines.py",
-    "spark-sql --packages org.apache.iceberg:iceberg-spark-runtime-3.5_2.12:1.7.1,org.apache.iceberg:iceberg-aws-bundle:1.7.1 \\": "needs Spark",
+    "spark-sql --packages org.apache.iceberg:iceberg-spark-runtime-3.5_2.12:1.10.2,org.apache.iceberg:iceberg-aws-bundle:1.10.2 \\": "needs Spark",
     "connector.name=iceberg": "Trino configuration",
     "# MinIO (or any S3 endpoint): the catalog lives in the bucket too (kind=object), no database anywhere": "configuration for other stores",
     "lakeops migrate-catalog --dry-run    # lists the tables it would register from <home>/catalog.db": "needs a lake made with the SQLite catalog; tests/lakeops/test_object_catalog_lake.py runs it",
