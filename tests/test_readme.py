@@ -43,7 +43,7 @@ NOT_RUN: dict[str, str] = {
     "LAKEOPS_HOME=/tmp/lake .venv/bin/jupyter execute notebooks/quickstart.ipynb   # or open it in Jupyter": "tests/notebooks runs the notebooks",
     '# which version held "production" on 1 March?': "1 March: before the test's lake existed (a 404 then)",
     ".venv/bin/python benchmarks/bench_registry.py [--quick] [--servers lakeops,mlflow]": "a benchmark (minutes)",
-    "from lakeops.services.datasets import DatasetService   # built on the store and ArtifactService": "fragment: datasets, df, preds and the Iceberg table sales.orders are yours",
+    "from lakeops.services.datasets import DatasetService  # built on the store and ArtifactService": "fragment: datasets, df, preds and the Iceberg table sales.orders are yours",
     "# a DataFrame as an Arrow IPC stream (lakeops stores it as Parquet)": (
         "the artifact folder raw/iris and the Iceberg table sales.orders at snapshot 123456789 are yours"
     ),
