@@ -232,9 +232,13 @@ def test_a_dead_replicas_log_is_taken_over_and_committed_once(
     assert any(k.endswith(".seg") for k in _log_keys(dead, "replica-a"))
 
     def replica(name: str) -> LakeopsSettings:
+        # The live replicas' own leases are longer than A's (1 s): a renewal delayed on a loaded machine
+        # must not look like a death. Observers time A's lease by the duration A recorded in it.
         settings = _on_a_new_disk(dead, tmp_path / name)
         return settings.model_copy(
-            update={"write": dead.write.model_copy(update={"log_name": name, "commit_interval_s": 0.2})}
+            update={
+                "write": dead.write.model_copy(update={"log_name": name, "commit_interval_s": 0.2, "log_lease_s": 5.0})
+            }
         )
 
     b, live = open_store(replica("replica-b")), open_store(replica("replica-l"))
