@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 import numpy as np
+import polars as pl
 
 from lakeops.errors import InvalidArgumentError
 from lakeops.stores.run_index import LIFECYCLE_CODES, NumericColumn, RunIndex, StringColumn
@@ -827,7 +828,7 @@ def compile_logged_model_filter(text: str | None) -> Callable[[Any], bool]:
     )
 
 
-# -- traces ------------------------------------------------------------------------------------------
+# -- traces: columnar, over a frame of current traces ---------------------------------------------------
 
 _TRACE_ENTITIES = {
     "tag": "tag",
@@ -841,6 +842,7 @@ _TRACE_ENTITIES = {
     "feedback": "feedback",
     "expectation": "expectation",
 }
+# Attribute keys -> the trace frame's column (numbers are milliseconds).
 _TRACE_NUMERIC = {
     "timestamp_ms": "request_time",
     "timestamp": "request_time",
@@ -859,6 +861,8 @@ _TRACE_STRING = {
     "run_id": "run_id",
     "experiment_id": "experiment_id",
 }
+TRACE_NAME_TAG = "mlflow.traceName"
+TRACE_RUN_METADATA = "mlflow.sourceRun"
 
 
 def _as_text(value: Any) -> str | None:
@@ -868,87 +872,173 @@ def _as_text(value: Any) -> str | None:
     return json.dumps(value) if isinstance(value, bool) else str(value)
 
 
-def _metadata_getter(key: str) -> Callable[[Any], str | None]:
-    return lambda t: t.metadata.get(key)
+class TraceValues(Protocol):
+    """Where the trace search finds what the frame of current traces does not hold as columns."""
+
+    def tag(self, key: str) -> pl.DataFrame:
+        """``trace_id`` and ``value`` of the traces that have tag ``key``."""
+        ...
+
+    def metadata(self, key: str) -> pl.DataFrame:
+        """``trace_id`` and ``value`` of the traces whose metadata has ``key``."""
+        ...
+
+    def assessment(self, kind: str, name: str) -> list[tuple[str, Any]]:
+        """``(trace_id, value)`` of the first valid ``kind`` assessment named ``name`` of each trace that has one:
+        its value if a string or number, else its JSON text."""
+        ...
 
 
-def _text_getter(getter: Callable[[Any], Any]) -> Callable[[Any], str | None]:
-    return lambda t: _as_text(getter(t))
+@dataclass(frozen=True)
+class TraceCondition:
+    """One clause of a trace filter, checked when compiled, evaluated over columns.
+
+    ``source`` says where the values are: a ``column`` of the trace frame, a ``tag``, ``metadata``, an
+    ``assessment`` (``kind`` feedback or expectation), or ``run`` (``run_id =``/``IN``: the run a trace
+    was recorded in or any run it is linked to, as MLflow matches).
+    """
+
+    source: str
+    key: str
+    op: str
+    value: Any
+    numeric: bool
+    check: Callable[[Any], Any] | None  # the test of one present value; None for IS [NOT] NULL
+    kind: str | None = None
 
 
-def _trace_attribute(key: str) -> Callable[[Any], Any]:
-    if key in ("end_time", "end_time_ms"):
-        return lambda t: None if t.execution_duration is None else t.request_time + t.execution_duration
-    return operator.attrgetter(_TRACE_NUMERIC.get(key) or _TRACE_STRING[key])
+def compile_trace_filter(text: str | None) -> list[TraceCondition]:
+    """MLflow's trace filter: attributes (``trace.status``, ``timestamp_ms``, ``execution_time_ms``,
+    ``name``, ``run_id``, ...), ``tags.<k>``, ``metadata.<k>``, and ``feedback.<name>`` /
+    ``expectation.<name>`` (the value of a valid assessment), joined by AND.
 
-
-def _assessment_getter(kind: str, name: str) -> Callable[[Any], Any]:
-    def get(trace: Any) -> Any:
-        for a in trace.assessments:
-            if a.kind == kind and a.name == name and a.is_valid:
-                return a.value if isinstance(a.value, str | int | float) else json.dumps(a.value)
-        return None
-
-    return get
-
-
-def _run_test(runs: set[str]) -> Callable[[Any], bool]:
-    return lambda t: any(t.belongs_to_run(r) for r in runs)
-
-
-def compile_trace_filter(text: str | None) -> Callable[[Any], bool]:
-    """Predicate for MLflow's trace filter: attributes (``trace.status``, ``timestamp_ms``,
-    ``execution_time_ms``, ``name``, ``run_id``, ...), ``tags.<k>``, ``metadata.<k>``, and
-    ``feedback.<name>`` / ``expectation.<name>`` (the value of a valid assessment), joined by AND."""
-    tests: list[Callable[[Any], bool]] = []
+    Raises:
+        InvalidArgumentError: an unknown attribute, or a comparator or value its type does not allow.
+    """
+    out: list[TraceCondition] = []
     for c in parse_filter(text, entities=_TRACE_ENTITIES, default_entity="attribute"):
-        getter: Callable[[Any], Any]
-        numeric = False
-        if c.entity == "tag":
-            getter = _tag_getter(c.key)
-        elif c.entity == "metadata":
-            getter = _metadata_getter(c.key)
-        elif c.entity in ("feedback", "expectation"):
-            getter = _assessment_getter(c.entity, c.key)
+        source, key, kind, numeric = c.entity, c.key, None, False
+        if c.entity in ("feedback", "expectation"):
+            source, kind = "assessment", c.entity
             numeric = isinstance(c.value, int | float) and not isinstance(c.value, bool)
-        else:
+        elif c.entity == "attribute":
             if c.key not in _TRACE_NUMERIC and c.key not in _TRACE_STRING:
                 raise InvalidArgumentError(
                     f"Invalid trace attribute {c.key!r}; valid: {sorted({*_TRACE_NUMERIC, *_TRACE_STRING})}"
                 )
-            if _TRACE_STRING.get(c.key) == "run_id" and c.op in ("=", "IN"):
-                # As MLflow: a trace is in a run it was recorded in or has been linked to since.
-                runs = {str(v) for v in c.value} if isinstance(c.value, tuple) else {str(c.value)}
-                tests.append(_run_test(runs))
-                continue
-            getter = _trace_attribute(c.key)
+            source, key = _trace_attribute_source(c.key)
             numeric = c.key in _TRACE_NUMERIC
-        if c.op in ("IS NULL", "IS NOT NULL"):
-            tests.append(_null_test(getter, want_null=c.op == "IS NULL"))
-            continue
-        if numeric:
-            tests.append(_value_test(getter, _numeric_test(c.op, c.value)))
+            if key == TRACE_RUN_METADATA and c.op in ("=", "IN"):
+                runs = tuple(str(v) for v in c.value) if isinstance(c.value, tuple) else (str(c.value),)
+                out.append(TraceCondition("run", key, c.op, runs, False, None))
+                continue
+        check: Callable[[Any], Any] | None = None
+        if c.op not in ("IS NULL", "IS NOT NULL"):
+            if numeric:
+                check = _numeric_test(c.op, c.value)
+            else:
+                value = tuple(str(v) for v in c.value) if isinstance(c.value, tuple) else c.value
+                check = _string_test(c.op, value)
+                c = Comparison(c.entity, c.key, c.op, value)
+        out.append(TraceCondition(source, key, c.op, c.value, numeric, check, kind))
+    return out
+
+
+def _trace_attribute_source(key: str) -> tuple[str, str]:
+    """Where an attribute's values are: the trace's name is a tag, its run a metadata entry, the rest columns."""
+    column = _TRACE_NUMERIC.get(key) or _TRACE_STRING[key]
+    if column == "name":
+        return "tag", TRACE_NAME_TAG
+    if column == "run_id":
+        return "metadata", TRACE_RUN_METADATA
+    return "column", column
+
+
+def search_trace_frame(
+    frame: pl.DataFrame, conditions: Sequence[TraceCondition], order_by: Sequence[str] | None, values: TraceValues
+) -> pl.DataFrame:
+    """The rows of ``frame`` (current traces: ``trace_id``, ``experiment_id``, ``state``,
+    ``client_request_id``, ``request_time``, ``execution_duration``, ``linked_run_ids``) that satisfy
+    every condition, in MLflow's order: ``order_by`` (default newest first), a missing value last in
+    either direction, then trace id.
+
+    Raises:
+        InvalidArgumentError: an order-by key traces do not have.
+    """
+    sort_keys = _trace_sort_keys(order_by)
+    frame = frame.with_columns((pl.col("request_time") + pl.col("execution_duration")).alias("end_time"))
+    for condition in conditions:
+        frame = frame.filter(_trace_mask(frame, condition, values))
+    by: list[pl.Expr] = []
+    descending: list[bool] = []
+    for i, (source, key, ascending) in enumerate(sort_keys):
+        if source == "column":
+            by.append(pl.col(key))
         else:
-            value = tuple(str(v) for v in c.value) if isinstance(c.value, tuple) else c.value
-            check = _string_test(c.op, value)
-            tests.append(_value_test(_text_getter(getter), check))
-    return lambda t: all(test(t) for test in tests)
+            found = (values.tag(key) if source == "tag" else values.metadata(key)).rename({"value": f"_order{i}"})
+            frame = frame.join(found, on="trace_id", how="left")
+            by.append(pl.col(f"_order{i}"))
+        descending.append(not ascending)
+    return frame.sort([*by, pl.col("trace_id")], descending=[*descending, False], nulls_last=True)
 
 
-def sort_traces(traces: list[Any], order_by: Sequence[str] | None) -> list[Any]:
-    """Order traces; MLflow's default is newest first (``timestamp_ms DESC``), then trace id."""
-    out = sorted(traces, key=lambda t: t.trace_id)
-    clauses = parse_order_by(order_by or ["timestamp_ms DESC"], default_entity="attribute", validate=False)
-    for clause in reversed(clauses):
-        getter: Callable[[Any], Any]
+def _trace_sort_keys(order_by: Sequence[str] | None) -> list[tuple[str, str, bool]]:
+    keys = []
+    for clause in parse_order_by(order_by or ["timestamp_ms DESC"], default_entity="attribute", validate=False):
         if clause.entity == "tag":
-            getter = _tag_getter(clause.key)
+            keys.append(("tag", clause.key, clause.ascending))
         elif clause.key in _TRACE_NUMERIC or clause.key in _TRACE_STRING:
-            getter = _trace_attribute(clause.key)
+            keys.append((*_trace_attribute_source(clause.key), clause.ascending))
         else:
             raise InvalidArgumentError(f"Invalid order_by key {clause.key!r} for traces")
-        present = [t for t in out if getter(t) is not None]
-        missing = [t for t in out if getter(t) is None]
-        present.sort(key=cast(Callable[[Any], Any], getter), reverse=not clause.ascending)
-        out = present + missing
-    return out
+    return keys
+
+
+def _trace_mask(frame: pl.DataFrame, c: TraceCondition, values: TraceValues) -> pl.Series:
+    """Where condition ``c`` holds on ``frame``'s rows; a trace without the value never matches but for IS NULL."""
+    ids = frame.get_column("trace_id")
+    if c.source == "run":  # recorded in one of the runs, or linked to one since
+        runs = list(c.value)
+        recorded = values.metadata(TRACE_RUN_METADATA).filter(pl.col("value").is_in(runs)).get_column("trace_id")
+        linked = frame.get_column("linked_run_ids").list.eval(pl.element().is_in(runs)).list.any().fill_null(False)
+        return ids.is_in(recorded.implode()) | linked
+    if c.source == "assessment":
+        assert c.kind is not None
+        assessed = values.assessment(c.kind, c.key)
+        if c.check is None:
+            return ids.is_in(pl.Series([t for t, _v in assessed], dtype=pl.String).implode()) != (c.op == "IS NULL")
+        check = c.check
+        hits = [t for t, v in assessed if bool(check(v if c.numeric else _as_text(v)))]
+        return ids.is_in(pl.Series(hits, dtype=pl.String).implode())
+    if c.source == "column":
+        column = frame.get_column(c.key)
+        if c.check is None:
+            return column.is_null() if c.op == "IS NULL" else column.is_not_null()
+        if c.numeric:
+            present = column.is_not_null()
+            numbers = column.cast(pl.Float64).fill_null(0.0).to_numpy()
+            return present & pl.Series(np.asarray(c.check(numbers), dtype=bool))
+        return _string_mask(column, c)
+    found = values.tag(c.key) if c.source == "tag" else values.metadata(c.key)
+    if c.check is None:
+        return ids.is_in(found.get_column("trace_id").implode()) != (c.op == "IS NULL")
+    matched = found.filter(_string_mask(found.get_column("value"), c)).get_column("trace_id")
+    return ids.is_in(matched.implode())
+
+
+def _string_mask(column: pl.Series, c: TraceCondition) -> pl.Series:
+    """Where a string test holds on ``column`` (false where it is null): comparisons vectorised, patterns
+    run once per distinct value."""
+    assert c.check is not None
+    if c.op == "=":
+        mask: pl.Series = column == c.value
+    elif c.op == "!=":
+        mask = column != c.value
+    elif c.op in ("IN", "NOT IN"):
+        members = pl.Series(list(c.value), dtype=pl.String).implode()
+        mask = column.is_in(members) if c.op == "IN" else ~column.is_in(members)
+    else:
+        check = c.check
+        matching = [v for v in column.drop_nulls().unique().to_list() if check(v)]
+        mask = column.is_in(pl.Series(matching, dtype=pl.String).implode())
+    return (mask & column.is_not_null()).fill_null(False)

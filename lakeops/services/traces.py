@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, cast
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -34,7 +35,7 @@ from pyiceberg.expressions import AlwaysTrue, BooleanExpression, EqualTo, In
 
 from catalog.tables import ASSESSMENT_CHANGES, SPANS, TRACE_INFO_CHANGES, TRACE_TAG_CHANGES, TableDef
 from lakeops.errors import InvalidArgumentError, NotFoundError
-from lakeops.search import compile_trace_filter, decode_token, encode_token, sort_traces
+from lakeops.search import compile_trace_filter, decode_token, encode_token, search_trace_frame
 from lakeops.stores.epochs import epoch_ints
 from lakeops.stores.iceberg import IcebergStore, Rows
 from lakeops.stores.state import TrackingState
@@ -366,11 +367,12 @@ class TraceService:
             raise InvalidArgumentError(
                 f"Invalid max_results {max_results!r}: must be between 1 and {MAX_SEARCH_RESULTS}"
             )
-        predicate = compile_trace_filter(filter_string)
+        conditions = compile_trace_filter(filter_string)
         offset = int(decode_token(page_token).get("offset", 0))
-        found = sort_traces([i for i in self._infos(experiment_ids=list(experiment_ids)) if predicate(i)], order_by)
-        page = found[offset : offset + max_results]
-        nxt = encode_token({"offset": offset + max_results}) if offset + max_results < len(found) else None
+        current = self._current("experiment_id", experiment_ids)
+        found = search_trace_frame(current.frame, conditions, order_by, _TraceLookup(self, current))
+        page = self._to_infos(_CurrentTraces(found.slice(offset, max_results), current.rows))
+        nxt = encode_token({"offset": offset + max_results}) if offset + max_results < found.height else None
         return page, nxt
 
     # -- assessments -----------------------------------------------------------------------------
@@ -473,65 +475,105 @@ class TraceService:
         self, *, experiment_ids: Sequence[str] | None = None, trace_ids: Sequence[str] | None = None
     ) -> list[TraceInfo]:
         """Current (not deleted) traces of some experiments or with some ids, with tags and assessments."""
-        column, wanted = ("trace_id", trace_ids) if trace_ids is not None else ("experiment_id", experiment_ids)
-        values = pa.array([str(v) for v in wanted or []], pa.string())
-        rows = self._read(TRACE_INFO_CHANGES, column, values)
-        if rows.num_rows == 0:
-            return []
-        frame = pl.from_arrow(rows)
-        assert isinstance(frame, pl.DataFrame)
-        is_link = pl.col("operation") == _LINK
-        links: dict[str, tuple[str, ...]] = {}
-        for trace_id, metadata in frame.filter(is_link).select("trace_id", "metadata_json").iter_rows():
-            run = json.loads(metadata).get(SOURCE_RUN_KEY)
-            if run and run not in links.get(trace_id, ()):
-                links[trace_id] = (*links.get(trace_id, ()), run)
-        current = (
-            frame.filter(~is_link)
-            .with_columns(
-                pl.col("operation").replace_strict(_RANK, default=1, return_dtype=pl.Int8).alias("_rank"),
-                pl.col("is_deleted").any().over("trace_id").alias("_gone"),
-            )
-            .filter(~pl.col("_gone"))
-            .sort(["_rank", "changed_at", "writer_id", "wal_seq"])
-            .group_by("trace_id", maintain_order=True)
-            .last()
-        )
-        if current.is_empty():
-            return []
-        ids = current.get_column("trace_id").to_list()
-        tags = self._tags(ids)
-        assessments = self._assessments(trace_ids=ids)
-        times = epoch_ints(current.get_column("request_time").to_arrow(), "ms", null=0)
-        data = current.select(
+        if trace_ids is not None:
+            return self._to_infos(self._current("trace_id", trace_ids))
+        return self._to_infos(self._current("experiment_id", experiment_ids or []))
+
+    def _current(self, column: str, wanted: Sequence[str]) -> _CurrentTraces:
+        """Current (not deleted) traces whose ``column`` is one of ``wanted``, folded from
+        ``trace_info_changes`` in columns.
+
+        The frame holds a row per trace with what searches filter and order on (times in ms, the runs
+        a trace is linked to in ``linked_run_ids``) and ``_row``, its row in the Arrow table read; the
+        long text columns (previews, metadata) are taken from that table only for the rows asked for.
+        """
+        rows = self._read(TRACE_INFO_CHANGES, column, pa.array([str(v) for v in wanted], pa.string()))
+        keys = rows.select(
             [
                 "trace_id",
                 "experiment_id",
+                "request_time",
                 "execution_duration_ms",
                 "state",
                 "client_request_id",
-                "request_preview",
-                "response_preview",
-                "metadata_json",
+                "operation",
+                "is_deleted",
+                "changed_at",
+                "writer_id",
+                "wal_seq",
             ]
-        ).to_dict(as_series=False)
+        )
+        frame = pl.from_arrow(keys.append_column("_row", pa.array(np.arange(rows.num_rows, dtype=np.int64))))
+        assert isinstance(frame, pl.DataFrame)
+        is_link = pl.col("operation") == _LINK
+        link_rows = frame.filter(is_link).select("trace_id", "_row")
+        links = (
+            link_rows.with_columns(run=_metadata_value(rows, link_rows.get_column("_row"), SOURCE_RUN_KEY))
+            .filter(pl.col("run").is_not_null() & (pl.col("run") != ""))
+            .group_by("trace_id")
+            .agg(pl.col("run").unique().alias("linked_run_ids"))
+        )
+        deleted = frame.filter(pl.col("is_deleted")).get_column("trace_id")  # a deleted trace stays deleted
+        current = (
+            frame.filter(~is_link & ~pl.col("trace_id").is_in(deleted.implode()))
+            .with_columns(pl.col("operation").replace_strict(_RANK, default=1, return_dtype=pl.Int8).alias("_rank"))
+            .sort(["_rank", "changed_at", "writer_id", "wal_seq"])
+            .group_by("trace_id", maintain_order=True)
+            .last()
+            .select(
+                "trace_id",
+                "experiment_id",
+                pl.col("request_time").dt.epoch("ms").fill_null(0).alias("request_time"),
+                pl.col("execution_duration_ms").alias("execution_duration"),
+                "state",
+                "client_request_id",
+                "_row",
+            )
+            .join(links, on="trace_id", how="left", maintain_order="left")
+        )
+        return _CurrentTraces(current, rows)
+
+    def _to_infos(self, found: _CurrentTraces) -> list[TraceInfo]:
+        """``TraceInfo``s of the rows of ``found.frame``, in their order, with their tags and assessments."""
+        if found.frame.is_empty():
+            return []
+        data = found.frame.to_dict(as_series=False)
+        texts = found.rows.select(["request_preview", "response_preview", "metadata_json"]).take(data["_row"])
+        requests, responses, metadata = (texts.column(c).to_pylist() for c in texts.column_names)
+        ids = data["trace_id"]
+        tags = self._tags(ids)
+        assessments = self._assessments(trace_ids=ids)
         return [
             TraceInfo(
                 trace_id=trace_id,
                 experiment_id=data["experiment_id"][i],
-                request_time=times[i],
-                execution_duration=data["execution_duration_ms"][i],
+                request_time=data["request_time"][i],
+                execution_duration=data["execution_duration"][i],
                 state=data["state"][i],
                 client_request_id=data["client_request_id"][i],
-                request_preview=data["request_preview"][i],
-                response_preview=data["response_preview"][i],
-                metadata=json.loads(data["metadata_json"][i]),
+                request_preview=requests[i],
+                response_preview=responses[i],
+                metadata=json.loads(metadata[i]),
                 tags=tags.get(trace_id, {}),
                 assessments=assessments.get(trace_id, []),
-                linked_run_ids=links.get(trace_id, ()),
+                linked_run_ids=tuple(data["linked_run_ids"][i] or ()),
             )
-            for i, trace_id in enumerate(data["trace_id"])
+            for i, trace_id in enumerate(ids)
         ]
+
+    def _tag_values(self, experiment_ids: Sequence[str], key: str) -> pl.DataFrame:
+        """``trace_id`` and ``value`` of the current tag ``key`` of the traces of some experiments."""
+        rows = self._read(TRACE_TAG_CHANGES, "experiment_id", pa.array([str(e) for e in experiment_ids], pa.string()))
+        rows = rows.filter(pc.equal(rows["key"], key))
+        frame = pl.from_arrow(rows.select(["trace_id", "value", "is_deleted", "changed_at", "writer_id", "wal_seq"]))
+        assert isinstance(frame, pl.DataFrame)
+        return (
+            frame.sort(["changed_at", "writer_id", "wal_seq"])
+            .group_by("trace_id", maintain_order=True)
+            .last()
+            .filter(~pl.col("is_deleted"))
+            .select("trace_id", "value")
+        )
 
     def _read(self, table: TableDef, column: str, values: pa.Array) -> pa.Table:
         """Committed and queued rows of a trace-level table whose ``column`` is one of ``values``.
@@ -666,6 +708,54 @@ class TraceService:
             **self._change(operation, now, len(items)),
         }
         return pa.RecordBatch.from_pydict(columns, schema=ASSESSMENT_CHANGES.arrow_schema)
+
+
+@dataclass(frozen=True, slots=True)
+class _CurrentTraces:
+    """A frame of current traces (``TraceService._current``) and the ``trace_info_changes`` rows it indexes."""
+
+    frame: pl.DataFrame
+    rows: pa.Table
+
+
+def _metadata_value(rows: pa.Table, at: pl.Series, key: str) -> pl.Series:
+    """The metadata entry ``key`` of ``rows`` at positions ``at`` (null where absent)."""
+    texts = pl.Series(rows.column("metadata_json").take(at.to_arrow()), dtype=pl.String)
+    if "'" in key or "\\" in key:  # beyond what a JSONPath literal here spells: decode each
+        return pl.Series([json.loads(t).get(key) for t in texts], dtype=pl.String)
+    return texts.str.json_path_match(f"$['{key}']")
+
+
+class _TraceLookup:
+    """Tags, metadata and assessments of a search's traces, read only for the keys its filter and order name."""
+
+    def __init__(self, service: TraceService, current: _CurrentTraces) -> None:
+        self._service = service
+        self._current = current
+        self._experiment_ids = current.frame.get_column("experiment_id").unique().to_list()
+        self._tags: dict[str, pl.DataFrame] = {}
+
+    def tag(self, key: str) -> pl.DataFrame:
+        if key not in self._tags:
+            self._tags[key] = self._service._tag_values(self._experiment_ids, key)
+        return self._tags[key]
+
+    def metadata(self, key: str) -> pl.DataFrame:
+        frame = self._current.frame
+        values = _metadata_value(self._current.rows, frame.get_column("_row"), key)
+        return pl.DataFrame({"trace_id": frame.get_column("trace_id"), "value": values}).filter(
+            pl.col("value").is_not_null()
+        )
+
+    def assessment(self, kind: str, name: str) -> list[tuple[str, Any]]:
+        ids = self._current.frame.get_column("trace_id").to_list()
+        found = []
+        for trace_id, items in self._service._assessments(trace_ids=ids).items():
+            for a in items:
+                if a.kind == kind and a.name == name and a.is_valid:
+                    found.append((trace_id, a.value if isinstance(a.value, str | int | float) else json.dumps(a.value)))
+                    break
+        return found
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -844,7 +934,6 @@ def query_trace_metrics(
     Raises:
         InvalidArgumentError: an unknown view, metric, dimension or aggregation.
     """
-    import numpy as np
 
     view = view_type.upper()
     known_metrics, known_dims = (
