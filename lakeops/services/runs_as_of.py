@@ -117,7 +117,7 @@ class RunsAsOf:
                 start_time=cols["start_time"][i],
                 end_time=cols["end_time"][i],
                 lifecycle_stage=cols["lifecycle_stage"][i],
-                artifact_uri=cols["artifact_uri"][i],
+                artifact_root=cols["artifact_uri"][i],
                 parent_run_id=cols["parent_run_id"][i],
                 params=_pairs(cols["param_keys"][i], cols["param_values"][i]),
                 tags=_pairs(cols["tag_keys"][i], cols["tag_values"][i]),

@@ -456,7 +456,7 @@ class TrackingService:
                 start_time=start_time,
                 end_time=None,
                 lifecycle_stage=LifecycleStage.ACTIVE,
-                artifact_uri=f"{exp.artifact_location}/{run_id}/artifacts",
+                artifact_root=f"{exp.artifact_location}/{run_id}/artifacts",
                 parent_run_id=parent_run_id,
             )
             return {

@@ -36,7 +36,7 @@ def _index(max_columns: int = 64) -> tuple[RunIndex, list[RunState]]:
                 start_time=rng.choice([None, 1, 2, 3]) if i % 7 else rng.randint(0, 10),
                 end_time=None,
                 lifecycle_stage="deleted" if i % 13 == 0 else "active",
-                artifact_uri=None,
+                artifact_root=None,
                 parent_run_id=None,
             )
             index.upsert_run(run)

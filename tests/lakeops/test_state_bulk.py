@@ -40,11 +40,12 @@ def _workload(seed: int) -> list[tuple[str, pa.Table]]:
             {
                 "experiment_id": e,
                 "name": f"exp{e}",
+                "artifact_location": location,
                 "lifecycle_stage": "active",
                 "created_at": T0,
                 "operation": "create",
             }
-            for e in ("0", "1")
+            for e, location in (("0", "mlflow-artifacts:/0"), ("1", None))
         ],
     )
     run_ids = [f"{rng.getrandbits(128):032x}" for _ in range(400)]
@@ -61,7 +62,8 @@ def _workload(seed: int) -> list[tuple[str, pa.Table]]:
                 "started_at": rng.choice([None, T0 + i, T0 - 5_000]),
                 "ended_at": rng.choice([None, T0 + 10 * i]),
                 "lifecycle_stage": rng.choice(["active", "active", "deleted"]),
-                "artifact_uri": f"a/{r}",
+                # the usual URI under experiment 0's location (kept as that location), or another
+                "artifact_uri": rng.choice([f"mlflow-artifacts:/0/{r}/artifacts", f"a/{r}", None]),
                 "parent_run_id": rng.choice([None, run_ids[0]]),
             }
             for i, r in enumerate(run_ids)
@@ -148,7 +150,7 @@ def _snapshot(state: TrackingState) -> dict[str, Any]:
     return {
         # Field by field, and the dicts' order (what a run's params and tags list in).
         "runs": [
-            (run_id, run, list(run.params.items()), list(run.tags.items()), list(run.metrics.items()))
+            (run_id, run, run.artifact_uri, list(run.params.items()), list(run.tags.items()), list(run.metrics.items()))
             for run_id, run in state.runs.items()
         ],
         "experiment_tags": {e: list(x.tags.items()) for e, x in state.experiments.items()},
@@ -186,3 +188,22 @@ def test_rows_of_unknown_runs_wait_in_bulk_too() -> None:
     )
     assert state.retry_orphans() == 0
     assert state.runs["r1"].params == {"lr": "1"}
+
+
+def test_a_run_keeps_its_artifact_uri() -> None:
+    """The usual URI is kept as the experiment's location; every URI reads back as it was written."""
+    for bulk_rows in (None, 1):
+        state = TrackingState(bulk_rows=bulk_rows)
+        experiment = {"name": "e", "lifecycle_stage": "active", "created_at": T0}
+        state.apply(
+            EXPERIMENT_CHANGES.name,
+            _rows(EXPERIMENT_CHANGES, [dict(experiment, experiment_id="0", artifact_location="s3://b/0")]),
+        )
+        uris = {"r1": "s3://b/0/r1/artifacts", "r2": "s3://b/0/r1/artifacts", "r3": "s3://other/r3", "r4": None}
+        runs = [
+            {"run_id": r, "experiment_id": "0", "status": "RUNNING", "lifecycle_stage": "active", "artifact_uri": u}
+            for r, u in uris.items()
+        ]
+        state.apply(RUN_CHANGES.name, _rows(RUN_CHANGES, runs))
+        assert {r: state.runs[r].artifact_uri for r in uris} == uris
+        assert state.runs["r1"].artifact_root == "s3://b/0"  # shared, not one string per run
