@@ -25,7 +25,10 @@ it, each from a fresh temporary home:
 Each figure is MB/s (10^6 bytes) of one transfer of ``--size-mb`` MiB of random bytes, the best of
 ``--rounds``; every download is checked byte for byte. While our client transfers, the lakeops
 server's RSS and its spool directory are sampled every 50 ms: the peak growth is printed. The
-targets of issue 15 (>= 80% of the floor, >= 2x MLflow's proxied path) are printed with the ratios.
+targets of issue 15 (>= 80% of the floor, >= 2x MLflow's proxied path) are printed with the ratios,
+upload and download side by side, for our client and for the stock client. For the stock client's
+last multipart upload it prints the split: the parts, the completion request (lakeops acknowledges
+before hashing), and how long after that the background finisher filled in the sha256.
 """
 
 from __future__ import annotations
@@ -217,12 +220,17 @@ class MultipartClock:
     """Where the stock client's multipart upload spends its time: the parts, then the completion.
 
     It times the client's own ``create_multipart_upload`` and ``complete_multipart_upload`` calls
-    (everything between them is the parts going to the store); only used to print the split.
+    (everything between them is the parts going to the store); only used to print the split. After
+    the upload (outside the timed part) it also waits for lakeops to hash the version in the
+    background and notes how long after the acknowledgement its sha256 was filled in.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, server_url: str | None = None) -> None:
+        self.server_url = server_url
         self.parts_s: float | None = None
         self.complete_s: float | None = None
+        self.filed_s: float | None = None
+        self._acknowledged = 0.0
 
     @contextlib.contextmanager
     def watching(self) -> Iterator[None]:
@@ -243,7 +251,8 @@ class MultipartClock:
             try:
                 return originals["complete_multipart_upload"](*args, **kwargs)
             finally:
-                self.complete_s = time.perf_counter() - started
+                self._acknowledged = time.perf_counter()
+                self.complete_s = self._acknowledged - started
 
         for name, wrapper in zip(names, (timed_create, timed_complete), strict=True):
             setattr(HttpArtifactRepository, name, wrapper)
@@ -253,10 +262,25 @@ class MultipartClock:
             for name, original in originals.items():
                 setattr(HttpArtifactRepository, name, original)
 
+    def wait_filed(self, path: str, deadline_s: float = 600.0) -> None:
+        """Wait until lakeops has hashed ``path``'s newest version; note the time since the acknowledgement."""
+        if self.server_url is None:
+            return
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            versions = httpx.get(f"{self.server_url}/api/v1/artifact-versions/{path}").json()["versions"]
+            if not versions[-1].get("is_pending"):
+                self.filed_s = time.perf_counter() - self._acknowledged
+                return
+            time.sleep(0.05)
+
     def note(self, size: int) -> str:
         if self.parts_s is None or self.complete_s is None:
             return ""
-        return f"parts {mbps(size, self.parts_s):.1f} MB/s, then completion {self.complete_s:.1f} s"
+        text = f"parts {mbps(size, self.parts_s):.1f} MB/s, then completion {self.complete_s:.2f} s"
+        if self.filed_s is not None:
+            text += f"; sha256 filled in {self.filed_s:.1f} s after, in the background"
+        return text
 
 
 def stock_mlflow(
@@ -277,7 +301,10 @@ def stock_mlflow(
             runs.append(run)
             freshen(source)  # new bytes: lakeops would store bytes it has seen as a reference
             with clock.watching() if clock is not None else contextlib.nullcontext():
-                return timed(lambda: client.log_artifact(run, str(source)))
+                seconds = timed(lambda: client.log_artifact(run, str(source)))
+            if clock is not None:  # outside the timed part: lakeops hashes it in the background
+                clock.wait_filed(f"{experiment}/{run}/artifacts/{source.name}")
+            return seconds
 
         def down() -> float:
             dest = work / f"mlflow-{uuid.uuid4().hex[:6]}"
@@ -405,7 +432,7 @@ def main() -> int:
                 rows.append(("lakeops client, the same bytes re-logged", mine["relog"], None, "a reference"))
                 progress("stock mlflow client -> lakeops ...")
                 small = {"MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE": str(5 * MiB)}
-                clock = MultipartClock()
+                clock = MultipartClock(server.url)
                 up, down = stock_mlflow(server.url, source, work, args.rounds, small, clock)
                 rows.append(("mlflow client -> lakeops (multipart on)", up, down, "MIN_FILE_SIZE=5MiB"))
                 mlflow_split = clock.note(size)
@@ -452,18 +479,19 @@ def main() -> int:
         down_text = f"{down_rate:9.1f}" if down_rate is not None else f"{'-':>9}"
         print(f"  {name:<50} {up_text} {down_text}  {note}")
     direct = next(r for r in rows if r[0].startswith("lakeops client -> lakeops (direct)"))
-    assert direct[1] is not None
-    assert direct[2] is not None
-    print(f"  ours / floor: upload {direct[1] / floor_up:.0%}, download {direct[2] / floor_down:.0%}   (target >= 80%)")
+    stock = next(r for r in rows if r[0].startswith("mlflow client -> lakeops (multipart on)"))
+    print(f"\n  {'ratio':<50} {'upload':>9} {'download':>9}  target")
+    for label, row in (("ours", direct), ("stock mlflow client", stock)):
+        if row[1] is None or row[2] is None:
+            continue
+        print(f"  {label + ' / floor':<50} {row[1] / floor_up:9.0%} {row[2] / floor_down:9.0%}  >= 80%")
+        if mlflow_proxied is not None:
+            up_x, down_x = row[1] / mlflow_proxied[0], row[2] / mlflow_proxied[1]
+            print(f"  {label + ' / MLflow proxied':<50} {up_x:8.1f}x {down_x:8.1f}x  >= 2x")
     if mlflow_split:
-        # The stock client does not send the sha256: lakeops reads the completed object back once to
-        # hash it and copies it inside the store to its content address, while the client waits.
-        print(f"  mlflow client -> lakeops, last upload: {mlflow_split} (read back, sha256, copy to its blob key)")
-    if mlflow_proxied is not None:
-        print(
-            f"  ours / MLflow proxied: upload {direct[1] / mlflow_proxied[0]:.1f}x, "
-            f"download {direct[2] / mlflow_proxied[1]:.1f}x   (target >= 2x)"
-        )
+        # The stock client does not send the sha256: lakeops records the version at once and hashes it
+        # (one read inside the store, a copy to its content address) after the acknowledgement.
+        print(f"  mlflow client -> lakeops, last upload: {mlflow_split}")
     return 0
 
 
