@@ -31,9 +31,11 @@ to acknowledge (before and after the segment ``PUT``) or to commit once that has
 renewal found the next version taken. Because the observer first saw that version after it was
 created, the holder's validity ends before any taker may act (given clocks that tick at the same
 rate, the usual lease assumption). A process that starts with a log's name takes its lease at once
-(a restart: the previous holder of that name is gone, or is a mistaken duplicate that the lease and
-the segment collision fence); if another replica is draining it, it waits for the release and
-continues the sequence from it. A log with no lease (written before leases existed) is never taken.
+if it was released (a clean stop, ``close(committed=True)``), after ``lease_s`` without renewal if
+its holder of that name died, and refuses to start if it sees the lease renewed (a live process has
+that name: two writers of one log are fenced); if another replica is draining the log, it waits for
+the release and continues the sequence from it. A log with no lease (written before leases existed)
+is never taken.
 """
 
 from __future__ import annotations
@@ -130,27 +132,44 @@ class _Lease:
         return True
 
     def acquire_own(self) -> int:
-        """Hold the lease of our own log (a restart takes it at once; a draining taker is waited for).
+        """Hold the lease of our own log. Returns the sequence number it was released at (0 if none).
 
-        Returns the sequence number a taker released the log at (0 if none).
+        Released (a clean stop, or a taker that drained it) or never leased: taken at once. Held under
+        this name: taken once it has gone unrenewed for its ``lease_s`` (the previous process of this
+        name died), refused if it is renewed meanwhile (a live process has this name). Held by a taker
+        that is draining it: waited for until released or expired.
+
+        Raises:
+            LogFencedError: a live process holds the log under this name.
         """
         observed: tuple[str, float] | None = None
         while True:
             current = self.latest()
             body = current.body if current is not None else {}
+            if observed is not None and current is not None and observed[0] != current.key:
+                if body.get("holder") == self.holder and body.get("state") != "released":
+                    raise LogFencedError(
+                        f"another live process holds the write-ahead log {self.log_name!r} in "
+                        f"{self.versions.store.root}: give each process its own write.log_name"
+                    )
+                observed = None
             expired = (
                 current is not None
                 and observed is not None
-                and observed[0] == current.key
                 and time.monotonic() - observed[1] >= float(body.get("lease_s", self.lease_s))
             )
-            if current is None or body.get("state") == "released" or body.get("holder") == self.holder or expired:
+            if current is None or body.get("state") == "released" or expired:
                 if self._put(current, "held"):
                     return int(body.get("last_seq", 0)) if body.get("state") == "released" else 0
                 continue  # somebody created that version first: look again
-            if observed is None or observed[0] != current.key:
+            if observed is None:
                 observed = (current.key, time.monotonic())
-                log.info("write-ahead log %s is being drained by %s; waiting", self.log_name, body.get("holder"))
+                log.info(
+                    "write-ahead log %s is held by %s; waiting up to %s s for its lease to lapse",
+                    self.log_name,
+                    body.get("holder"),
+                    body.get("lease_s", self.lease_s),
+                )
             time.sleep(min(0.2, self.lease_s / 4))
 
     def take(self, current: Version) -> bool:
@@ -388,25 +407,30 @@ class ObjectWriteAheadLog:
             taken.append(ObjectWriteAheadLog(self.store, name, lease=lease))
         return taken
 
-    def close(self) -> None:
+    def close(self, *, committed: bool = False) -> None:
         """Write out what is pending (a clean stop acknowledges nothing more, but loses nothing either).
 
-        The lease is not released: it lapses, and another replica drains what is left unless a
-        process with this name comes back first.
+        ``committed``: every record is in the tables, so the lease is released with the log's position
+        and a process with this name starts at once. Otherwise the lease lapses, and another replica
+        drains what is left unless a process with this name comes back first.
         """
         try:
             if self._pending:
                 self.sync(self._written)
         finally:
             if self._lease is not None:
+                if committed and self._lease.lost is None:
+                    with contextlib.suppress(LogFencedError, VersionStoreError, OSError):
+                        self._lease.release(self.last_seq)
                 self._lease.stop()
 
     def discard(self) -> None:
         """Delete the whole log (every record is committed) and release its lease with its position."""
-        self.close()
         if self._lease is not None:
             self._lease.check()
-            self._lease.release(self.last_seq)
+        self.close(committed=True)
+        if self._lease is not None and self._lease.lost is not None:
+            raise LogFencedError(self._lease.lost)
         with self._append_lock:
             keys, self._segments = [s.key for s in self._segments], []
         self.store.delete(keys)

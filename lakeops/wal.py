@@ -82,8 +82,8 @@ class RecordLog(Protocol):
         """Bytes the log holds."""
         ...
 
-    def close(self) -> None:
-        """Flush and release."""
+    def close(self, *, committed: bool = False) -> None:
+        """Flush and release (``committed``: every record is in the tables)."""
         ...
 
     def discard(self) -> None:
@@ -283,7 +283,7 @@ class WriteAheadLog:
         """The highest sequence number written so far."""
         return self._next_seq - 1
 
-    def close(self) -> None:
+    def close(self, *, committed: bool = False) -> None:  # noqa: ARG002 - the lock says it all here
         """Flush, close and release the lock (another process may then adopt this log)."""
         with self._append_lock:
             if self._fsync:

@@ -995,10 +995,13 @@ class IcebergStore:
         self._wake.set()
         if self._committer is not None:
             self._committer.join(timeout=60)
+        committed = False
         try:
             self.commit()
+            with self._lock:
+                committed = not any(q.pending or q.inflight for q in self._queues.values())
         finally:
-            self.wal.close()
+            self.wal.close(committed=committed)
 
     def __enter__(self) -> IcebergStore:
         return self

@@ -8,6 +8,7 @@ exists for: a writer killed with SIGKILL is replaced by a process with the same 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -34,12 +35,17 @@ KINDS = [pytest.param("file", id="file"), pytest.param("s3", id="s3", marks=pyte
 
 
 @pytest.fixture(params=KINDS)
-def objects(request: pytest.FixtureRequest, tmp_path: Path) -> VersionStore:
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict[str, str]]:
+    """A warehouse and its storage properties, on file:// or SeaweedFS."""
     if request.param == "file":
-        return open_version_store((tmp_path / "wh").as_uri(), {}, directory=WAL_DIR)
+        return (tmp_path / "wh").as_uri(), {}
     s3 = request.getfixturevalue("s3_server")
-    warehouse = f"s3://{s3.bucket}/wal-{uuid.uuid4().hex[:8]}"
-    return open_version_store(warehouse, pyiceberg_s3_properties(s3), directory=WAL_DIR)
+    return f"s3://{s3.bucket}/wal-{uuid.uuid4().hex[:8]}", pyiceberg_s3_properties(s3)
+
+
+@pytest.fixture
+def objects(location: tuple[str, dict[str, str]]) -> VersionStore:
+    return open_version_store(location[0], location[1], directory=WAL_DIR)
 
 
 def test_records_survive_a_reopen_and_the_position_survives_truncation(objects: VersionStore) -> None:
@@ -47,18 +53,23 @@ def test_records_survive_a_reopen_and_the_position_survives_truncation(objects: 
     tickets = [log.append(f"r{i}".encode()) for i in range(3)]
     log.sync(tickets[-1][1])  # one segment for all three
     assert [seq for seq, _t in tickets] == [1, 2, 3]
+    log.close(committed=True)  # a clean stop releases the lease: the next process of this name starts at once
     again = ObjectWriteAheadLog.open(objects, "replica-1")
     assert list(again.replay()) == [(1, b"r0"), (2, b"r1"), (3, b"r2")]
-    assert list(ObjectWriteAheadLog.open(objects, "replica-1").replay(after_seq=2)) == [(3, b"r2")]
-    assert list(ObjectWriteAheadLog.open(objects, "replica-2").replay()) == []  # another name, another log
+    assert list(again.replay(after_seq=2)) == [(3, b"r2")]
+    other = ObjectWriteAheadLog.open(objects, "replica-2")
+    assert list(other.replay()) == []  # another name, another log
+    other.close()
 
     seq, ticket = again.append(b"r3")
     again.sync(ticket)
     assert seq == 4
     assert again.truncate_through(4) == 1  # the newest segment stays: it carries the position
+    again.close(committed=True)
     reopened = ObjectWriteAheadLog.open(objects, "replica-1")
     assert reopened.last_seq == 4
     assert list(reopened.replay(after_seq=4)) == []
+    reopened.close(committed=True)
 
 
 def test_concurrent_callers_share_one_segment_or_few(objects: VersionStore) -> None:
@@ -76,42 +87,75 @@ def test_concurrent_callers_share_one_segment_or_few(objects: VersionStore) -> N
         t.start()
     for t in threads:
         t.join()
+    log.close(committed=True)
     replayed = list(ObjectWriteAheadLog.open(objects, "busy").replay())
     assert [seq for seq, _p in replayed] == list(range(1, 41))
     assert sorted(p for _s, p in replayed) == sorted(f"{i}-{j}".encode() for i in range(8) for j in range(5))
     assert len(objects.list("busy/")) < 40  # group commit: waiting callers shared segments
 
 
-def test_a_second_writer_of_one_log_is_fenced(objects: VersionStore) -> None:
-    first = ObjectWriteAheadLog.open(objects, "replica-1")
-    second = ObjectWriteAheadLog.open(objects, "replica-1")  # a mistaken second process with the same name
+def test_a_second_live_process_of_one_log_is_refused(objects: VersionStore) -> None:
+    first = ObjectWriteAheadLog.open(objects, "replica-1", lease_s=0.6)
+    with pytest.raises(LogFencedError, match="another live process holds the write-ahead log 'replica-1'"):
+        ObjectWriteAheadLog.open(objects, "replica-1", lease_s=0.6)  # a mistaken second process: it sees renewals
     _s, ticket = first.append(b"from the first")
     first.sync(ticket)
-    _s, ticket = second.append(b"from the second")
-    with pytest.raises(LogFencedError, match="another process writes the write-ahead log 'replica-1'"):
-        second.sync(ticket)
-    assert list(ObjectWriteAheadLog.open(objects, "replica-1").replay()) == [(1, b"from the first")]
+    first.close(committed=True)
+    again = ObjectWriteAheadLog.open(objects, "replica-1")
+    assert list(again.replay()) == [(1, b"from the first")]
+    again.close(committed=True)
 
 
-def test_a_holder_whose_lease_was_taken_stops_acknowledging(objects: VersionStore) -> None:
-    first = ObjectWriteAheadLog.open(objects, "replica-1", lease_s=0.3)
-    _s, ticket = first.append(b"acknowledged")
-    first.sync(ticket)
-    second = ObjectWriteAheadLog.open(objects, "replica-1", lease_s=0.3)  # takes the lease at once (a restart)
-    deadline = time.monotonic() + 30
-    refused = None
-    while refused is None and time.monotonic() < deadline:  # first learns at its next renewal
-        _s, ticket = first.append(b"late")
-        try:
-            first.sync(ticket)
-        except LogFencedError as exc:
-            refused = exc
-        time.sleep(0.05)
-    assert refused is not None and "took the lease" in str(refused)
-    with pytest.raises(LogFencedError, match="took the lease"):  # for good: a restart is needed
-        first.sync(first.append(b"later still")[1])
-    second.close()
-    assert next(iter(ObjectWriteAheadLog.open(objects, "replica-1").replay())) == (1, b"acknowledged")
+_PAUSED_HOLDER = """
+import json, sys
+from catalog.versions import open_version_store
+from lakeops.object_wal import WAL_DIR, ObjectWriteAheadLog
+log = ObjectWriteAheadLog.open(open_version_store(sys.argv[1], json.loads(sys.argv[2]), directory=WAL_DIR), "replica-1", lease_s=1.0)
+for line in sys.stdin:
+    try:
+        log.sync(log.append(line.strip().encode())[1])
+        print("ACK", flush=True)
+    except Exception as exc:
+        print("REFUSED", type(exc).__name__, exc, flush=True)
+"""
+
+
+def test_a_paused_holder_whose_log_was_taken_over_stops_acknowledging(
+    objects: VersionStore, location: tuple[str, dict[str, str]]
+) -> None:
+    # The holder is paused (SIGSTOP: a long GC pause, a frozen VM) past its lease; another replica takes
+    # its log over. Resumed, the holder must refuse to acknowledge rather than write to a taken log.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _PAUSED_HOLDER, location[0], json.dumps(location[1])],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdin is not None and holder.stdout is not None
+    try:
+        holder.stdin.write("before the pause\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "ACK"
+        holder.send_signal(signal.SIGSTOP)
+        taker = ObjectWriteAheadLog.open(objects, "replica-2", lease_s=5.0)
+        taken: list[ObjectWriteAheadLog] = []
+        deadline = time.monotonic() + 60  # a bound; taking needs the holder's 1 s lease to go unrenewed
+        while not taken and time.monotonic() < deadline:
+            taken = taker.orphans()
+            time.sleep(0.1)
+        assert [log.writer_id for log in taken] == ["replica-1"]
+        assert [payload for _s, payload in taken[0].replay()] == [b"before the pause"]
+        holder.send_signal(signal.SIGCONT)
+        holder.stdin.write("after the pause\n")
+        holder.stdin.flush()
+        answer = holder.stdout.readline()
+        assert answer.startswith("REFUSED LogFencedError"), answer
+        taken[0].discard()
+        taker.close(committed=True)
+    finally:
+        holder.send_signal(signal.SIGCONT)
+        holder.kill()
+        holder.wait(timeout=30)
 
 
 def _start_writer(settings: LakeopsSettings, run_id: str) -> subprocess.Popen[str]:
