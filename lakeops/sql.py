@@ -34,6 +34,7 @@ import functools
 import json
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -240,6 +241,9 @@ def _needed_names(sql: str) -> set[str] | None:
     return seen
 
 
+_PAST_DATABASES = 2  # as-of databases kept (each holds only DuckDB's catalog until queried)
+
+
 def _pinned_key(tables: Sequence[views.LakeTable]) -> tuple[tuple[str, str, int | None], ...]:
     return tuple((t.name, t.metadata_location, t.snapshot_id) for t in tables)
 
@@ -256,6 +260,9 @@ class SqlEngine:
         self._pinned: dict[str, views.LakeTable] = {}
         self._registered: set[str] | None = None  # names registered in _db; None: everything
         self._wide: tuple[tuple[tuple[str, str, int | None], ...], str] | None = None
+        # Databases pinned at past snapshots, by their tables' snapshots: a page "as of" a time asks several
+        # queries of the same time, and building one (every view over every table) is most of each answer.
+        self._past: OrderedDict[tuple[tuple[str, str, int | None], ...], duckdb.DuckDBPyConnection] = OrderedDict()
         self._closed = False
         home = settings.home
         self._extension_dir = home / "duckdb" / "extensions"
@@ -487,9 +494,11 @@ class SqlEngine:
         limit: int,
         needed: set[str] | None,
     ) -> pa.Table:
+        owned = None
         if as_of is None:
             db, key = self._database(needed)
-            owned = None
+        elif needed is None:
+            db, key = self._past_database(self._as_of(as_of)), None
         else:
             owned = self._build(self._as_of(as_of), only=needed)
             db, key = owned, None
@@ -498,6 +507,28 @@ class SqlEngine:
         finally:
             if owned is not None:
                 owned.close()
+
+    def _past_database(self, tables: Sequence[views.LakeTable]) -> duckdb.DuckDBPyConnection:
+        """A database over ``tables`` pinned at past snapshots, kept for the next queries of the same time."""
+        key = _pinned_key(tables)
+        with self._lock:
+            if self._closed:
+                raise BackendUnavailableError("the SQL engine is closed")
+            found = self._past.get(key)
+            if found is not None:
+                self._past.move_to_end(key)
+                return found
+        db = self._build(tables)  # outside the lock: seconds on a loaded machine
+        with self._lock:
+            found = self._past.get(key)
+            if found is not None:  # built meanwhile by another query of the same time
+                db.close()
+                return found
+            self._past[key] = db
+            while len(self._past) > _PAST_DATABASES:
+                # Dropped, not closed: a query may still run on it; DuckDB closes it with its last cursor.
+                self._past.popitem(last=False)
+            return db
 
     def _run(
         self,
@@ -603,3 +634,6 @@ class SqlEngine:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+            for db in self._past.values():
+                db.close()
+            self._past.clear()

@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import re
+import threading
 import time
 import urllib.parse
 import uuid
@@ -74,7 +75,7 @@ from lakeops.services.datasets import mlflow_io_rows
 from lakeops.services.runs_as_of import PastRuns, RunsAsOf, as_of_ms
 from lakeops.stores.epochs import epoch_ints
 from lakeops.stores.iceberg import IcebergStore, Rows
-from lakeops.stores.run_index import unpack_latest
+from lakeops.stores.run_index import RunIndex, unpack_latest
 from lakeops.stores.state import ExperimentState, LoggedModelState, RunState, TrackingState
 
 if TYPE_CHECKING:
@@ -195,6 +196,7 @@ class TrackingService:
         self._now_ms = now_ms or (lambda: int(time.time() * 1000))
         self.actor = actor or default_actor()
         self._pins = PinnedResults()
+        self._warming = threading.Lock()  # held while search columns are built in the background
         # Artifacts are served by lakeops' own artifact store; the URI scheme is MLflow's for that.
         self._artifact_root = ARTIFACT_ROOT
         if DEFAULT_EXPERIMENT_ID not in store.state.experiments:
@@ -981,7 +983,35 @@ class TrackingService:
             results_now, fingerprint=fingerprint, max_results=max_results, page_token=page_token, pins=self._pins
         )
         runs = self.state.runs if past is None else past.runs
-        return RunPage(runs=[_run_entity(runs[i]) for i in page_ids if i in runs], next_page_token=nxt)
+        found = [runs[i] for i in page_ids if i in runs]
+        if past is None and page_token is None:
+            self._warm_columns(index, found)
+        return RunPage(runs=[_run_entity(run) for run in found], next_page_token=nxt)
+
+    def _warm_columns(self, index: RunIndex, runs: Sequence[RunState]) -> None:
+        """Build, in the background, the search columns a first page suggests are next: the first metrics and
+        params of its runs by name (what the portal's runs table shows and sorts on by default).
+
+        A column is built on first use (a pass over every run: ~50 ms of CPU at 100k runs, 0.2 s on a loaded
+        box), which the first sort on a key paid; once a large index's first page is out, it is built now.
+        """
+        if index.size < _WARM_MIN_RUNS or self._warming.locked():
+            return
+        metrics = sorted({k for r in runs for k in r.metrics})[:_WARM_KEYS]
+        params = sorted({k for r in runs for k in r.params})[:_WARM_KEYS]
+        wanted = [("metric", key) for key in metrics] + [("param", key) for key in params]
+        cold = [(entity, key) for entity, key in wanted if not index.has_column(entity, key)]
+        if not cold or not self._warming.acquire(blocking=False):
+            return
+
+        def build() -> None:
+            try:
+                for entity, key in cold:
+                    index.column(entity, key)
+            finally:
+                self._warming.release()
+
+        threading.Thread(target=build, name="lakeops-warm-columns", daemon=True).start()
 
     def _runs_as_of(self, experiment_ids: Sequence[str], as_of: datetime) -> PastRuns:
         if self._past is None:
@@ -1036,6 +1066,10 @@ def absolute_location(location: str) -> str:
         return location
     absolute = (Path.cwd() / path).as_posix()
     return urllib.parse.urlunsplit(("file", "", absolute, parsed.query, parsed.fragment)) if parsed.scheme else absolute
+
+
+_WARM_MIN_RUNS = 10_000  # below this, building a column on first use costs a few ms
+_WARM_KEYS = 4  # metrics and params each: the portal's runs table shows the first four of each
 
 
 def _check_max_results(max_results: int, *, limit: int = MAX_RESULTS_LIMIT) -> None:

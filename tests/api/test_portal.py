@@ -347,6 +347,30 @@ def test_runs_table_groups_by_a_param(lake: Lake, page: tuple[Page, Problems]) -
     assert "Invalid group_by 'metrics.acc'" in bad.json()["error"]["message"]
 
 
+def test_runs_table_groups_by_a_param_in_sql_mode(lake: Lake, page: tuple[Page, Problems]) -> None:
+    tab, _ = page
+    # An OR the MLflow filter cannot say: depth 1, or acc above 0.9 (i = 37, 38, 39).
+    where = '"params.depth" = \'1\' OR "metrics.acc" > 0.9'
+    tab.goto(f"{lake.url}/#/experiments/{lake.experiment_id}?mode=sql&group=depth&filter=" + quote(where))
+    table = tab.locator("#runs-table")
+    expect(table).to_have_attribute("data-groups", "3")  # depth 1 (10 runs), 2 (i = 38), 3 (i = 39)
+    one = tab.locator('#runs-body .vt-group[data-group="1"]')
+    expect(one).to_contain_text("10 runs")
+    expect(one).to_contain_text(f"x̄ {19 / RUNS:.6g}")  # mean acc of i = 1, 5, ..., 37
+    expect(tab.locator('#runs-body .vt-group[data-group="2"]')).to_contain_text("1 run")
+    tab.get_by_role("button", name="Expand depth = 3").click()
+    runs = tab.locator("#runs-body .vt-row:not(.vt-group)")
+    expect(runs).to_have_count(1)
+    expect(runs.first).to_contain_text("run-39")
+    tab.get_by_role("button", name="Collapse depth = 3").click()
+    tab.get_by_role("button", name="Expand depth = 1").click()
+    expect(runs).to_have_count(10)
+    assert sorted(runs.locator(".vt-cell:nth-child(2)").all_inner_texts()) == sorted(
+        f"run-{i:02d}" for i in range(RUNS) if i % 4 == 1
+    )
+    assert "mode=sql" in tab.url
+
+
 def test_a_bad_filter_says_why(lake: Lake, page: tuple[Page, Problems]) -> None:
     tab, problems = page
     problems.allow(r"HTTP 400: POST .*/api/v1/runs/search")
