@@ -15,6 +15,9 @@ back to back; the report prints each figure side by side with the ratio lakeops 
    timed until the SDK's queue is flushed: spans/s.
 3. ``search_traces`` (100 newest of the experiment's traces): median ms.
 4. ``get_trace`` of one trace (info and its spans): median ms.
+5. ``search_traces`` at scale: ``search_traces`` traces (100,000; 10,000 with ``--quick``), each a root
+   span sent over OTLP, 2,000 a request, in an experiment of their own; then the 100 newest, and the
+   100 newest with ``trace.status = 'OK'`` (half of them): median ms.
 """
 
 from __future__ import annotations
@@ -43,10 +46,11 @@ class Scale:
     batch: int = 500  # spans per OTLP request
     client_traces: int = 100  # made with the stock client's SDK
     reads: int = 20
+    search_traces: int = 100_000  # one-span traces in an experiment of their own, for search at scale
 
 
 FULL = Scale()
-SMALL = Scale(traces=300, client_traces=30, reads=10)
+SMALL = Scale(traces=300, client_traces=30, reads=10, search_traces=10_000)
 TARGETS = {"otlp_spans_per_s": (20_000.0, ">=")}
 
 
@@ -77,6 +81,25 @@ def _requests(scale: Scale) -> list[bytes]:
                 request = ExportTraceServiceRequest()
                 scope = request.resource_spans.add().scope_spans.add()
     if len(scope.spans):
+        bodies.append(request.SerializeToString())
+    return bodies
+
+
+def _root_requests(traces: int, batch: int) -> list[bytes]:
+    """OTLP requests of ``traces`` one-span traces (every other one failed), ``batch`` a request."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    bodies: list[bytes] = []
+    base = time.time_ns()
+    for first in range(0, traces, batch):
+        request = ExportTraceServiceRequest()
+        spans = request.resource_spans.add().scope_spans.add().spans
+        for t in range(first, min(first + batch, traces)):
+            span = spans.add(trace_id=uuid.uuid4().bytes, span_id=(1).to_bytes(8, "big"), name=f"request-{t % 10}")
+            span.start_time_unix_nano = base + t * 1_000_000
+            span.end_time_unix_nano = span.start_time_unix_nano + 250_000_000
+            span.status.code = 2 if t % 2 else 1
+            span.attributes.add(key="mlflow.spanType").value.string_value = '"CHAIN"'
         bodies.append(request.SerializeToString())
     return bodies
 
@@ -148,7 +171,38 @@ class Workload:
         self.figures["get_trace_ms"] = timed_median_ms(get, self.scale.reads)
         progress(f"{self.server.name}: get_trace {self.figures['get_trace_ms']:.1f} ms")
 
-    STEPS = ("otlp_ingest", "client_export", "search", "get_trace")
+    def search_at_scale(self) -> None:
+        import httpx
+
+        n = self.scale.search_traces
+        experiment_id = self.client.create_experiment(f"bench-traces-scale-{time.time_ns()}")
+        headers = {"content-type": "application/x-protobuf", "x-mlflow-experiment-id": experiment_id}
+        started = time.perf_counter()
+        with httpx.Client(timeout=600) as http:
+            for body in _root_requests(n, 2000):
+                http.post(f"{self.server.url}/v1/traces", content=body, headers=headers).raise_for_status()
+        self.figures["scale_traces_per_s"] = n / (time.perf_counter() - started)
+        progress(f"{self.server.name}: {n:,} traces loaded at {self.figures['scale_traces_per_s']:,.0f}/s")
+
+        def newest() -> None:
+            found = self.client.search_traces(locations=[experiment_id], max_results=100, include_spans=False)
+            assert len(found) == 100, len(found)
+
+        def ok() -> None:
+            found = self.client.search_traces(
+                locations=[experiment_id], filter_string="trace.status = 'OK'", max_results=100, include_spans=False
+            )
+            assert len(found) == 100, len(found)
+            assert all(t.info.state.value == "OK" for t in found)
+
+        self.figures["scale_newest_ms"] = timed_median_ms(newest, self.scale.reads)
+        self.figures["scale_filtered_ms"] = timed_median_ms(ok, self.scale.reads)
+        progress(
+            f"{self.server.name}: search at {n:,}: newest {self.figures['scale_newest_ms']:.1f} ms, "
+            f"status = 'OK' {self.figures['scale_filtered_ms']:.1f} ms"
+        )
+
+    STEPS = ("otlp_ingest", "client_export", "search", "get_trace", "search_at_scale")
 
 
 ROWS = [
@@ -156,6 +210,9 @@ ROWS = [
     ("client_spans_per_s", "spans exported by the stock client's SDK", "/s"),
     ("search_traces_ms", "search_traces, 100 newest", "ms"),
     ("get_trace_ms", "get_trace (info and spans)", "ms"),
+    ("scale_traces_per_s", "one-span traces loaded over OTLP", "/s"),
+    ("scale_newest_ms", "search_traces at scale, 100 newest", "ms"),
+    ("scale_filtered_ms", "... with trace.status = 'OK'", "ms"),
 ]
 
 
@@ -164,7 +221,7 @@ def print_report(results: dict[str, dict[str, float]], scale: Scale, quick: bool
     mode = " (quick)" if quick else ""
     print(
         f"\nTraces{mode}: {scale.traces} traces x {scale.spans} spans over OTLP ({scale.batch} spans per request), "
-        f"{scale.client_traces} traces through the mlflow SDK"
+        f"{scale.client_traces} traces through the mlflow SDK; search at scale over {scale.search_traces:,} traces"
     )
     print("ratio = lakeops / MLflow: above 1 is better for a rate (/s), below 1 for a time (ms)")
     header = f"{'figure':44} " + " ".join(f"{n:>12}" for n in names) + f" {'ratio':>8} {'target':>14} {'lakeops':>8}"
@@ -189,10 +246,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer traces")
     parser.add_argument("--servers", default="lakeops,mlflow", help="comma-separated subset of lakeops,mlflow")
     parser.add_argument("--traces", type=int, default=None, help="traces ingested over OTLP (overrides the scale)")
+    parser.add_argument(
+        "--search-traces", type=int, default=None, help="traces searched at scale (overrides the scale)"
+    )
     args = parser.parse_args(argv)
     scale = SMALL if args.quick else FULL
     if args.traces:
         scale = Scale(**{**scale.__dict__, "traces": args.traces})
+    if args.search_traces:
+        scale = Scale(**{**scale.__dict__, "search_traces": args.search_traces})
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
     logging.getLogger("mlflow").setLevel(logging.WARNING)

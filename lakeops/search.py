@@ -955,12 +955,18 @@ def _trace_attribute_source(key: str) -> tuple[str, str]:
 
 
 def search_trace_frame(
-    frame: pl.DataFrame, conditions: Sequence[TraceCondition], order_by: Sequence[str] | None, values: TraceValues
-) -> pl.DataFrame:
-    """The rows of ``frame`` (current traces: ``trace_id``, ``experiment_id``, ``state``,
+    frame: pl.DataFrame,
+    conditions: Sequence[TraceCondition],
+    order_by: Sequence[str] | None,
+    values: TraceValues,
+    *,
+    offset: int,
+    limit: int,
+) -> tuple[pl.DataFrame, int]:
+    """One page of the rows of ``frame`` (current traces: ``trace_id``, ``experiment_id``, ``state``,
     ``client_request_id``, ``request_time``, ``execution_duration``, ``linked_run_ids``) that satisfy
     every condition, in MLflow's order: ``order_by`` (default newest first), a missing value last in
-    either direction, then trace id.
+    either direction, then trace id; and how many rows satisfy them.
 
     Raises:
         InvalidArgumentError: an order-by key traces do not have.
@@ -979,7 +985,13 @@ def search_trace_frame(
             frame = frame.join(found, on="trace_id", how="left")
             by.append(pl.col(f"_order{i}"))
         descending.append(not ascending)
-    return frame.sort([*by, pl.col("trace_id")], descending=[*descending, False], nulls_last=True)
+    page = (  # a sort then a slice: polars keeps only the top rows instead of sorting them all
+        frame.lazy()
+        .sort([*by, pl.col("trace_id")], descending=[*descending, False], nulls_last=True)
+        .slice(offset, limit)
+        .collect()
+    )
+    return page, frame.height
 
 
 def _trace_sort_keys(order_by: Sequence[str] | None) -> list[tuple[str, str, bool]]:

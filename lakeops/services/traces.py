@@ -20,12 +20,14 @@ its root span (operation ``spans``), and a ``start`` row, whenever it arrives, r
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 import numpy as np
 import polars as pl
@@ -56,6 +58,8 @@ MAX_TAG_VALUE_LENGTH = 8000
 _RANK = {"spans": 0}
 # A link to a run (LinkTracesToRun) is an association, kept beside the trace's state rather than in it.
 _LINK = "link"
+_KEPT = 8  # folded traces or tags of a set of experiments, kept between searches
+_T = TypeVar("_T")
 
 
 class SpanRow(NamedTuple):
@@ -148,6 +152,8 @@ class TraceService:
         self.store = store
         self.actor = actor
         self._now_ms = now_ms or (lambda: int(time.time() * 1000))
+        self._kept_cache: OrderedDict[tuple[str, ...], tuple[tuple[int | None, int], object]] = OrderedDict()
+        self._cache_lock = threading.Lock()
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -369,10 +375,12 @@ class TraceService:
             )
         conditions = compile_trace_filter(filter_string)
         offset = int(decode_token(page_token).get("offset", 0))
-        current = self._current("experiment_id", experiment_ids)
-        found = search_trace_frame(current.frame, conditions, order_by, _TraceLookup(self, current))
-        page = self._to_infos(_CurrentTraces(found.slice(offset, max_results), current.rows))
-        nxt = encode_token({"offset": offset + max_results}) if offset + max_results < found.height else None
+        current = self._current_of_experiments(experiment_ids)
+        found, total = search_trace_frame(
+            current.frame, conditions, order_by, _TraceLookup(self, current), offset=offset, limit=max_results
+        )
+        page = self._to_infos(_CurrentTraces(found, current.rows))
+        nxt = encode_token({"offset": offset + max_results}) if offset + max_results < total else None
         return page, nxt
 
     # -- assessments -----------------------------------------------------------------------------
@@ -478,6 +486,27 @@ class TraceService:
         if trace_ids is not None:
             return self._to_infos(self._current("trace_id", trace_ids))
         return self._to_infos(self._current("experiment_id", experiment_ids or []))
+
+    def _current_of_experiments(self, experiment_ids: Sequence[str]) -> _CurrentTraces:
+        """``_current`` of some experiments, kept while ``trace_info_changes`` does not change."""
+        key = tuple(sorted({str(e) for e in experiment_ids}))
+        return self._kept(TRACE_INFO_CHANGES, ("current", *key), lambda: self._current("experiment_id", key))
+
+    def _kept(self, table: TableDef, key: tuple[str, ...], derive: Callable[[], _T]) -> _T:
+        """What ``derive`` makes of ``table``'s rows, kept while the table does not change (the UI pages and
+        refreshes searches over the same traces); the latest few are kept."""
+        version = self.store.table_version(table.name)  # read before the rows: they are at least this new
+        with self._cache_lock:
+            cached = self._kept_cache.get(key)
+        if cached is not None and cached[0] == version:
+            return cast(_T, cached[1])
+        made = derive()
+        with self._cache_lock:
+            self._kept_cache[key] = (version, made)
+            self._kept_cache.move_to_end(key)
+            while len(self._kept_cache) > _KEPT:
+                self._kept_cache.popitem(last=False)
+        return made
 
     def _current(self, column: str, wanted: Sequence[str]) -> _CurrentTraces:
         """Current (not deleted) traces whose ``column`` is one of ``wanted``, folded from
@@ -737,7 +766,11 @@ class _TraceLookup:
 
     def tag(self, key: str) -> pl.DataFrame:
         if key not in self._tags:
-            self._tags[key] = self._service._tag_values(self._experiment_ids, key)
+            self._tags[key] = self._service._kept(
+                TRACE_TAG_CHANGES,
+                ("tag", key, *sorted(self._experiment_ids)),
+                lambda: self._service._tag_values(self._experiment_ids, key),
+            )
         return self._tags[key]
 
     def metadata(self, key: str) -> pl.DataFrame:

@@ -947,6 +947,17 @@ class IcebergStore:
                 for _s, b in [*q.pending, *q.inflight]
             )
 
+    def table_version(self, name: str) -> tuple[int | None, int]:
+        """A token that changes whenever what ``scan_with_pending`` of ``name`` returns may change: the
+        visible snapshot (a commit, a refresh, maintenance) and the newest queued sequence number (a
+        write; sequence numbers only grow). Read before scanning, it lets a caller reuse what it
+        derived from an earlier scan while the token stays the same."""
+        with self._lock:
+            snapshot = self._visible[name].current_snapshot()
+            queue = self._queues[name]
+            newest = max((seq for seq, _b in [*queue.inflight, *queue.pending]), default=0)
+            return (None if snapshot is None else snapshot.snapshot_id, newest)
+
     # -- maintenance -------------------------------------------------------------------------
 
     def maintain(

@@ -153,3 +153,20 @@ def test_bad_searches_are_refused(
     traces, experiment_id, _run_id, _made = recorded
     with pytest.raises(InvalidArgumentError, match=message):
         traces.search_traces([experiment_id], filter_string=filter_string, order_by=order_by)
+
+
+def test_a_search_sees_every_write_before_it(recorded: tuple[TraceService, str, str, list[Made]]) -> None:
+    """Searches repeat over the same traces (the UI pages and refreshes): each sees what was written since."""
+    traces, experiment_id, _run_id, made = recorded
+    store = traces.store
+    newest = sorted(sorted(made, key=lambda m: m.trace_id), key=lambda m: m.timestamp, reverse=True)
+    assert _ids(traces, experiment_id, None, None) == [m.trace_id for m in newest]
+    fresh = "tr-" + "f" * 32
+    traces.start_trace(TraceInfo(trace_id=fresh, experiment_id=experiment_id, request_time=BASE_MS + 9000))
+    assert _ids(traces, experiment_id, None, None) == [fresh] + [m.trace_id for m in newest]  # queued
+    store.commit()
+    assert _ids(traces, experiment_id, None, None) == [fresh] + [m.trace_id for m in newest]  # committed
+    traces.delete_traces(experiment_id, trace_ids=[fresh, newest[0].trace_id])
+    assert _ids(traces, experiment_id, None, None) == [m.trace_id for m in newest[1:]]
+    traces.set_trace_tag(newest[1].trace_id, "env", "qa")
+    assert _ids(traces, experiment_id, "tags.env = 'qa'", None) == [newest[1].trace_id]
