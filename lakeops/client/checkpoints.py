@@ -128,6 +128,8 @@ def download_checkpoint(client: Client, checkpoint: Mapping[str, Any], dest: str
         target.parent.mkdir(parents=True, exist_ok=True)
         remote = f"{checkpoint['artifact_path']}/{f['path']}"
         client._call(functools.partial(client.transport.download_artifact, remote, target, version_id=f["version_id"]))
+        if not f["sha256"]:  # uploaded by the stock mlflow client and not hashed by the server yet
+            raise LakeopsError(f"{remote} is still being hashed by the server; load the checkpoint again shortly")
         if _sha256(target) != f["sha256"]:
             raise LakeopsError(f"Downloaded {remote} does not match its recorded sha256; the store may be corrupt")
     if not checkpoint["is_dir"]:

@@ -323,7 +323,23 @@ class CheckpointService:
             lambda t: pc.equal(t["run_id"], run_id),
             file_filter=_in_bucket(run_id),
         )
-        return _current(rows).get(run_id, [])
+        return [self._hashed(c) for c in _current(rows).get(run_id, [])]
+
+    def _hashed(self, checkpoint: Checkpoint) -> Checkpoint:
+        """A file pinned while its version was pending its sha256 (a stock-client multipart upload not
+        hashed yet) reads the sha256 that version got since; still pending, it stays empty."""
+        if all(f.sha256 for f in checkpoint.files):
+            return checkpoint
+        versions = self.store.state.artifact_versions
+        files = []
+        for f in checkpoint.files:
+            if not f.sha256:
+                for v in versions.get(f"{checkpoint.artifact_path}/{f.path}", []):
+                    if v.version_id == f.version_id and v.sha256:
+                        f = f.model_copy(update={"sha256": v.sha256})
+                        break
+            files.append(f)
+        return checkpoint.model_copy(update={"files": files})
 
     def get(self, run_id: str, step: int) -> Checkpoint:
         """The checkpoint at ``step``.

@@ -21,6 +21,8 @@ from minio import Minio
 from mlflow import MlflowClient
 from serve_process import ServeProcess
 
+import lakeops
+from lakeops.errors import LakeopsError
 from lakeops.lake import Lake
 from lakeops.services.gc import GarbageCollector
 
@@ -162,3 +164,34 @@ def test_gc_during_pending_deletes_nothing_referenced_while_the_server_runs(
         assert collector.collect(grace_s=0, dry_run=True).freed_count == 0
     out = Path(client.download_artifacts(run_id, f"model/{source.name}", str(tmp_path / "dl")))
     assert out.read_bytes() == source.read_bytes()
+
+
+@pytest.mark.usefixtures("multipart")
+def test_a_checkpoint_over_a_pending_upload_gets_its_sha256_once_hashed(paused: ServeProcess, tmp_path: Path) -> None:
+    source = tmp_path / "w.bin"
+    source.write_bytes(os.urandom(6 * MiB))
+    sha256 = hashlib.sha256(source.read_bytes()).hexdigest()
+    mlflow.set_tracking_uri(paused.url)
+    client = MlflowClient(paused.url)
+    run_id = client.create_run(client.create_experiment(f"ckpt-{uuid.uuid4().hex[:8]}")).info.run_id
+    client.log_artifact(run_id, str(source), "checkpoints/step-0000000003")
+    api = f"{paused.url}/api/v1/runs/{run_id}/checkpoints"
+    created = httpx.post(api, json={"step": 3, "metrics": {"val_loss": 0.5}, "files": ["w.bin"]})
+    assert created.status_code == 201, created.text
+    pending = paused.settings.storage.kind == "s3"
+    [pinned] = httpx.get(f"{api}/3").json()["files"]
+    assert pinned["sha256"] == ("" if pending else sha256)
+    if pending:
+        with lakeops.connect(paused.url) as ours, pytest.raises(LakeopsError, match="still being hashed"):
+            ours.load_checkpoint(run_id, 3, dest=tmp_path / "early")
+        paused.stop()
+        paused.extra_env = {}
+        paused.start()
+        end = time.monotonic() + 120
+        while not httpx.get(f"{api}/3").json()["files"][0]["sha256"] and time.monotonic() < end:
+            time.sleep(0.2)
+    [pinned] = httpx.get(f"{api}/3").json()["files"]
+    assert pinned["sha256"] == sha256
+    with lakeops.connect(paused.url) as ours:
+        loaded = ours.load_checkpoint(run_id, 3, dest=tmp_path / "loaded")
+    assert (loaded / "w.bin").read_bytes() == source.read_bytes()
