@@ -12,6 +12,9 @@ Two questions decide health:
    Probes run in a background thread, at most one at a time and at most once per
    ``PROBE_EVERY_S``; a probe without an answer within ``PROBE_TIMEOUT_S`` counts as a failure,
    so ``/health`` itself always answers quickly, even when the object store hangs.
+
+And, with the write-ahead log in the object store: does this process still hold its log's lease?
+One that lapsed or was taken (``lakeops/object_wal.py``) refuses every write until a restart.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from catalog.tables import TABLES
+from lakeops.errors import LakeopsError
 from lakeops.stores.iceberg import CommitHealth, IcebergStore
 
 PROBE_EVERY_S = 1.0
@@ -104,6 +108,10 @@ class HealthMonitor:
         """The current status; with ``probe``, also whether the lake answers (at most ``PROBE_TIMEOUT_S``)."""
         commit = self.store.commit_health()
         reasons = self._commit_reasons(commit)
+        try:  # an object-store log whose lease lapsed or was taken: every write would be refused
+            self.store.wal.check_writable()
+        except LakeopsError as exc:
+            reasons.append(Reason("log", str(exc)))
         if probe:
             error = self._probe_lake()
             if error is not None:

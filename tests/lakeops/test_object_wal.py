@@ -19,9 +19,11 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
 from lakes import make_settings, settings_json
 from s3server import pyiceberg_s3_properties
+from serve_process import ServeProcess
 
 from catalog.versions import Versions, VersionStore, open_version_store
 from lakeops.object_wal import LEASE_DIR, WAL_DIR, LogFencedError, ObjectWriteAheadLog
@@ -312,3 +314,39 @@ def test_a_dead_replicas_log_is_taken_over_and_committed_once(
     missing = [batch for batch in acked if stored.get(batch) != BATCH]
     assert not missing, f"acknowledged batches lost or partial: {missing[:10]}"
     assert set(stored) - set(acked) <= {max(acked) + 1}  # at most the one in flight at the kill
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "kind", [pytest.param("file-object", id="file"), pytest.param("s3-object", id="s3", marks=pytest.mark.s3)]
+)
+def test_a_serving_replica_whose_log_was_taken_reports_unhealthy(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # /health must tell the load balancer at once: a replica without its lease refuses every write.
+    s3 = request.getfixturevalue("s3_server") if kind.startswith("s3") else None
+    settings = make_settings(kind, tmp_path / "a", s3, log="object", log_name="replica-1", log_lease_s=1.0)
+    server = ServeProcess(settings, tmp_path / "serve.log")
+    try:
+        assert server.proc is not None
+        assert httpx.get(f"{server.url}/health", timeout=30).status_code == 200
+        server.proc.send_signal(signal.SIGSTOP)
+        objects = open_version_store(settings.warehouse(), settings.storage.to_properties(), directory=WAL_DIR)
+        taker = ObjectWriteAheadLog.open(objects, "replica-2", lease_s=5.0)
+        taken: list[ObjectWriteAheadLog] = []
+        deadline = time.monotonic() + 60  # a bound; taking needs the 1 s lease to go unrenewed
+        while not taken and time.monotonic() < deadline:
+            taken = taker.orphans()
+            time.sleep(0.1)
+        assert [log.writer_id for log in taken] == ["replica-1"]
+        server.proc.send_signal(signal.SIGCONT)
+        answer = httpx.get(f"{server.url}/health", timeout=30)
+        assert answer.status_code == 503, answer.text
+        checks = {r["check"]: r["message"] for r in answer.json()["reasons"]}
+        assert "replica-1" in checks.get("log", ""), checks
+        taken[0].discard()
+        taker.close(committed=True)
+    finally:
+        if server.proc is not None:
+            server.proc.send_signal(signal.SIGCONT)
+        server.stop()
