@@ -244,3 +244,43 @@ def test_gc_frees_a_spare_copy_of_a_blob_written_twice(request: pytest.FixtureRe
         assert b"".join(chunks) == data
     finally:
         lake.store.close()
+
+
+@pytest.mark.s3
+def test_a_staged_upload_is_filed_once_and_stays_filed_after_reopening(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    settings = make_settings("s3", tmp_path / "lake", request.getfixturevalue("s3_server"), snapshot_retention_s=0)
+    lake = Lake(settings)
+    data = os.urandom(9 * 1024 * 1024)
+    try:
+        _run_id, root = lake.run()
+        path = f"{root}/staged.bin"
+        upload_id, urls = lake.artifacts.start_staged_upload(path, num_parts=1)
+        import httpx
+
+        etag = httpx.put(urls[0].url, content=data).headers["etag"]
+        pending = lake.artifacts.complete_staged_upload(path, upload_id=upload_id, parts=[(1, etag)])
+        assert pending.is_pending and pending.sha256 == "" and pending.size_bytes == len(data)
+        assert lake.gc(dry_run=False)["freed_count"] == 0  # the staged object is what the version reads
+
+        (version_id, (pending_path, key)), *_ = lake.store.state.pending_artifacts.items()
+        assert (version_id, pending_path) == (pending.version_id, path)
+        # Two finishers (a restarted server and a late one): the compare-and-swap files it once.
+        assert lake.artifacts.finish_staged(path, version_id, key) is True
+        assert lake.artifacts.finish_staged(path, version_id, key) is False
+        [filed] = lake.artifacts.versions(path)
+        assert (filed.version_id, filed.sha256, filed.is_pending) == (version_id, _digest(data), False)
+    finally:
+        lake.store.close()
+    reopened = open_store(settings)  # folded from the committed tables: the hashed row files it in place
+    try:
+        [state] = reopened.state.artifact_versions[path]
+        assert (state.version_id, state.sha256, state.object_key) == (
+            version_id,
+            _digest(data),
+            f"sha256:{_digest(data)}",
+        )
+        assert reopened.state.pending_artifacts == {}
+    finally:
+        reopened.close()
