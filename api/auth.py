@@ -8,14 +8,26 @@ nobody in particular. With it on, every request but ``/health`` must carry crede
 ``WWW-Authenticate: Basic`` challenge (so a browser asks for a login), in the protocol's error
 shape. The authenticated user is the actor of everything the request changes
 (``lakeops.actor``) and ``request.state.user`` for the permission checks (``api/permissions.py``).
+
+The web portal logs in through ``/login`` (``api/routers/login.py``) instead: a session token (an
+API token named "portal session", stored hashed, expiring) in an HttpOnly, SameSite=Strict cookie.
+A request carrying no ``Authorization`` header but that cookie is authenticated by it, and if it
+may change something (any method but GET, HEAD, OPTIONS) it must also send the header
+``X-CSRF-Token`` with the value of the ``lakeops_csrf`` cookie (derived from the session token, so a
+page of another site can neither read nor forge it): a request a foreign page makes the browser
+send is refused (403). A browser asking for the portal without credentials is sent to ``/login``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
+from http.cookies import CookieError, SimpleCookie
 
 from fastapi import Request
+from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -23,8 +35,32 @@ from api.errors import error_response
 from lakeops.actor import acting_as
 from lakeops.services.auth import AuthService, User
 
-OPEN_PATHS = frozenset({"/health"})
+OPEN_PATHS = frozenset({"/health", "/login"})
 CHALLENGE = {"WWW-Authenticate": 'Basic realm="lakeops", charset="UTF-8"'}
+SESSION_COOKIE = "lakeops_session"
+CSRF_COOKIE = "lakeops_csrf"
+CSRF_HEADER = b"x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+PORTAL_PAGES = frozenset({"/"})  # what a browser opens; the rest (API, files) answers 401
+
+
+def csrf_token(session: str) -> str:
+    """The CSRF value of a session: a one-way function of the session token (which only the cookie holds)."""
+    return hashlib.sha256(b"lakeops-csrf:" + session.encode(errors="replace")).hexdigest()
+
+
+def session_cookie(headers: dict[bytes, bytes]) -> str | None:
+    """The portal session token a request's cookies carry, if any."""
+    raw = headers.get(b"cookie")
+    if not raw:
+        return None
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(raw.decode("latin-1"))
+    except CookieError:
+        return None
+    morsel = jar.get(SESSION_COOKIE)
+    return morsel.value if morsel is not None and morsel.value else None
 
 
 class AuthMiddleware:
@@ -41,13 +77,33 @@ class AuthMiddleware:
         if auth is None or not auth.enabled or scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
-        header = dict(scope.get("headers") or []).get(b"authorization", b"")
-        user, problem = await authenticate(auth, header)
+        headers = dict(scope.get("headers") or [])
+        header = headers.get(b"authorization", b"")
+        session = None if header else session_cookie(headers)
+        if session is not None:
+            user = auth.authenticate_token(session)
+            problem = "" if user else "The portal session has expired or was logged out: log in again at /login"
+        else:
+            user, problem = await authenticate(auth, header)
         if user is None:
-            response = error_response(Request(scope, receive), 401, "unauthenticated", 401, "UNAUTHENTICATED", problem)
-            response.headers.update(CHALLENGE)
+            request = Request(scope, receive)
+            if not header and scope["method"] == "GET" and scope["path"] in PORTAL_PAGES:
+                await RedirectResponse("/login", status_code=303)(scope, receive, send)
+                return
+            response = error_response(request, 401, "unauthenticated", 401, "UNAUTHENTICATED", problem)
+            if session is None:  # no challenge for the portal: the browser would ask with its own dialog
+                response.headers.update(CHALLENGE)
             await response(scope, receive, send)
             return
+        if session is not None and scope["method"] not in SAFE_METHODS:
+            sent = headers.get(CSRF_HEADER, b"").decode("latin-1")
+            if not hmac.compare_digest(sent, csrf_token(session)):
+                message = "CSRF check failed: a request made with the portal's session cookie must send X-CSRF-Token"
+                response = error_response(
+                    Request(scope, receive), 403, "permission_denied", 403, "PERMISSION_DENIED", message
+                )
+                await response(scope, receive, send)
+                return
         scope.setdefault("state", {})["user"] = user
         with acting_as(user.username):
             await self.app(scope, receive, send)

@@ -8,6 +8,7 @@ protocol (read-only) at ``/iceberg``.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib.metadata import version
@@ -33,6 +34,7 @@ from api.routers import (
     graphql,
     iceberg_rest,
     lineage,
+    login,
     mlflow_datasets,
     mlflow_registry,
     mlflow_traces,
@@ -49,9 +51,10 @@ from api.routers import (
 from lakeops.errors import InvalidArgumentError
 from lakeops.health import HealthMonitor
 from lakeops.lake import Lake
-from lakeops.services.auth import AuthService
+from lakeops.services.auth import AuthService, User
 from lakeops.services.registry import AliasGate
 from lakeops.settings import LakeopsSettings, LimitsConfig
+from lakeops.sql import Readable
 
 MLFLOW_PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 # MLflow registers its 3.0 RPCs (traces, assessments) under both versions, and mirrors each at /ajax-api.
@@ -86,9 +89,37 @@ def body_limits(limits: LimitsConfig) -> tuple[Callable[[str], int], Callable[[s
     return limit_for, is_streamed
 
 
-def _may_sql(auth: AuthService, username: str, secret: str) -> bool:
+def _server_tls(settings: LakeopsSettings) -> ssl.SSLContext | None:
+    """The TLS context of the PostgreSQL endpoint from ``tls.certfile``/``tls.keyfile`` (None: no TLS).
+
+    Raises:
+        InvalidArgumentError: the certificate or key cannot be read or do not match.
+    """
+    tls = settings.tls
+    if tls.certfile is None or tls.keyfile is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(str(tls.certfile), str(tls.keyfile))
+    except (OSError, ssl.SSLError) as exc:
+        raise InvalidArgumentError(f"cannot use the TLS certificate {tls.certfile}: {exc}") from exc
+    return context
+
+
+def _sql_login(auth: AuthService, username: str, secret: str) -> Callable[[], Readable | None] | None:
+    """A PostgreSQL-wire login: None if it fails, else what the session's SQL may read, asked per query
+    (a grant or a revocation applies to open sessions at once; a deleted user reads nothing)."""
     user = auth.login(username, secret)
-    return user is not None and auth.may_read_everything(user)
+    if user is None:
+        return None
+
+    def readable() -> Readable | None:
+        current = auth.store.state.auth.users.get(username)
+        if current is None:
+            return Readable(by_default=False)
+        return auth.readable(User.of(current))
+
+    return readable
 
 
 def create_app(
@@ -140,9 +171,10 @@ def create_app(
                 port=pg_port,
                 user=settings.sql.pg_user,
                 password=password,
-                # With authentication on, lakeops users log in (a password or an API token as the password).
-                # SQL reads whole tables: only users who may read everything log in (as for POST /api/v1/sql).
-                check_login=(lambda user, secret: _may_sql(auth, user, secret)) if auth.enabled else None,
+                # With authentication on, lakeops users log in (a password or an API token as the password),
+                # and each session's SQL reads only the rows its user may read (as POST /api/v1/sql).
+                check_login=(lambda user, secret: _sql_login(auth, user, secret)) if auth.enabled else None,
+                ssl_context=_server_tls(settings),
             )
             pg.start()
         try:
@@ -184,6 +216,7 @@ def create_app(
     app.include_router(operations_router)
     # Span ingest first: FastAPI tries routes in order (~2 us each), and the tracing SDK posts every span.
     app.include_router(mlflow_traces.otlp_router, tags=["mlflow"])
+    app.include_router(login.router)
     app.include_router(native.router, prefix="/api/v1", tags=["native"])
     app.include_router(artifacts.native_router, prefix="/api/v1", tags=["artifacts"])
     app.include_router(checkpoints.router, prefix="/api/v1", tags=["checkpoints"])

@@ -34,6 +34,7 @@ from fastapi import Request
 from api.auth import OPEN_PATHS, request_user
 from lakeops.errors import LakeopsError, PermissionDeniedError, UnauthenticatedError
 from lakeops.services.auth import LEVELS, AuthService, User
+from lakeops.sql import Readable
 
 _SPECIAL = ("open", "admin", "handler", "all")
 _RESOURCES = ("experiment", "experiment_name", "run", "logged_model", "trace", "model", "artifact", "target")
@@ -59,6 +60,9 @@ RULES: dict[str, str] = {
     "api.observability.health": "open",
     "api.observability.metrics": "admin",
     "api.routers.portal.index": "open",
+    "api.routers.login.login_page": "open",
+    "api.routers.login.login": "open",
+    "api.routers.login.logout": "open",
     "api.routers.portal.vendor_asset": "open",
     "api.routers.portal.portal_asset": "open",
     # -- MLflow tracking -----------------------------------------------------------------------------
@@ -278,13 +282,14 @@ RULES: dict[str, str] = {
     _L + "get_lineage": "all",
     _L + "get_run_openlineage": "READ run run_id",
     # -- SQL -------------------------------------------------------------------------------------------
-    "api.routers.sql.run_sql": "all",
-    "api.routers.sql.save_query": "all",
+    # SQL answers only the rows of what the user may read (sql_readable): any user may query.
+    "api.routers.sql.run_sql": "open",
+    "api.routers.sql.save_query": "open",
     "api.routers.sql.list_queries": "open",
     "api.routers.sql.get_query": "open",
     "api.routers.sql.update_query": "all",
     "api.routers.sql.delete_query": "all",
-    "api.routers.sql.run_query": "all",
+    "api.routers.sql.run_query": "open",
     # -- the Iceberg REST catalog: whole tables, like SQL ---------------------------------------------
     "api.routers.iceberg_rest.get_config": "all",
     "api.routers.iceberg_rest.list_namespaces": "all",
@@ -421,6 +426,17 @@ def require_all(request: Request) -> None:
             f"Permission denied: user {user.username!r} may not read every experiment and model, and this reads "
             "whole tables (SQL, the Iceberg catalog); ask an admin"
         )
+
+
+def sql_readable(request: Request) -> Readable | None:
+    """What the caller's SQL may read (``SqlEngine.query(readable=...)``): None without authentication or for
+    users who may read everything.
+
+    Raises:
+        UnauthenticatedError: authentication is on and the request carries no user.
+    """
+    auth = _auth(request)
+    return None if auth is None else auth.readable(_user(request))
 
 
 async def _values(request: Request, fields: tuple[str, ...]) -> list[str]:

@@ -18,6 +18,8 @@ import io
 import logging
 import re
 import secrets
+import socketserver
+import ssl
 import struct
 import threading
 from collections.abc import Callable
@@ -29,7 +31,7 @@ from buenavista.backends.duckdb import DuckDBQueryResult
 from buenavista.core import Connection, QueryResult, Session
 from buenavista.rewrite import Rewriter
 
-from lakeops.sql import SqlEngine
+from lakeops.sql import Readable, SqlEngine
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +133,8 @@ class SandboxedSession(Session):
         super().__init__()
         self._engine = engine
         self._in_txn = False
+        # With lakeops users logging in: what this session's user may read, asked per query.
+        self.readable: Callable[[], Readable | None] = lambda: None
 
     def cursor(self) -> None:
         return None
@@ -156,7 +160,7 @@ class SandboxedSession(Session):
         text = _FIXED.get(lowered, text)
         for old, new in _REPLACEMENTS:
             text = text.replace(old, new)
-        return _Result(self._engine.query(text, params=list(params) if params else None))
+        return _Result(self._engine.query(text, params=list(params) if params else None, readable=self.readable()))
 
 
 class SandboxedConnection(Connection):
@@ -220,12 +224,53 @@ def _text_param(value: str, type_oid: int) -> Any:
     return value
 
 
+_SSL_REQUEST = 80877103
+_CANCEL_REQUEST = 80877102
+
+
 class _Handler(postgres.BuenaVistaHandler):
-    """buenavista's handler, with parameters in text format typed by their oid.
+    """buenavista's handler, with parameters in text format typed by their oid, and TLS.
 
     buenavista parses every untyped text parameter (oid 0, which psycopg uses for ``str``) as a
     date; here text stays text, and numbers and booleans become numbers and booleans.
+
+    With a certificate (``tls.certfile``), a client's SSLRequest is answered ``S`` and the
+    connection continues inside TLS (PostgreSQL's negotiation, ``sslmode=require``); a client that
+    starts without TLS is refused before any password is sent.
     """
+
+    _tls: ssl.SSLSocket | None = None
+
+    def handle_startup(self, conn: Connection) -> Any:
+        context: ssl.SSLContext | None = getattr(self.server, "ssl_context", None)
+        if context is None or self._tls is not None:
+            return super().handle_startup(conn)
+        this: Any = self  # buenavista's handler is untyped
+        length = this.r.read_uint32() - 4
+        code = this.r.read_uint32()
+        if code == _SSL_REQUEST:
+            this.wfile.write(b"S")
+            this.wfile.flush()
+            self._tls = context.wrap_socket(self.request, server_side=True)
+            this.rfile = self._tls.makefile("rb")
+            this.wfile = socketserver._SocketWriter(self._tls)  # type: ignore[attr-defined] # as StreamRequestHandler
+            this.r = postgres.BVBuffer(this.rfile)
+            return super().handle_startup(conn)
+        if code == _CANCEL_REQUEST:  # as buenavista answers it
+            process_id, secret_key = this.r.read_uint32(), this.r.read_uint32()
+            ctx = self.server.ctxts.get(process_id)
+            if ctx and ctx.secret_key == secret_key:
+                self.server.conn.close_session(ctx.session)
+                del self.server.ctxts[ctx.process_id]
+            return None
+        this.r.read_bytes(max(length - 4, 0))
+        self.send_error("this server requires TLS: connect with sslmode=require (or verify-ca, verify-full)")
+        return None
+
+    def finish(self) -> None:
+        super().finish()
+        if self._tls is not None:
+            self._tls.close()
 
     def send_auth_request(self, ctx: Any) -> None:
         if getattr(self.server, "check_login", None) is None:
@@ -241,7 +286,9 @@ class _Handler(postgres.BuenaVistaHandler):
             super().handle_md5_password(ctx, payload)
             return
         password = payload.decode("utf-8", errors="replace").rstrip("\x00")
-        if check_login(str(ctx.params.get("user", "")), password):
+        readable = check_login(str(ctx.params.get("user", "")), password)
+        if readable is not None:
+            ctx.session.readable = readable  # the session's SQL sees only what its user may read
             self.send_authentication_ok()
             self.handle_post_auth(ctx)
         else:
@@ -292,9 +339,11 @@ class PgWireServer(postgres.BuenaVistaServer):
         port: int,
         user: str,
         password: str,
-        check_login: Callable[[str, str], bool] | None = None,
+        check_login: Callable[[str, str], Callable[[], Readable | None] | None] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        """``check_login(user, password)``: log in lakeops users instead of the one ``user``/``password``."""
+        """``check_login(user, password)``: log in lakeops users instead of the one ``user``/``password``;
+        it answers None to refuse, else what the session's SQL may read (asked before each query)."""
         if not password and check_login is None:
             raise ValueError("the PostgreSQL endpoint needs a password (sql.pg_password)")
         super().__init__(
@@ -304,6 +353,7 @@ class PgWireServer(postgres.BuenaVistaServer):
             auth=_Passwords({user: password}),
         )
         self.check_login = check_login
+        self.ssl_context = ssl_context  # TLS required of every client when set
         self.RequestHandlerClass = _Handler
         self._thread: threading.Thread | None = None
 

@@ -12,6 +12,7 @@ import socket
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lakeops.settings import LakeopsSettings
@@ -284,6 +285,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from lakeops.errors import LakeopsError
 
     settings = LakeopsSettings()
+    if args.ssl_certfile or args.ssl_keyfile:
+        from lakeops.settings import TlsConfig
+
+        try:
+            tls = TlsConfig(certfile=args.ssl_certfile, keyfile=args.ssl_keyfile)
+        except ValueError:
+            print("lakeops serve: --ssl-certfile and --ssl-keyfile go together", file=sys.stderr)
+            return 2
+        settings = settings.model_copy(update={"tls": tls})
+    if settings.tls.enabled:
+        problem = _tls_problem(settings.tls.certfile, settings.tls.keyfile)
+        if problem:
+            print(f"lakeops serve: cannot use the TLS certificate: {problem}", file=sys.stderr)
+            return 2
     exposed = [h for h in {args.host, args.pg_host or args.host} if not _is_loopback(h)]
     if exposed and not settings.auth.enabled and not args.allow_no_auth:
         print(
@@ -308,7 +323,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             if not self.started:
                 return
             host, port = self.servers[0].sockets[0].getsockname()[:2]
-            print(f"lakeops serving {settings.warehouse()} on http://{host}:{port} (docs at /docs)", flush=True)
+            scheme = "https" if settings.tls.enabled else "http"
+            print(f"lakeops serving {settings.warehouse()} on {scheme}://{host}:{port} (docs at /docs)", flush=True)
             if args.pg_port is not None:
                 print(f"PostgreSQL wire protocol on {args.pg_host or args.host}:{args.pg_port}", flush=True)
             if args.preload:
@@ -325,10 +341,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_config=_log_config(level),
         access_log=args.access_log and level in ("info", "debug", "trace"),
         timeout_keep_alive=KEEP_ALIVE_S,
+        ssl_certfile=str(settings.tls.certfile) if settings.tls.certfile else None,
+        ssl_keyfile=str(settings.tls.keyfile) if settings.tls.keyfile else None,
     )
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl+C: uvicorn has shut down cleanly; no traceback
         Server(config).run()
     return 0
+
+
+def _tls_problem(certfile: Path | None, keyfile: Path | None) -> str | None:
+    """Why the certificate and key cannot serve TLS (unreadable, not PEM, not a pair), or None."""
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(str(certfile), str(keyfile))
+    except (OSError, ssl.SSLError) as exc:
+        return f"{certfile}, {keyfile}: {exc}"
+    return None
 
 
 def _param(text: str) -> object:
@@ -639,6 +669,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="one line per request on stdout (default: on at level info)",
     )
+    serve.add_argument(
+        "--ssl-certfile", type=Path, default=None, help="serve HTTPS and TLS on the PostgreSQL endpoint (tls.certfile)"
+    )
+    serve.add_argument("--ssl-keyfile", type=Path, default=None, help="the certificate's private key (tls.keyfile)")
     serve.add_argument(
         "--allow-no-auth",
         action="store_true",

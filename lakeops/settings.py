@@ -298,6 +298,26 @@ class HttpConfig(_Frozen):
     )
 
 
+class TlsConfig(_Frozen):
+    """TLS of the HTTP service and the PostgreSQL endpoint: a PEM certificate (chain) and its private key."""
+
+    certfile: Path | None = Field(
+        default=None, description="PEM certificate (with its chain) served on HTTPS and the PostgreSQL endpoint."
+    )
+    keyfile: Path | None = Field(default=None, description="PEM private key of that certificate (unencrypted).")
+
+    @model_validator(mode="after")
+    def _both_or_none(self) -> TlsConfig:
+        if (self.certfile is None) != (self.keyfile is None):
+            raise ValueError("tls needs both certfile and keyfile (LAKEOPS_TLS__CERTFILE, LAKEOPS_TLS__KEYFILE)")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        """Whether a certificate is configured."""
+        return self.certfile is not None
+
+
 PermissionLevel = Literal["READ", "EDIT", "MANAGE", "NO_PERMISSIONS"]
 
 
@@ -318,6 +338,9 @@ class AuthConfig(_Frozen):
         description="A user's level on an experiment or registered model without a grant (creators get MANAGE).",
     )
     token_days: float = Field(default=90.0, gt=0, description="API tokens expire after this many days by default.")
+    session_hours: float = Field(
+        default=12.0, gt=0, le=24 * 30, description="A portal login (its session cookie) lasts this many hours."
+    )
 
 
 class LakeopsSettings(BaseSettings):
@@ -341,6 +364,7 @@ class LakeopsSettings(BaseSettings):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
+    tls: TlsConfig = Field(default_factory=TlsConfig)
 
     @model_validator(mode="before")
     @classmethod

@@ -36,6 +36,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -107,6 +108,8 @@ ALLOWED_TABLE_FUNCTIONS = frozenset(
         "pragma_show",
     }
 )
+# Scalar functions user SQL may not call: the row filter's variable holds the ids a user is held back from.
+_REFUSED_FUNCTIONS = frozenset({"getvariable"})
 _PATHLIKE = re.compile(r"[/\\:.]")
 _PRAGMA = re.compile(r"^\s*(?:(?:--[^\n]*\n)|(?:/\*.*?\*/)|\s)*pragma\b", re.IGNORECASE | re.DOTALL)
 
@@ -180,6 +183,12 @@ def _check_sources(parser: duckdb.DuckDBPyConnection, sql: str) -> None:
                     "and lake.<table>, not files or URLs",
                     details={"function": name},
                 )
+        elif kind == "FUNCTION" and str(node.get("function_name", "")).lower() in _REFUSED_FUNCTIONS:
+            name = str(node.get("function_name", "")).lower()
+            raise InvalidArgumentError(
+                f"SQL refused: {name}() is not allowed: connection variables are lakeops' own",
+                details={"function": name},
+            )
         elif kind == "BASE_TABLE" and _PATHLIKE.search(str(node.get("table_name", ""))):
             raise InvalidArgumentError(
                 f"SQL refused: {node.get('table_name')!r} is not a view: reading files or URLs by name is not allowed",
@@ -241,6 +250,42 @@ def _needed_names(sql: str) -> set[str] | None:
     return seen
 
 
+@dataclass(frozen=True)
+class Readable:
+    """What one user's SQL may read, from their permissions (``AuthService.readable``).
+
+    ``by_default``: whether the user may read experiments and models no grant of theirs names;
+    ``experiments``/``models``: granted READ or more; ``hidden_*``: granted less than READ (models by
+    name). Passed as ``SqlEngine.query(readable=...)``, it makes every view answer only those rows.
+    """
+
+    by_default: bool
+    experiments: frozenset[str] = frozenset()
+    hidden_experiments: frozenset[str] = frozenset()
+    models: frozenset[str] = frozenset()
+    hidden_models: frozenset[str] = frozenset()
+
+    def variable_sql(self) -> str:
+        """The ``SET VARIABLE`` the row filters of ``catalog.views.ROW_FILTERS`` read."""
+        return views.readable_variable_sql(
+            by_default=self.by_default,
+            experiments=self.experiments,
+            hidden_experiments=self.hidden_experiments,
+            models=self.models,
+            hidden_models=self.hidden_models,
+        )
+
+
+@dataclass
+class _Shared:
+    """One long-lived database of the engine, its ``lake`` views pinned to the tables' snapshots."""
+
+    db: duckdb.DuckDBPyConnection | None = None
+    directories: list[str] = field(default_factory=list)
+    pinned: dict[str, views.LakeTable] = field(default_factory=dict)
+    registered: set[str] | None = None  # names registered in db; None: everything
+
+
 _PAST_DATABASES = 2  # as-of databases kept (each holds only DuckDB's catalog until queried)
 
 
@@ -255,14 +300,15 @@ class SqlEngine:
         self.settings = settings
         self._store = store
         self._lock = threading.Lock()
-        self._db: duckdb.DuckDBPyConnection | None = None
-        self._readable: list[str] = []
-        self._pinned: dict[str, views.LakeTable] = {}
-        self._registered: set[str] | None = None  # names registered in _db; None: everything
+        # Two databases: every row (no authentication, admins, users who may read everything), and one
+        # whose lake views filter rows by the querying cursor's ``Readable`` (built on first use).
+        self._shared = {False: _Shared(), True: _Shared()}
         self._wide: tuple[tuple[tuple[str, str, int | None], ...], str] | None = None
         # Databases pinned at past snapshots, by their tables' snapshots: a page "as of" a time asks several
         # queries of the same time, and building one (every view over every table) is most of each answer.
-        self._past: OrderedDict[tuple[tuple[str, str, int | None], ...], duckdb.DuckDBPyConnection] = OrderedDict()
+        self._past: OrderedDict[tuple[bool, tuple[tuple[str, str, int | None], ...]], duckdb.DuckDBPyConnection] = (
+            OrderedDict()
+        )
         self._closed = False
         home = settings.home
         self._extension_dir = home / "duckdb" / "extensions"
@@ -390,8 +436,11 @@ class SqlEngine:
             )
         return found
 
-    def _build(self, tables: Sequence[views.LakeTable], *, only: set[str] | None = None) -> duckdb.DuckDBPyConnection:
-        """A fresh in-memory DuckDB with the lake's views (or those ``only`` names), locked down."""
+    def _build(
+        self, tables: Sequence[views.LakeTable], *, only: set[str] | None = None, filtered: bool = False
+    ) -> duckdb.DuckDBPyConnection:
+        """A fresh in-memory DuckDB with the lake's views (or those ``only`` names), locked down;
+        ``filtered``: its lake views filter rows by the querying cursor's ``Readable``."""
         try:
             con = views.connect(
                 extension_directory=self._extension_dir,
@@ -404,7 +453,7 @@ class SqlEngine:
             s3 = self._s3_access()
             if s3 is not None:
                 con.execute(s3.secret_sql())
-            views.register_lake(con, [t for t in tables if only is None or t.name in only])
+            views.register_lake(con, [t for t in tables if only is None or t.name in only], filtered=filtered)
             views.register_views(con, only=only)
             views.lock_down(con, readable=views.allowed_directories(tables))
         except Exception as exc:
@@ -415,41 +464,46 @@ class SqlEngine:
         return con
 
     def _database(
-        self, needed: set[str] | None = None
+        self, needed: set[str] | None = None, *, filtered: bool = False
     ) -> tuple[duckdb.DuckDBPyConnection, tuple[tuple[str, str, int | None], ...]]:
-        """The shared database, its ``lake`` views re-pointed at the tables' current snapshots.
+        """A shared database, its ``lake`` views re-pointed at the tables' current snapshots.
 
         With ``needed`` (see ``_needed_names``), only those views and tables are registered, and
-        more are added when a later query needs them; None registers everything.
+        more are added when a later query needs them; None registers everything. ``filtered``: the
+        database whose lake views filter rows (always complete: its filters read other tables).
         """
         tables = self._current()
         key = _pinned_key(tables)
+        if filtered:
+            needed = None
         with self._lock:
             if self._closed:
                 raise BackendUnavailableError("the SQL engine is closed")
-            readable = views.allowed_directories(tables)
-            if self._db is None or readable != self._readable:
-                self._db = self._build(tables, only=needed)  # a new table location: directories are locked, rebuild
-                self._readable = readable
-                self._registered = None if needed is None else set(needed)
+            shared = self._shared[filtered]
+            directories = views.allowed_directories(tables)
+            if shared.db is None or directories != shared.directories:
+                # a new table location: directories are locked, rebuild
+                shared.db = self._build(tables, only=needed, filtered=filtered)
+                shared.directories = directories
+                shared.registered = None if needed is None else set(needed)
             else:
-                registered = self._registered
+                registered = shared.registered
                 moved = [
-                    t for t in tables if self._pinned.get(t.name) != t and (registered is None or t.name in registered)
+                    t for t in tables if shared.pinned.get(t.name) != t and (registered is None or t.name in registered)
                 ]
                 try:
                     if moved:
-                        views.register_lake(self._db, moved)
+                        views.register_lake(shared.db, moved, filtered=filtered)
                     if registered is not None and (needed is None or not needed <= registered):
                         extra = None if needed is None else needed - registered
                         fresh = [t for t in tables if t.name not in registered and (extra is None or t.name in extra)]
-                        views.register_lake(self._db, fresh)
-                        views.register_views(self._db, only=extra)
-                        self._registered = None if extra is None else registered | extra
+                        views.register_lake(shared.db, fresh)
+                        views.register_views(shared.db, only=extra)
+                        shared.registered = None if extra is None else registered | extra
                 except (duckdb.Error, ValueError) as exc:
                     raise BackendUnavailableError(f"cannot read the lake's tables: {_first_line(exc)}") from exc
-            self._pinned = {t.name: t for t in tables}
-            return self._db, key
+            shared.pinned = {t.name: t for t in tables}
+            return shared.db, key
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -460,8 +514,12 @@ class SqlEngine:
         params: Sequence[Any] | None = None,
         as_of: datetime | None = None,
         max_rows: int | None = None,
+        readable: Readable | None = None,
     ) -> pa.Table:
         """Run one sandboxed SELECT over the views; at most ``max_rows`` rows (see ``is_truncated``).
+
+        ``readable``: the rows of which experiments and models the query may see (a user's, with
+        authentication on); every view answers only those. None: every row.
 
         Raises:
             InvalidArgumentError: the SQL is refused, invalid, fails, or runs past the timeout.
@@ -475,15 +533,15 @@ class SqlEngine:
         if params is not None and not isinstance(params, (list, tuple)):
             raise InvalidArgumentError("params must be a list of values for the query's ? or $n placeholders")
         # A process without a store runs one query or a few: it registers only the views they use.
-        needed = _needed_names(sql) if self._store is None else None
+        needed = _needed_names(sql) if self._store is None and readable is None else None
         try:
-            return self._query(sql, params=params, as_of=as_of, limit=limit, needed=needed)
+            return self._query(sql, params=params, as_of=as_of, limit=limit, needed=needed, readable=readable)
         except InvalidArgumentError as exc:
             if needed is None or not isinstance(exc.__cause__, duckdb.CatalogException):
                 raise
             # A name the query uses is not registered (or does not exist): answer as with every view,
             # so the error (and its "did you mean") is the one a full catalog gives.
-            return self._query(sql, params=params, as_of=as_of, limit=limit, needed=None)
+            return self._query(sql, params=params, as_of=as_of, limit=limit, needed=None, readable=readable)
 
     def _query(
         self,
@@ -493,24 +551,27 @@ class SqlEngine:
         as_of: datetime | None,
         limit: int,
         needed: set[str] | None,
+        readable: Readable | None = None,
     ) -> pa.Table:
+        filtered = readable is not None
         owned = None
         if as_of is None:
-            db, key = self._database(needed)
-        elif needed is None:
-            db, key = self._past_database(self._as_of(as_of)), None
+            db, key = self._database(needed, filtered=filtered)
+        elif needed is None or filtered:
+            db, key = self._past_database(self._as_of(as_of), filtered=filtered), None
         else:
             owned = self._build(self._as_of(as_of), only=needed)
             db, key = owned, None
         try:
-            return self._run(db, key, sql, params, limit)
+            return self._run(db, None if filtered else key, sql, params, limit, readable=readable)
         finally:
             if owned is not None:
                 owned.close()
 
-    def _past_database(self, tables: Sequence[views.LakeTable]) -> duckdb.DuckDBPyConnection:
-        """A database over ``tables`` pinned at past snapshots, kept for the next queries of the same time."""
-        key = _pinned_key(tables)
+    def _past_database(self, tables: Sequence[views.LakeTable], *, filtered: bool = False) -> duckdb.DuckDBPyConnection:
+        """A database over ``tables`` pinned at past snapshots, kept for the next queries of the same time;
+        ``filtered``: its lake views filter rows (see ``_build``)."""
+        key = (filtered, _pinned_key(tables))
         with self._lock:
             if self._closed:
                 raise BackendUnavailableError("the SQL engine is closed")
@@ -518,7 +579,7 @@ class SqlEngine:
             if found is not None:
                 self._past.move_to_end(key)
                 return found
-        db = self._build(tables)  # outside the lock: seconds on a loaded machine
+        db = self._build(tables, filtered=filtered)  # outside the lock: seconds on a loaded machine
         with self._lock:
             found = self._past.get(key)
             if found is not None:  # built meanwhile by another query of the same time
@@ -537,6 +598,8 @@ class SqlEngine:
         sql: str,
         params: Sequence[Any] | None,
         limit: int,
+        *,
+        readable: Readable | None = None,
     ) -> pa.Table:
         cursor = db.cursor()
         timeout = self.settings.sql.timeout_s
@@ -544,6 +607,8 @@ class SqlEngine:
         timer.daemon = True
         timer.start()
         try:
+            if readable is not None:  # a cursor of the filtered database without it reads nothing
+                cursor.execute(readable.variable_sql())
             if "runs_wide" in sql.lower():
                 cursor.execute(self._wide_variable(cursor, key))
             reader = cursor.execute(sql, list(params) if params else None).to_arrow_reader(8192)
@@ -631,9 +696,10 @@ class SqlEngine:
         """Release DuckDB. Idempotent."""
         with self._lock:
             self._closed = True
-            if self._db is not None:
-                self._db.close()
-                self._db = None
+            for shared in self._shared.values():
+                if shared.db is not None:
+                    shared.db.close()
+                    shared.db = None
             for db in self._past.values():
                 db.close()
             self._past.clear()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -61,12 +62,16 @@ class ServeProcess:
         *,
         extra_args: tuple[str, ...] = (),
         extra_env: dict[str, str] | None = None,
+        ca_file: Path | None = None,
     ) -> None:
+        """``ca_file``: the server serves HTTPS (``--ssl-certfile`` in ``extra_args``) with a certificate it signs."""
         self.settings = settings
+        self.ca_file = ca_file
+        self.scheme = "https" if ca_file is not None else "http"
         self.extra_args = extra_args
         self.extra_env = extra_env or {}
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{self.scheme}://127.0.0.1:{self.port}"
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
         self._may_move = port is None
@@ -85,7 +90,7 @@ class ServeProcess:
                 if not self._may_move or attempt == 3:
                     raise RuntimeError(f"lakeops serve could not bind port {self.port}: {taken}") from None
                 self.port = free_port()
-                self.url = f"http://127.0.0.1:{self.port}"
+                self.url = f"{self.scheme}://127.0.0.1:{self.port}"
             else:
                 self._may_move = False  # a restart comes back on the same port
                 return
@@ -119,7 +124,9 @@ class ServeProcess:
                     raise RuntimeError(f"lakeops serve exited with code {proc.returncode}: {tail}")
                 try:
                     # The answer must come from this process, not from another test's server that got the same port.
-                    if httpx.get(f"{self.url}/health", timeout=1).status_code == 200 and _listens(proc, self.port):
+                    verify = ssl.create_default_context(cafile=self.ca_file) if self.ca_file is not None else True
+                    health = httpx.get(f"{self.url}/health", timeout=1, verify=verify)
+                    if health.status_code == 200 and _listens(proc, self.port):
                         self.proc = proc
                         return
                 except httpx.HTTPError:

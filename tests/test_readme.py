@@ -68,6 +68,13 @@ NOT_RUN: dict[str, str] = {
     "# MLflow's own client for its basic-auth API, unchanged (as an admin, or a user who manages the resource)": (
         "needs a server with auth on and experiment 1234: tests/api/test_permissions.py does this"
     ),
+    "# HTTPS and TLS on the PostgreSQL endpoint (or LAKEOPS_TLS__CERTFILE / LAKEOPS_TLS__KEYFILE)": (
+        "needs a certificate: tests/api/test_tls.py makes one and serves with it"
+    ),
+    "# alice is held back from experiment 1234: her SQL does not see it, its runs, metrics, tags, ...": (
+        "needs a server with auth on and user alice: tests/api/test_sql_permissions.py does this with curl's request "
+        "and psql"
+    ),
 }
 
 # What a Python block leaves to the reader, filled before it runs (by the block's first line):

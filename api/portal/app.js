@@ -1,6 +1,6 @@
 // The portal's router: the URL fragment picks a page. MLflow's own shapes are kept, so the links the stock
 // mlflow client prints ("View run at http://host/#/experiments/<id>/runs/<run_id>") open the run page.
-import { asOf, setAsOf, showError } from "./lib.js";
+import { api, asOf, csrfToken, setAsOf, showError } from "./lib.js";
 
 const ROUTES = [
   [/^\/?$/, "experiments", () => import("./pages/experiments.js").then((m) => m.renderExperiments)],
@@ -74,6 +74,18 @@ function setupAsOf() {
   show();
 }
 
+// With authentication on, the portal runs on a login session: offer to end it.
+function setupLogout() {
+  const button = document.getElementById("logout");
+  if (!button || csrfToken() === null) return;
+  button.hidden = false;
+  button.addEventListener("click", async () => {
+    await api("/logout", { method: "POST" }).catch(() => null);
+    location.assign("/login");
+  });
+}
+
 window.addEventListener("hashchange", route);
 setupAsOf();
+setupLogout();
 route();

@@ -8,6 +8,23 @@ export class ApiError extends Error {
   }
 }
 
+/** The portal login's CSRF value (the lakeops_csrf cookie; none without authentication). */
+export function csrfToken() {
+  const found = document.cookie.split("; ").find((c) => c.startsWith("lakeops_csrf="));
+  return found ? decodeURIComponent(found.slice("lakeops_csrf=".length)) : null;
+}
+
+/** Headers every request that may change something sends: the CSRF value of a portal login. */
+export function csrfHeaders(method) {
+  const token = csrfToken();
+  return token && !["GET", "HEAD", "OPTIONS"].includes(method.toUpperCase()) ? { "x-csrf-token": token } : {};
+}
+
+/** With authentication on, an expired or logged-out session goes back to the login page. */
+export function checkSession(response) {
+  if (response.status === 401 && csrfToken() !== null) location.assign("/login");
+}
+
 /** Call the native API; JSON in and out. An error answer becomes an ApiError carrying the server's message. */
 export async function api(path, { method = "GET", body, query, signal } = {}) {
   const url = new URL(path, location.origin);
@@ -15,12 +32,13 @@ export async function api(path, { method = "GET", body, query, signal } = {}) {
     if (v === undefined || v === null || v === "") continue;
     for (const item of Array.isArray(v) ? v : [v]) url.searchParams.append(k, item);
   }
-  const init = { method, signal, headers: {} };
+  const init = { method, signal, headers: csrfHeaders(method) };
   if (body !== undefined) {
     init.body = JSON.stringify(body);
     init.headers["content-type"] = "application/json";
   }
   const response = await fetch(url, init);
+  checkSession(response);
   if (response.status === 204) return null;
   const text = await response.text();
   let data = null;

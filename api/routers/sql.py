@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import SavedQueriesDep, SqlDep
 from api.encoding import JSONBody, RawJSONRoute, json_float
+from api.permissions import sql_readable
 from lakeops.errors import InvalidArgumentError
 from lakeops.sql import is_truncated
 
@@ -111,8 +112,14 @@ def _answer(table: pa.Table, request: Request) -> Response | dict[str, Any]:
 
 @router.post("/sql")
 def run_sql(body: SqlQuery, request: Request, engine: SqlDep) -> Any:
-    """Run one sandboxed SELECT over the lakeops views."""
-    table = engine.query(body.sql, params=body.params, as_of=_as_of(body.as_of), max_rows=body.max_rows)
+    """Run one sandboxed SELECT over the lakeops views (only the rows the caller may read)."""
+    table = engine.query(
+        body.sql,
+        params=body.params,
+        as_of=_as_of(body.as_of),
+        max_rows=body.max_rows,
+        readable=sql_readable(request),
+    )
     return _answer(table, request)
 
 
@@ -145,5 +152,7 @@ def delete_query(name: str, queries: SavedQueriesDep) -> Response:
 
 @router.post("/saved-queries/{name}/run")
 def run_query(name: str, body: SqlRun, request: Request, queries: SavedQueriesDep) -> Any:
-    table = queries.run(name, params=body.params, as_of=_as_of(body.as_of), max_rows=body.max_rows)
+    table = queries.run(
+        name, params=body.params, as_of=_as_of(body.as_of), max_rows=body.max_rows, readable=sql_readable(request)
+    )
     return _answer(table, request)

@@ -183,11 +183,164 @@ def allowed_directories(tables: Iterable[LakeTable]) -> list[str]:
     return sorted(dirs)
 
 
-def register_lake(con: duckdb.DuckDBPyConnection, tables: Iterable[LakeTable]) -> None:
-    """Create or re-point ``lake.<table>`` for each table."""
+def register_lake(con: duckdb.DuckDBPyConnection, tables: Iterable[LakeTable], *, filtered: bool = False) -> None:
+    """Create or re-point ``lake.<table>`` for each table; ``filtered``: with its row filter (``ROW_FILTERS``).
+
+    Raises:
+        KeyError: ``filtered`` and a table has no row filter declared.
+    """
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {LAKE_SCHEMA}")
-    for table in tables:
-        con.execute(f"CREATE OR REPLACE VIEW {LAKE_SCHEMA}.{quote_identifier(table.name)} AS {table.scan_sql()}")
+    if filtered:
+        con.execute(readable_variable_sql(by_default=False))  # the views bind with it; a query sets its own
+    chosen = sorted(tables, key=lambda t: _FILTER_ORDER.get(t.name, len(_FILTER_ORDER))) if filtered else tables
+    for table in chosen:
+        body = table.scan_sql()
+        if filtered:
+            condition = ROW_FILTERS[table.name]
+            body = f"WITH raw AS ({body}) SELECT * FROM raw WHERE {condition}"
+        con.execute(f"CREATE OR REPLACE VIEW {LAKE_SCHEMA}.{quote_identifier(table.name)} AS {body}")
+
+
+# -- what one user's SQL may read -------------------------------------------------------------------
+#
+# With authentication on, a user who may not read every experiment and registered model queries a
+# second database whose ``lake.<table>`` views carry a row filter: every named view reads through
+# them, so every view is filtered where it reads, not after. The filter reads the connection
+# variable ``lakeops_readable``, set by ``lakeops.sql`` on each query's cursor from the user's
+# permissions: a STRUCT of ``by_default`` (may the user read what no grant names) and the lists
+# ``experiments``/``hidden_experiments`` and ``models``/``hidden_models`` (explicit grants at or above
+# READ, and below it; models by name). A cursor without the variable reads nothing (fail closed).
+# Tables of runs, logged models, versions, ... follow their experiment or model through the filtered
+# views of those (``lake.run_changes``, ``lake.registered_model_changes``), so they are registered
+# first (``_FILTER_ORDER``). Every table user SQL sees must be listed in ``ROW_FILTERS``
+# (tests/catalog/test_row_filters.py): a new table without one fails there and in every filtered query.
+
+READABLE_VARIABLE = "lakeops_readable"
+_R = f"getvariable('{READABLE_VARIABLE}')"
+
+
+def _experiment_ok(column: str) -> str:
+    return (
+        f"coalesce(list_contains({_R}.experiments, {column}) OR "
+        f"({_R}.by_default AND NOT list_contains({_R}.hidden_experiments, {column})), false)"
+    )
+
+
+def _model_ok(column: str) -> str:
+    return (
+        f"coalesce(list_contains({_R}.models, {column}) OR "
+        f"({_R}.by_default AND NOT list_contains({_R}.hidden_models, {column})), false)"
+    )
+
+
+_RUNS = f"(SELECT run_id FROM {LAKE_SCHEMA}.run_changes)"
+_LOGGED_MODELS = f"(SELECT model_id FROM {LAKE_SCHEMA}.logged_model_changes)"
+_MODELS = f"(SELECT registered_model_id FROM {LAKE_SCHEMA}.registered_model_changes)"
+_MODEL_NAMES = f"(SELECT name FROM {LAKE_SCHEMA}.registered_model_changes)"
+_DEPLOYMENTS = f"(SELECT deployment_id FROM {LAKE_SCHEMA}.deployment_events)"
+_EVALUATION_DATASETS = f"(SELECT dataset_id FROM {LAKE_SCHEMA}.evaluation_dataset_changes)"
+_BY_EXPERIMENT = _experiment_ok("experiment_id")
+_BY_RUN = f"run_id IN {_RUNS}"
+_BY_MODEL = f"registered_model_id IN {_MODELS}"
+_EVERYONE = "true"  # what every authenticated user may read over HTTP too (datasets, suites, saved queries)
+
+
+def _lineage_node_ok(kind: str, node: str) -> str:
+    return (
+        f"CASE {kind} WHEN 'run' THEN {node} IN {_RUNS} "
+        f"WHEN 'model_version' THEN regexp_replace({node}, '/[^/]*$', '') IN {_MODEL_NAMES} "
+        f"WHEN 'deployment' THEN {node} IN {_DEPLOYMENTS} ELSE true END"
+    )
+
+
+# Table -> the condition on its rows (columns of the table) under which a restricted user sees a row.
+ROW_FILTERS: dict[str, str] = {
+    "experiment_changes": _BY_EXPERIMENT,
+    "run_changes": _BY_EXPERIMENT,
+    "logged_model_changes": _BY_EXPERIMENT,
+    "checkpoint_changes": _BY_EXPERIMENT,
+    "trace_info_changes": _BY_EXPERIMENT,
+    "trace_tag_changes": _BY_EXPERIMENT,
+    "spans": _BY_EXPERIMENT,
+    "assessment_changes": _BY_EXPERIMENT,
+    "params": _BY_RUN,
+    "metrics": _BY_RUN,
+    "metric_latest": _BY_RUN,
+    "run_io": _BY_RUN,
+    "logged_model_metrics": f"model_id IN {_LOGGED_MODELS}",
+    "tag_changes": (
+        f"CASE entity_type WHEN 'experiment' THEN {_experiment_ok('entity_id')} WHEN 'run' THEN entity_id IN {_RUNS} "
+        f"WHEN 'logged_model' THEN entity_id IN {_LOGGED_MODELS} ELSE false END"
+    ),
+    # An artifact's path starts with its experiment's id (as the artifact routes check it).
+    "artifact_versions": _experiment_ok("split_part(path, '/', 1)"),
+    # A model's current name decides (grants follow a rename); its own rows pick the latest name.
+    "registered_model_changes": (
+        "registered_model_id IN (SELECT registered_model_id FROM (SELECT registered_model_id, "
+        "arg_max(name, (changed_at, writer_id, wal_seq)) AS name FROM raw GROUP BY registered_model_id) "
+        f"WHERE {_model_ok('name')})"
+    ),
+    "model_version_changes": _BY_MODEL,
+    "model_alias_changes": _BY_MODEL,
+    "registry_tag_changes": _BY_MODEL,
+    "deployment_events": _BY_MODEL,
+    "comment_changes": (
+        f"CASE target_kind WHEN 'run' THEN target_id IN {_RUNS} WHEN 'model' THEN target_id IN {_MODELS} "
+        f"WHEN 'version' THEN split_part(target_id, '/', 1) IN {_MODELS} ELSE false END"
+    ),
+    "lineage_edges": (
+        f"({_lineage_node_ok('source_kind', 'source_id')}) AND ({_lineage_node_ok('target_kind', 'target_id')})"
+    ),
+    "permission_changes": (
+        f"CASE resource_type WHEN 'experiment' THEN {_experiment_ok('resource_id')} "
+        f"WHEN 'registered_model' THEN {_model_ok('resource_id')} ELSE false END"
+    ),
+    # An evaluation dataset is readable when every experiment it belongs to is.
+    "evaluation_dataset_changes": (
+        "coalesce(len(list_filter(CAST(experiment_ids_json AS JSON)::VARCHAR[], "
+        f"x -> NOT {_experiment_ok('x')})) = 0, false)"
+    ),
+    "evaluation_record_changes": f"dataset_id IN {_EVALUATION_DATASETS}",
+    "webhook_deliveries": "false",  # webhooks are for admins (their payloads name any model)
+    "dataset_versions": _EVERYONE,
+    "expectation_suite_changes": _EVERYONE,
+    "validation_results": _EVERYONE,
+    "openlineage_events": _EVERYONE,
+    "saved_query_changes": _EVERYONE,
+}
+# Tables other filters read, registered before the rest.
+_FILTER_ORDER = {
+    name: i
+    for i, name in enumerate(
+        (
+            "run_changes",
+            "logged_model_changes",
+            "registered_model_changes",
+            "deployment_events",
+            "evaluation_dataset_changes",
+        )
+    )
+}
+
+
+def readable_variable_sql(
+    *,
+    by_default: bool,
+    experiments: Iterable[str] = (),
+    hidden_experiments: Iterable[str] = (),
+    models: Iterable[str] = (),
+    hidden_models: Iterable[str] = (),
+) -> str:
+    """``SET VARIABLE lakeops_readable = {...}``: what the row filters let through on this connection."""
+
+    def listed(values: Iterable[str]) -> str:
+        return "[" + ", ".join(quote_literal(v) for v in sorted(values)) + "]::VARCHAR[]"
+
+    return (
+        f"SET VARIABLE {READABLE_VARIABLE} = {{'by_default': {'true' if by_default else 'false'}, "
+        f"'experiments': {listed(experiments)}, 'hidden_experiments': {listed(hidden_experiments)}, "
+        f"'models': {listed(models)}, 'hidden_models': {listed(hidden_models)}}}"
+    )
 
 
 def register_views(con: duckdb.DuckDBPyConnection, *, only: Collection[str] | None = None) -> list[str]:

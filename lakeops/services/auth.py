@@ -36,6 +36,7 @@ from catalog.tables import API_TOKEN_CHANGES, PERMISSION_CHANGES, USER_CHANGES
 from lakeops.actor import current_user
 from lakeops.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
 from lakeops.settings import AuthConfig
+from lakeops.sql import Readable
 from lakeops.stores.auth_state import TokenState, UserState
 from lakeops.stores.iceberg import IcebergStore, Rows
 from lakeops.stores.state import TrackingState
@@ -48,6 +49,7 @@ MAX_PASSWORD_LENGTH = 1024
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+\-]{0,127}$")
 _CACHE_TTL_S = 300.0
 _CACHE_MAX = 10_000
+SESSION_NAME = "portal session"  # the name of the API tokens behind portal logins
 TOKEN_PREFIX = "lko_"  # noqa: S105 - the public prefix of every API token, not a secret
 
 
@@ -407,6 +409,25 @@ class AuthService:
         self.store.write(build)
         return token, Token.of(state)
 
+    def start_session(self, username: str, password: str) -> str | None:
+        """A portal login: a session token for ``username`` if the password is right, else None.
+
+        A session is an API token named ``SESSION_NAME`` lasting ``auth.session_hours``: stored as its
+        SHA-256, expiring, revoked by ``end_session`` (logout) or like any token.
+        """
+        user = self.authenticate_password(username, password)
+        if user is None:
+            return None
+        token, _ = self.create_token(user.username, name=SESSION_NAME, days=self.config.session_hours / 24)
+        return token
+
+    def end_session(self, token: str) -> None:
+        """Log a portal session out (revoke its token); nothing if it is not a live token."""
+        found = self.store.state.auth.tokens_by_hash.get(hashlib.sha256(token.encode(errors="replace")).hexdigest())
+        if found is not None:
+            with contextlib.suppress(NotFoundError):
+                self.revoke_token(found.token_id)
+
     def list_tokens(self, username: str | None = None) -> list[Token]:
         """Live and expired tokens not revoked (of one user, or everyone's), oldest first."""
         tokens = self.store.state.auth.tokens.values()
@@ -512,6 +533,26 @@ class AuthService:
             return True
         held_back = any(LEVELS[g["permission"]] < LEVELS["READ"] for g in self.grants_of(user.username))
         return LEVELS[self.config.default_permission] >= LEVELS["READ"] and not held_back
+
+    def readable(self, user: User) -> Readable | None:
+        """What ``user``'s SQL may read (``SqlEngine.query(readable=...)``); None: everything.
+
+        Admins and users whom neither the default nor a grant holds back read every row; others read
+        the experiments and models their grants and the default let them read.
+        """
+        if self.may_read_everything(user):
+            return None
+        found: dict[str, tuple[set[str], set[str]]] = {kind: (set(), set()) for kind in RESOURCE_TYPES}
+        for grant in self.grants_of(user.username):
+            shown, hidden = found[grant["resource_type"]]
+            (shown if LEVELS[grant["permission"]] >= LEVELS["READ"] else hidden).add(grant["resource_id"])
+        return Readable(
+            by_default=LEVELS[self.config.default_permission] >= LEVELS["READ"],
+            experiments=frozenset(found["experiment"][0]),
+            hidden_experiments=frozenset(found["experiment"][1]),
+            models=frozenset(found["registered_model"][0]),
+            hidden_models=frozenset(found["registered_model"][1]),
+        )
 
     def grant_creator(self, resource_type: str, resource_id: str) -> None:
         """Give the acting user MANAGE on what they just created (nothing without authentication)."""

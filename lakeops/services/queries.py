@@ -19,7 +19,7 @@ import pyarrow as pa
 from catalog.tables import SAVED_QUERY_CHANGES
 from lakeops.actor import ActorField
 from lakeops.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
-from lakeops.sql import SqlEngine, check_statement
+from lakeops.sql import Readable, SqlEngine, check_statement
 from lakeops.stores.iceberg import IcebergStore, Rows
 from lakeops.stores.state import SavedQueryState, TrackingState
 
@@ -188,11 +188,13 @@ class SavedQueryService:
         params: Sequence[Any] | None = None,
         as_of: datetime | None = None,
         max_rows: int | None = None,
+        readable: Readable | None = None,
     ) -> pa.Table:
-        """Run a saved query through the sandbox.
+        """Run a saved query through the sandbox (``readable``: see ``SqlEngine.query``).
 
         Raises:
             NotFoundError: no saved query has this name.
             InvalidArgumentError: the query fails (see ``SqlEngine.query``).
         """
-        return self.engine.query(self.get(name).sql, params=params, as_of=as_of, max_rows=max_rows)
+        sql = self.get(name).sql
+        return self.engine.query(sql, params=params, as_of=as_of, max_rows=max_rows, readable=readable)

@@ -81,7 +81,9 @@ def test_anonymous_requests_refused_with_a_challenge(server: Server) -> None:
     assert mlflow_route.headers["www-authenticate"].startswith("Basic")
     native = httpx.get(f"{server.url}/api/v1/experiments")
     assert native.status_code == 401 and native.json()["error"]["code"] == "unauthenticated"
-    assert httpx.get(f"{server.url}/", follow_redirects=False).status_code == 401  # the portal too
+    portal = httpx.get(f"{server.url}/", follow_redirects=False)  # the portal sends a browser to its login page
+    assert portal.status_code == 303 and portal.headers["location"] == "/login"
+    assert httpx.get(f"{server.url}/portal/app.js").status_code == 401
     assert httpx.get(f"{server.url}/health").status_code == 200  # load balancers may probe
     cross = httpx.get(f"{server.url}/health", headers={"origin": "https://evil.example.com"})
     assert "access-control-allow-origin" not in cross.headers  # CORS closed by default
@@ -103,6 +105,7 @@ def test_stock_client_with_username_and_password(server: Server, as_user) -> Non
     as_user(*ADMIN)
     rows = httpx.post(
         f"{server.url}/api/v1/sql",
+        timeout=120,  # the first query opens DuckDB over the lake: seconds on a loaded machine
         auth=ADMIN,
         json={"sql": "SELECT DISTINCT actor FROM activity WHERE experiment_id = ?", "params": [exp.experiment_id]},
     ).json()["rows"]
@@ -195,15 +198,22 @@ def test_postgres_endpoint_logs_in_lakeops_users(server: Server, as_user) -> Non
         assert conn.execute("SELECT count(*) >= 0 FROM experiments").fetchone() == (True,)
     with pytest.raises(psycopg.OperationalError, match=r"authentication failed"):
         psycopg.connect(f"{dsn} user={name} password=wrong-password")
-    # SQL reads whole tables: a user held back from one experiment may not log in to it.
+    # A user held back from one experiment logs in, and their SQL does not see it (tests/api/test_sql_permissions.py).
     exp = httpx.post(f"{server.url}/api/v1/experiments", auth=ADMIN, json={"name": f"held-{uuid.uuid4().hex[:6]}"})
     grant = {"username": name, "resource_type": "experiment", "permission": "NO_PERMISSIONS"}
     grant["resource_id"] = exp.json()["experiment_id"]
     assert httpx.post(f"{server.url}/api/3.0/mlflow/users/permissions/grant", auth=ADMIN, json=grant).status_code == 200
-    with pytest.raises(psycopg.OperationalError, match=r"authentication failed"):
-        psycopg.connect(f"{dsn} user={name} password={password}")
-    refused = httpx.post(f"{server.url}/api/v1/sql", auth=(name, password), json={"sql": "SELECT 1"})
-    assert refused.status_code == 403
+    sql = "SELECT count(*) FROM experiments WHERE experiment_id = %s"
+    with psycopg.connect(f"{dsn} user={name} password={password}", autocommit=True) as conn:
+        assert conn.execute(sql, (grant["resource_id"],)).fetchone() == (0,)
+    with psycopg.connect(f"{dsn} user=admin password={ADMIN[1]}", autocommit=True) as conn:
+        assert conn.execute(sql, (grant["resource_id"],)).fetchone() == (1,)
+    held = httpx.post(
+        f"{server.url}/api/v1/sql",
+        auth=(name, password),
+        json={"sql": sql.replace("%s", "?"), "params": [grant["resource_id"]]},
+    )
+    assert held.status_code == 200 and held.json()["rows"] == [[0]]
 
 
 def test_serve_refuses_public_bind_without_auth(tmp_path: Path) -> None:

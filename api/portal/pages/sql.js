@@ -2,7 +2,7 @@
 // as a table or a chart, download it as CSV or Parquet, and save, share and reuse queries (the saved-queries table).
 import uPlot from "/portal/vendor/uplot.js";
 import { PALETTE } from "../charts.js";
-import { api, ApiError, asOf, asOfNote, fmtNum, hashQuery, html, setHashQuery, showError, sql } from "../lib.js";
+import { api, ApiError, asOf, asOfNote, csrfHeaders, fmtNum, hashQuery, html, setHashQuery, showError, sql } from "../lib.js";
 
 const MAX_ROWS = 10_000;
 const PARQUET = "application/vnd.apache.parquet";
@@ -172,7 +172,7 @@ export async function renderSql(view) {
     try {
       const response = await fetch("/api/v1/sql", {
         method: "POST",
-        headers: { "content-type": "application/json", accept: PARQUET },
+        headers: { "content-type": "application/json", accept: PARQUET, ...csrfHeaders("POST") },
         body: JSON.stringify({ sql: shown, as_of: when ?? undefined }),
       });
       if (!response.ok) {
