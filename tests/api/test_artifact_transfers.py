@@ -48,7 +48,8 @@ def _filed(server: Any, path: str, deadline_s: float = 120.0) -> dict[str, Any]:
     """The newest version of ``path`` once hashed (the deadline only guards against a hang)."""
     end = time.monotonic() + deadline_s
     while True:
-        version: dict[str, Any] = httpx.get(f"{server.url}/api/v1/artifact-versions/{path}").json()["versions"][-1]
+        answer = httpx.get(f"{server.url}/api/v1/artifact-versions/{path}", timeout=60)
+        version: dict[str, Any] = answer.json()["versions"][-1]
         if not version["is_pending"] or time.monotonic() > end:
             return version
         time.sleep(0.2)
@@ -64,7 +65,7 @@ def _sha(path: Path) -> str:
 
 
 def test_server_info_offers_direct_transfers_on_s3_only(server: Any) -> None:
-    info = httpx.get(f"{server.url}/api/3.0/mlflow/server-info").json()
+    info = httpx.get(f"{server.url}/api/3.0/mlflow/server-info", timeout=60).json()
     direct = server.settings.storage.kind == "s3"
     assert info["multipart_uploads_enabled"] is direct
     assert info["multipart_downloads_enabled"] is direct

@@ -5,6 +5,7 @@ pending finishes it after a restart, and gc run meanwhile deletes nothing the ar
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import time
@@ -27,6 +28,11 @@ from lakeops.lake import Lake
 from lakeops.services.gc import GarbageCollector
 
 pytestmark = pytest.mark.api
+
+# The box these run on is shared and loaded: a server hashing 13 MiB may answer a GET slowly.
+# (No shared client: its pooled connections would not survive the server's restart.)
+http_get = functools.partial(httpx.get, timeout=60)
+http_post = functools.partial(httpx.post, timeout=60)
 
 MiB = 1024 * 1024
 # Hashing switched off: versions stay pending until a server that hashes starts on the same lake.
@@ -67,7 +73,7 @@ def _log(server: ServeProcess, source: Path) -> tuple[MlflowClient, str, str]:
 
 
 def _version(server: ServeProcess, path: str) -> dict[str, Any]:
-    [version] = httpx.get(f"{server.url}/api/v1/artifact-versions/{path}").json()["versions"]
+    [version] = http_get(f"{server.url}/api/v1/artifact-versions/{path}").json()["versions"]
     return dict(version)
 
 
@@ -115,7 +121,7 @@ def test_a_stock_client_upload_reads_at_once_and_is_hashed_after_a_restart_gc_ke
     # Readable at once, by the stock client (ranges of a presigned URL) and through lakeops.
     out = Path(client.download_artifacts(run_id, "model/weights.bin", str(tmp_path / "dl")))
     assert out.read_bytes() == source.read_bytes()
-    assert httpx.get(f"{paused.url}/api/v1/artifacts/{path}").content == source.read_bytes()
+    assert http_get(f"{paused.url}/api/v1/artifacts/{path}").content == source.read_bytes()
     [listed] = client.list_artifacts(run_id, "model")
     assert listed.file_size == 13 * MiB
     [staged] = _staged_objects(paused)
@@ -145,7 +151,7 @@ def test_a_stock_client_upload_reads_at_once_and_is_hashed_after_a_restart_gc_ke
     _client, _run, path2 = _log(paused, source)
     again = _filed(paused, path2)
     assert again["sha256"] == sha256
-    blobs = httpx.get(f"{paused.url}/api/v1/artifact-transfers").json()
+    blobs = http_get(f"{paused.url}/api/v1/artifact-transfers").json()
     assert blobs["deduplicated_uploads"] >= 1
 
 
@@ -176,10 +182,10 @@ def test_a_checkpoint_over_a_pending_upload_gets_its_sha256_once_hashed(paused: 
     run_id = client.create_run(client.create_experiment(f"ckpt-{uuid.uuid4().hex[:8]}")).info.run_id
     client.log_artifact(run_id, str(source), "checkpoints/step-0000000003")
     api = f"{paused.url}/api/v1/runs/{run_id}/checkpoints"
-    created = httpx.post(api, json={"step": 3, "metrics": {"val_loss": 0.5}, "files": ["w.bin"]})
+    created = http_post(api, json={"step": 3, "metrics": {"val_loss": 0.5}, "files": ["w.bin"]})
     assert created.status_code == 201, created.text
     pending = paused.settings.storage.kind == "s3"
-    [pinned] = httpx.get(f"{api}/3").json()["files"]
+    [pinned] = http_get(f"{api}/3").json()["files"]
     assert pinned["sha256"] == ("" if pending else sha256)
     if pending:
         with lakeops.connect(paused.url) as ours, pytest.raises(LakeopsError, match="still being hashed"):
@@ -188,9 +194,9 @@ def test_a_checkpoint_over_a_pending_upload_gets_its_sha256_once_hashed(paused: 
         paused.extra_env = {}
         paused.start()
         end = time.monotonic() + 120
-        while not httpx.get(f"{api}/3").json()["files"][0]["sha256"] and time.monotonic() < end:
+        while not http_get(f"{api}/3").json()["files"][0]["sha256"] and time.monotonic() < end:
             time.sleep(0.2)
-    [pinned] = httpx.get(f"{api}/3").json()["files"]
+    [pinned] = http_get(f"{api}/3").json()["files"]
     assert pinned["sha256"] == sha256
     with lakeops.connect(paused.url) as ours:
         loaded = ours.load_checkpoint(run_id, 3, dest=tmp_path / "loaded")
