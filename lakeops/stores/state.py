@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -355,10 +356,34 @@ class TrackingState:
         return self._apply_tags_rows(rows)
 
     def _bulk_run_tags(self, rows: pa.Table | pa.RecordBatch) -> pa.Table | None:
-        ids, order, bounds = _by_run(rows.column("entity_id"))
+        grouped = _by_run(rows.column("entity_id"))
+        order = grouped[1]
         keys = self._strings(rows.column("key"), order)
         values = self._strings(rows.column("value"), order, max_length=32)
         deleted = rows.column("is_deleted").to_numpy(zero_copy_only=False)[order].tolist()
+
+        def fold(run: RunState, a: int, b: int) -> None:
+            tags = run.tags
+            for key, value, gone in zip(keys[a:b], values[a:b], deleted[a:b], strict=True):
+                if gone:
+                    tags.pop(key, None)
+                else:
+                    tags[key] = value or ""
+
+        return self._fold_each_run(rows, grouped, "tag", keys, fold)
+
+    def _fold_each_run(
+        self,
+        rows: pa.Table | pa.RecordBatch,
+        grouped: tuple[list[str], np.ndarray, np.ndarray],
+        entity: str,
+        keys: list[str],
+        fold: Callable[[RunState, int, int], None],
+    ) -> pa.Table | None:
+        """``fold(run, a, b)`` for each known run with its rows at ``a:b`` of the grouped order, under
+        the run index's lock; then the cached ``entity`` columns of ``keys`` are re-read. Returns the
+        rows of runs not known yet, in row order."""
+        ids, order, bounds = grouped
         missing: list[np.ndarray] = []
         touched: list[RunState] = []
         index = self.run_index
@@ -369,14 +394,9 @@ class TrackingState:
                 if run is None:
                     missing.append(order[a:b])
                     continue
-                tags = run.tags
-                for key, value, gone in zip(keys[a:b], values[a:b], deleted[a:b], strict=True):
-                    if gone:
-                        tags.pop(key, None)
-                    else:
-                        tags[key] = value or ""
+                fold(run, a, b)
                 touched.append(run)
-            index.refresh_values("tag", set(keys), touched)
+            index.refresh_values(entity, set(keys), touched)
         return _take_sorted(rows, missing)
 
     def _apply_tags_rows(self, rows: pa.Table | pa.RecordBatch) -> pa.Table | None:
@@ -420,29 +440,21 @@ class TrackingState:
         return _take(rows, missing)
 
     def _bulk_params(self, rows: pa.Table | pa.RecordBatch) -> pa.Table | None:
-        ids, order, bounds = _by_run(rows.column("run_id"))
-        keys = self._strings(rows.column("key"), order)
-        values = self._strings(rows.column("value"), order, max_length=32)
-        missing: list[np.ndarray] = []
-        touched: list[RunState] = []
-        index = self.run_index
-        with index.lock:
-            for g, run_id in enumerate(ids):
-                a, b = int(bounds[g]), int(bounds[g + 1])
-                run = self.runs.get(run_id)
-                if run is None:
-                    missing.append(order[a:b])
-                    continue
-                params = run.params
-                for key, value in zip(keys[a:b], values[a:b], strict=True):
-                    if key not in params:  # params are immutable: the first value stays
-                        params[key] = value
-                touched.append(run)
-            index.refresh_values("param", set(keys), touched)
-        return _take_sorted(rows, missing)
+        grouped = _by_run(rows.column("run_id"))
+        keys = self._strings(rows.column("key"), grouped[1])
+        values = self._strings(rows.column("value"), grouped[1], max_length=32)
+
+        def fold(run: RunState, a: int, b: int) -> None:
+            params = run.params
+            for key, value in zip(keys[a:b], values[a:b], strict=True):
+                if key not in params:  # params are immutable: the first value stays
+                    params[key] = value
+
+        return self._fold_each_run(rows, grouped, "param", keys, fold)
 
     def _bulk_metrics(self, rows: pa.Table | pa.RecordBatch) -> pa.Table | None:
-        ids, order, bounds = _by_run(rows.column("run_id"))
+        grouped = _by_run(rows.column("run_id"))
+        order = grouped[1]
         keys = self._strings(rows.column("key"), order)
         values = rows.column("value").to_numpy(zero_copy_only=False)[order]
         steps = rows.column("step").to_numpy(zero_copy_only=False)[order]
@@ -451,27 +463,18 @@ class TrackingState:
         points["timestamp"], points["value"], points["step"] = stamps, values, steps
         raw = points.tobytes()
         width = _LATEST_DTYPE.itemsize
-        missing: list[np.ndarray] = []
-        touched: list[RunState] = []
-        index = self.run_index
-        with index.lock:
-            for g, run_id in enumerate(ids):
-                a, b = int(bounds[g]), int(bounds[g + 1])
-                run = self.runs.get(run_id)
-                if run is None:
-                    missing.append(order[a:b])
-                    continue
-                metrics = run.metrics
-                for j in range(a, b):
-                    key = keys[j]
-                    current = metrics.get(key)
-                    if current is None or metric_rank(int(stamps[j]), float(values[j]), int(steps[j])) > metric_rank(
-                        *unpack_latest(current)
-                    ):
-                        metrics[key] = raw[j * width : (j + 1) * width]
-                touched.append(run)
-            index.refresh_values("metric", set(keys), touched)
-        return _take_sorted(rows, missing)
+
+        def fold(run: RunState, a: int, b: int) -> None:
+            metrics = run.metrics
+            for j in range(a, b):
+                key = keys[j]
+                current = metrics.get(key)
+                if current is None or metric_rank(int(stamps[j]), float(values[j]), int(steps[j])) > metric_rank(
+                    *unpack_latest(current)
+                ):
+                    metrics[key] = raw[j * width : (j + 1) * width]
+
+        return self._fold_each_run(rows, grouped, "metric", keys, fold)
 
     def _strings(
         self, column: pa.ChunkedArray | pa.Array, order: np.ndarray, *, max_length: int | None = None
