@@ -154,14 +154,21 @@ def bench_sql(args: argparse.Namespace) -> int:
             for proc in procs:
                 proc.terminate()
                 proc.wait(timeout=30)
+    title = f"POST /api/v1/sql, {args.experiments} experiments x {args.runs} runs, {args.rounds} x {args.calls} queries"
+    print_latencies(title, samples, rows={name: len(answer) for name, answer in answers.items()})
+    return 0
+
+
+def print_latencies(title: str, samples: dict[str, list[float]], rows: dict[str, int] | None = None) -> None:
+    """p50 and p90 of each setup's samples (ms), and the p50's difference from "auth off"'s."""
     base = statistics.median(samples["auth off"])
-    print(f"POST /api/v1/sql, {args.experiments} experiments x {args.runs} runs, {args.rounds} x {args.calls} queries")
-    print(f"{'setup':<28} {'rows':>5} {'p50 ms':>8} {'p90 ms':>8} {'vs off':>8}")
+    print(title)
+    print(f"{'setup':<28} {'rows' if rows else '':>5} {'p50 ms':>8} {'p90 ms':>8} {'vs off':>8}")
     for name, values in samples.items():
         p50 = statistics.median(values)
         p90 = statistics.quantiles(values, n=10)[-1]
-        print(f"{name:<28} {len(answers[name]):>5} {p50:8.3f} {p90:8.3f} {p50 - base:+8.3f}")
-    return 0
+        count = rows[name] if rows else ""
+        print(f"{name:<28} {count:>5} {p50:8.3f} {p90:8.3f} {p50 - base:+8.3f}")
 
 
 def main() -> int:
@@ -203,13 +210,7 @@ def main() -> int:
             for proc in procs:
                 proc.terminate()
                 proc.wait(timeout=30)
-    base = statistics.median(samples["auth off"])
-    print(f"log_metric through the stock mlflow client, {args.rounds} x {args.calls} calls each")
-    print(f"{'setup':<26} {'p50 ms':>8} {'p90 ms':>8} {'vs off':>8}")
-    for name, values in samples.items():
-        p50 = statistics.median(values)
-        p90 = statistics.quantiles(values, n=10)[-1]
-        print(f"{name:<26} {p50:8.3f} {p90:8.3f} {p50 - base:+8.3f}")
+    print_latencies(f"log_metric through the stock mlflow client, {args.rounds} x {args.calls} calls each", samples)
     return 0
 
 

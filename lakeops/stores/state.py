@@ -38,7 +38,7 @@ from catalog.tables import (
     VALIDATION_RESULTS,
 )
 from lakeops.stores.auth_state import AUTH_TABLE_NAMES, AuthState  # -- users, tokens, permissions --
-from lakeops.stores.epochs import epoch_ints
+from lakeops.stores.epochs import epoch_array, epoch_ints
 from lakeops.stores.lineage_state import LineageState
 from lakeops.stores.registry_state import REGISTRY_TABLE_NAMES, RegistryState  # -- model registry --
 from lakeops.stores.run_index import RunIndex, pack_latest, unpack_latest
@@ -268,12 +268,16 @@ class TrackingState:
         shared = ("experiment_id", "user_id", "status", "lifecycle_stage")
         if bulk:  # no throw-away str per row and column: they fragment the heap the runs stay in
             everyone = np.arange(rows.num_rows)
-            # The usual artifact URI is left out here, so no str is made for it (see _artifact_root).
+            # The usual artifact URI is left out here (null), so no str is made for it.
+            usual = self._usual_artifact_uris(rows)
             rows = rows.set_column(
-                rows.schema.get_field_index("artifact_uri"), "artifact_uri", self._unusual_artifact_uris(rows)
+                rows.schema.get_field_index("artifact_uri"),
+                "artifact_uri",
+                pc.if_else(usual, None, _combined(rows.column("artifact_uri"))),
             )
             cols = rows.select([n for n in names if n not in shared]).to_pydict()
             cols.update({name: self._strings(rows.column(name), everyone) for name in shared})
+            cols["usual_artifact_uri"] = usual.to_pylist()
         else:
             cols = rows.select(names).to_pydict()
             for name in shared:
@@ -290,6 +294,7 @@ class TrackingState:
     ) -> list[RunState]:
         index = self.run_index
         folded: list[RunState] = []
+        usual = cols.get("usual_artifact_uri")
         for i, run_id in enumerate(cols["run_id"]):
             old = self.runs.get(run_id)
             run = RunState(
@@ -301,7 +306,9 @@ class TrackingState:
                 start_time=started[i],
                 end_time=ended[i],
                 lifecycle_stage=cols["lifecycle_stage"][i],
-                artifact_root=self._artifact_root(run_id, cols["experiment_id"][i], cols["artifact_uri"][i]),
+                artifact_root=self._artifact_root(
+                    run_id, cols["experiment_id"][i], cols["artifact_uri"][i], usual[i] if usual else None
+                ),
                 parent_run_id=cols["parent_run_id"][i],
             )
             if old is not None:
@@ -314,29 +321,29 @@ class TrackingState:
                 folded.append(run)
         return folded
 
-    def _unusual_artifact_uris(self, rows: pa.Table | pa.RecordBatch) -> pa.Array:
-        """The artifact URI column with the usual ``<experiment location>/<run id>/artifacts`` as
-        ``_USUAL`` (an empty string no run has), compared in Arrow."""
+    def _usual_artifact_uris(self, rows: pa.Table | pa.RecordBatch) -> pa.Array:
+        """Per row: is the artifact URI the usual ``<experiment location>/<run id>/artifacts``
+        (compared in Arrow)."""
+        text = pa.large_string()
         experiments = pc.dictionary_encode(_combined(rows.column("experiment_id")))
         locations = pa.array(
             [
                 (e.artifact_location or None) if (e := self.experiments.get(i)) is not None else None
                 for i in experiments.dictionary.to_pylist()
             ],
-            pa.large_string(),
+            text,
         ).take(experiments.indices)
-        uris = _combined(rows.column("artifact_uri")).cast(pa.large_string())
-        text = pa.large_string()
         run_ids = _combined(rows.column("run_id")).cast(text)
         usual = pc.binary_join_element_wise(locations, run_ids, pa.scalar("artifacts", text), pa.scalar("/", text))
-        return pc.if_else(pc.fill_null(pc.equal(uris, usual), False), _USUAL, uris)
+        return pc.fill_null(pc.equal(_combined(rows.column("artifact_uri")).cast(text), usual), False)
 
-    def _artifact_root(self, run_id: str, experiment_id: str, uri: str | None) -> str | None:
+    def _artifact_root(self, run_id: str, experiment_id: str, uri: str | None, usual: bool | None) -> str | None:
+        """What a run keeps of its artifact URI (see ``RunState.artifact_root``); ``usual`` when known."""
         experiment = self.experiments.get(experiment_id)
         location = experiment.artifact_location if experiment is not None else None
-        if uri == _USUAL and location:
-            pass
-        elif not location or uri is None or not uri.startswith(location) or uri != f"{location}/{run_id}/artifacts":
+        if usual is None:
+            usual = bool(location) and uri == f"{location}/{run_id}/artifacts"
+        if not usual or not location:
             return uri
         shared = self._runs_under.get(location)
         if shared is None:
@@ -458,7 +465,7 @@ class TrackingState:
         keys = self._strings(rows.column("key"), order)
         values = rows.column("value").to_numpy(zero_copy_only=False)[order]
         steps = rows.column("step").to_numpy(zero_copy_only=False)[order]
-        stamps = _epoch_ms(rows.column("recorded_at"))[order]
+        stamps = epoch_array(rows.column("recorded_at"), "ms")[order]
         points = np.empty(len(order), dtype=_LATEST_DTYPE)
         points["timestamp"], points["value"], points["step"] = stamps, values, steps
         raw = points.tobytes()
@@ -602,9 +609,6 @@ def _take(rows: pa.Table | pa.RecordBatch, indices: list[int]) -> pa.Table | Non
     return taken if isinstance(taken, pa.Table) else pa.Table.from_batches([taken])
 
 
-_USUAL = ""  # see TrackingState._unusual_artifact_uris
-
-
 def _combined(column: pa.ChunkedArray | pa.Array) -> pa.Array:
     return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
 
@@ -631,14 +635,6 @@ def _take_sorted(rows: pa.Table | pa.RecordBatch, groups: list[np.ndarray]) -> p
 
 def _concat(tables: list[pa.Table]) -> pa.Table | None:
     return pa.concat_tables(tables) if tables else None
-
-
-def _epoch_ms(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """A timestamp column (no nulls) as epoch milliseconds, as ``epoch_ints(column, "ms")`` gives them."""
-    raw: np.ndarray = _combined(column).cast(pa.int64()).to_numpy(zero_copy_only=False)
-    per_second = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[column.type.unit]
-    scaled: np.ndarray = raw * (1_000 // per_second) if per_second <= 1_000 else raw // (per_second // 1_000)
-    return scaled
 
 
 # The packed latest point (lakeops/stores/run_index.py's ``pack_latest``) as a numpy record.
