@@ -8,6 +8,7 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
@@ -63,9 +64,16 @@ class ServeProcess:
         extra_args: tuple[str, ...] = (),
         extra_env: dict[str, str] | None = None,
         ca_file: Path | None = None,
+        command: Callable[[int], Sequence[str]] | None = None,
     ) -> None:
-        """``ca_file``: the server serves HTTPS (``--ssl-certfile`` in ``extra_args``) with a certificate it signs."""
+        """``ca_file``: the server serves HTTPS (``--ssl-certfile`` in ``extra_args``) with a certificate it signs.
+
+        ``command``: the argv that serves on the port it is given, instead of ``lakeops serve --port P
+        --no-preload *extra_args`` (a README line run with ``bash -c``, say: bash execs a last simple
+        command, so the process started is the server itself).
+        """
         self.settings = settings
+        self.command = command
         self.ca_file = ca_file
         self.scheme = "https" if ca_file is not None else "http"
         self.extra_args = extra_args
@@ -99,17 +107,9 @@ class ServeProcess:
         logged = self.log.stat().st_size if self.log.exists() else 0
         # --no-preload: great-expectations costs ~8 s of CPU to import; only suite tests need it.
         with self.log.open("a") as out:
+            argv = [sys.executable, "-m", "lakeops.cli", "serve", "--port", str(self.port), "--no-preload"]
             proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "lakeops.cli",
-                    "serve",
-                    "--port",
-                    str(self.port),
-                    "--no-preload",
-                    *self.extra_args,
-                ],
+                list(self.command(self.port)) if self.command is not None else [*argv, *self.extra_args],
                 env={**child_env(self.settings), **self.extra_env},
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -1,17 +1,22 @@
 """The README's code blocks, run as a new user runs them, against a real ``lakeops serve``.
 
 Every fenced block of README.md is either run here or listed in ``NOT_RUN`` with the reason
-(a block without a language is sample output), so a new block cannot slip in unchecked (``test_every_block_is_run_or_explained``). Blocks run in
-README order, as a reader following along would: Python blocks in one interpreter (later blocks
-use what earlier ones defined, e.g. ``client``), shell blocks in bash with ``.venv/bin`` on the
-PATH (as after ``source .venv/bin/activate``) and ``set -euo pipefail``, SQL blocks statement by
-statement through ``POST /api/v1/sql``. The fixture fills the
-placeholders: the server's address replaces ``127.0.0.1:5000``/``localhost:5000``, the
-PostgreSQL port replaces ``5433``, and ``LAKEOPS_HOME`` is the server's lake (as ``./.lakeops`` is
-for ``make serve``). What a block leaves to the reader comes from the fixture too: Python names a
-fragment uses (``PYTHON_FIXTURES``), and for the shell ``$URL``, ``$RUN``, ``$VERSION``,
-``<exp>/<run>``, ``customers.arrows`` and ``event.json`` (``_shell_fixture``). curl without
-``--fail`` exits 0 on an error answer, so no shell block may print one.
+(a block without a language is sample output), so a new block cannot slip in unchecked
+(``test_every_block_is_run_or_explained``). Blocks run in README order, as a reader following along
+would: Python blocks in one interpreter (later blocks use what earlier ones defined, e.g. ``client``),
+shell blocks in bash with ``.venv/bin`` on the PATH (as after ``source .venv/bin/activate``) and
+``set -euo pipefail``, SQL blocks statement by statement through ``POST /api/v1/sql``; Prometheus'
+and Trino's configuration is parsed and checked (``test_config_files_say_what_they_should``).
+
+The server is the one the README's BI line starts (``lakeops serve --port 5000 --pg-port 5433``, on
+free ports). The fixture fills the placeholders: the server's address replaces
+``127.0.0.1:5000``/``localhost:5000``, the PostgreSQL port replaces ``5433``, and ``LAKEOPS_HOME`` is
+the server's lake (as ``./.lakeops`` is for ``make serve``). What a block leaves to the reader comes
+from the fixture too: Python names a fragment uses (``PYTHON_FIXTURES``), values of the lake a block
+names by example (``BLOCK_PLACEHOLDERS``: a path, a snapshot id, a date), and for the shell
+``$URL``, ``$RUN``, ``$VERSION``, ``<exp>/<run>``, ``customers.arrows`` and ``event.json``
+(``_shell_fixture``). curl without ``--fail`` exits 0 on an error answer, so no shell block may
+print one.
 """
 
 from __future__ import annotations
@@ -24,10 +29,12 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from serve_process import ServeProcess, free_port
 
 from lakeops.settings import LakeopsSettings, LocalStorageConfig, SqlCatalogConfig
@@ -41,21 +48,15 @@ PG_PASSWORD = "change-me"  # the README's
 NOT_RUN: dict[str, str] = {
     "make serve   # installs the locked environment and serves lakeops on h": "the set-up itself; tried from a fresh clone",
     "LAKEOPS_HOME=/tmp/lake .venv/bin/jupyter execute notebooks/quickstart.ipynb   # or open it in Jupyter": "tests/notebooks runs the notebooks",
-    '# which version held "production" on 1 March?': "1 March: before the test's lake existed (a 404 then)",
     ".venv/bin/python benchmarks/bench_registry.py [--quick] [--servers lakeops,mlflow]": "a benchmark (minutes)",
-    "from lakeops.services.datasets import DatasetService  # built on the store and ArtifactService": "fragment: datasets, df, preds and the Iceberg table sales.orders are yours",
-    "# a DataFrame as an Arrow IPC stream (lakeops stores it as Parquet)": (
-        "the artifact folder raw/iris and the Iceberg table sales.orders at snapshot 123456789 are yours"
-    ),
     "from catalog.tables import LINEAGE_EDGES": "contributor recipe inside a service (state, store, actor)",
-    "LAKEOPS_SQL__PG_PASSWORD=change-me lakeops serve --port 5000 --pg-port 5433   # user: lakeops (LAKEOPS_SQL__PG_USER)": "starts a server: the fixture starts it so",
     "LOAD iceberg; LOAD httpfs;": "needs an S3 endpoint and a REST catalog; tests/lakeops/test_external_engines.py",
-    "from pyiceberg.catalog import load_catalog": "paths /path/.lakeops are yours; tests/lakeops/test_external_engines.py",
-    "spark-sql --packages org.apache.iceberg:iceberg-spark-runtime-3.5_2.12:1.10.2,org.apache.iceberg:iceberg-aws-bundle:1.10.2 \\": "needs Spark",
-    "connector.name=iceberg": "Trino configuration",
+    "spark-sql --packages org.apache.iceberg:iceberg-spark-runtime-3.5_2.12:1.10.2,org.apache.iceberg:iceberg-aws-bundle:1.10.2 \\": (
+        "needs Spark with Iceberg's runtime jars from Maven Central, which this machine cannot reach (the README says why "
+        "the one PyPI jar does not work)"
+    ),
     "# MinIO (or any S3 endpoint): the catalog lives in the bucket too (kind=object), no database anywhere": "configuration for other stores",
     "lakeops migrate-catalog --dry-run    # lists the tables it would register from <home>/catalog.db": "needs a lake made with the SQLite catalog; tests/lakeops/test_object_catalog_lake.py runs it",
-    "# prometheus.yml": "Prometheus configuration",
     "# turn it on: the first admin is created from the settings when the lake has no user yet": (
         "starts a server with auth on: tests/api/test_auth.py starts it so"
     ),
@@ -118,9 +119,49 @@ PYTHON_FIXTURES: dict[str, str] = {
             _f.write(b"checkpoint bytes")
         """
     ),
+    # the datasets fragment: a DatasetService on the lake of $LAKEOPS_HOME (opened in-process beside the server,
+    # as the embedded TrackingService example does), a folder raw/iris in its artifact store, two frames; `run_id`
+    # is the analysis block's, the Iceberg table sales.orders the fixture's (`_orders_table`)
+    "from lakeops.services.datasets import DatasetService": textwrap.dedent(
+        """
+        import polars as _pl
+
+        from lakeops.lake import Lake as _Lake
+        from lakeops.settings import LakeopsSettings as _LakeopsSettings
+
+        _lake = _Lake(_LakeopsSettings())
+        datasets = _lake.datasets
+        _lake.artifacts.upload_bytes("raw/iris/part-0.csv", b"sepal_length,species\\n5.1,setosa\\n7.0,versicolor\\n")
+        df = _pl.DataFrame({"age": [41, 29], "churned": [1, 0]})
+        preds = _pl.DataFrame({"score": [0.8, 0.1]})
+        """
+    ),
 }
-# ... and put back after it runs: the blocks after the registry block use lakeops' client.
-PYTHON_AFTER: dict[str, str] = {"import mlflow": "client = _lakeops_client"}
+# ... and after it runs: the blocks after the registry block use lakeops' client; the datasets fragment's lake
+# is closed (committing what it logged), and what it logged is checked.
+PYTHON_AFTER: dict[str, str] = {
+    "import mlflow": "client = _lakeops_client",
+    "from lakeops.services.datasets import DatasetService": textwrap.dedent(
+        """
+        _lake.close()
+        assert v["row_count"] == 2 and v["source_type"] == "dataframe", v
+        """
+    ),
+}
+
+# Placeholders a block leaves to the reader, by the block's first line: each filled with a value of the
+# fixture's lake (`ReadmeServer.context`): its home for `/path/.lakeops`, the snapshot of the Iceberg table
+# sales.orders it made for `123456789`, and for "1 March" a time the lake has, after the alias was set.
+BLOCK_PLACEHOLDERS: dict[str, dict[str, str]] = {
+    "from pyiceberg.catalog import load_catalog": {"/path/.lakeops": "{home}"},
+    "from lakeops.services.datasets import DatasetService": {"123456789": "{orders_snapshot}"},
+    "# a DataFrame as an Arrow IPC stream": {"123456789": "{orders_snapshot}"},
+    '# which version held "production" on 1 March?': {"2026-03-01T00:00:00Z": "{now}"},
+}
+# The BI block's first line starts the server the fixture serves the README with; the block's other lines run.
+SERVE_LINE = "LAKEOPS_SQL__PG_PASSWORD=change-me lakeops serve --port 5000 --pg-port 5433"
+# Configuration files, checked for what they say (no Prometheus or Trino here): `test_config_files_say_what_they_should`.
+CONFIG_LANGUAGES = ("yaml", "properties")
 
 
 @dataclass(frozen=True)
@@ -164,10 +205,13 @@ def _not_run(block: Block) -> str | None:
 
 def test_every_block_is_run_or_explained() -> None:
     blocks = readme_blocks(README.read_text())
-    unexplained = [b for b in blocks if _not_run(b) is None and b.language not in ("python", "bash", "sql")]
+    unexplained = [
+        b for b in blocks if _not_run(b) is None and b.language not in ("python", "bash", "sql", *CONFIG_LANGUAGES)
+    ]
     assert not unexplained, f"README blocks neither run nor listed in NOT_RUN: {[(b.line, b.key) for b in unexplained]}"
-    stale = [key for key in NOT_RUN if not any(b.key.startswith(key) for b in blocks)]
-    assert not stale, f"NOT_RUN lists blocks the README no longer has: {stale}"
+    keyed = [*NOT_RUN, *PYTHON_FIXTURES, *PYTHON_AFTER, *BLOCK_PLACEHOLDERS, SERVE_LINE]
+    stale = [key for key in keyed if not any(b.key.startswith(key) for b in blocks)]
+    assert not stale, f"the test names blocks by first lines the README no longer has: {stale}"
 
 
 @dataclass
@@ -176,28 +220,61 @@ class ReadmeServer:
     pg_port: int
     work: Path
     env: dict[str, str]
+    context: dict[str, str]  # what BLOCK_PLACEHOLDERS fill in
 
 
-@pytest.fixture(scope="module")
+def _block(key: str) -> Block:
+    return next(b for b in readme_blocks(README.read_text()) if b.key.startswith(key))
+
+
+def _orders_table(settings: LakeopsSettings) -> str:
+    """The Iceberg table sales.orders in the lake's catalog, with one snapshot, whose id it returns."""
+    import pyarrow as pa
+    from pyiceberg.catalog import load_catalog
+
+    catalog = load_catalog("lakeops", **settings.catalog_properties())
+    catalog.create_namespace_if_not_exists("sales")
+    orders = pa.table({"order_id": pa.array([1, 2, 3], pa.int64()), "amount": [9.5, 20.0, 3.25]})
+    table = catalog.create_table("sales.orders", schema=orders.schema)
+    table.append(orders)
+    snapshot = table.current_snapshot()
+    assert snapshot is not None
+    return str(snapshot.snapshot_id)
+
+
+@pytest.fixture
 def readme_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReadmeServer]:
+    """The server the README's BI line starts (``lakeops serve --port 5000 --pg-port 5433``), on free ports.
+
+    Function-scoped (one test uses it), so the module defines no shared fixture and xdist may spread its tests.
+    """
     root = tmp_path_factory.mktemp("readme")
     work = root / "work"  # stands for the checkout: `.venv/bin/lakeops` works from it
     work.mkdir()
     (work / ".venv").symlink_to(Path(sys.executable).parent.parent)
     settings = LakeopsSettings(home=root / "lake", storage=LocalStorageConfig(), catalog=SqlCatalogConfig())
     pg_port = free_port()
+    line = _block(SERVE_LINE).code.splitlines()[0]
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     server = ServeProcess(
         settings,
         root / "serve.log",
-        extra_args=("--pg-port", str(pg_port)),
-        extra_env={"LAKEOPS_SQL__PG_PASSWORD": PG_PASSWORD},
+        command=lambda port: [
+            "bash",
+            "-c",
+            line.replace("--port 5000", f"--port {port}").replace("5433", str(pg_port)),
+        ],
+        extra_env={"PATH": path},
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LAKEOPS_", "MLFLOW_"))}
     env["LAKEOPS_HOME"] = str(settings.home)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PATH"] = path
     env["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
-    yield ReadmeServer(server, pg_port, work, env)
-    server.stop()
+    try:
+        context = {"home": str(settings.home), "orders_snapshot": _orders_table(settings)}
+        yield ReadmeServer(server, pg_port, work, env, context)
+    finally:
+        server.stop()
 
 
 def _statements(sql: str) -> list[str]:
@@ -213,10 +290,11 @@ def _statements(sql: str) -> list[str]:
     return found
 
 
-def _fill(code: str, srv: ReadmeServer, placeholders: dict[str, str] | None = None) -> str:
+def _fill(code: str, srv: ReadmeServer, placeholders: dict[str, str] | None = None, block: Block | None = None) -> str:
     address = f"127.0.0.1:{srv.server.port}"
     code = code.replace("127.0.0.1:5000", address).replace("localhost:5000", address)
-    for placeholder, value in (placeholders or {}).items():
+    own = next((fills for key, fills in BLOCK_PLACEHOLDERS.items() if block and block.key.startswith(key)), {})
+    for placeholder, value in {**(placeholders or {}), **{k: v.format(**srv.context) for k, v in own.items()}}.items():
         code = code.replace(placeholder, value)
     return code.replace("5433", str(srv.pg_port))
 
@@ -254,6 +332,10 @@ def _shell_fixture(srv: ReadmeServer) -> tuple[dict[str, str], dict[str, str]]:
     event = ol_event("COMPLETE", str(uuid.uuid4()), inputs=[("s3://shop", "raw.customers", "v1")])
     (srv.work / "event.json").write_text(json.dumps(event))
 
+    # the datasets' Arrow block logs the artifact folder raw/iris (sales.orders is the fixture's)
+    httpx.put(f"{url}/api/v1/artifacts/raw/iris/part-1.csv", content=b"sepal_length,species\n6.3,virginica\n")
+    srv.context["now"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # after the Python blocks set the aliases
+
     checkpoint = f"{experiment_id}/{run_id}/artifacts/ckpt.pt"
     first = httpx.put(f"{url}/api/v1/artifacts/{checkpoint}", content=b"epoch 1").raise_for_status().json()
     httpx.put(f"{url}/api/v1/artifacts/{checkpoint}", content=b"epoch 2").raise_for_status()
@@ -265,13 +347,13 @@ def _shell_fixture(srv: ReadmeServer) -> tuple[dict[str, str], dict[str, str]]:
 @pytest.mark.timeout(900)  # a user's first hour in a few minutes: mlflow's log_model, a dozen CLI calls
 def test_the_readme_runs_as_written(readme_server: ReadmeServer) -> None:
     blocks = [b for b in readme_blocks(README.read_text()) if _not_run(b) is None]
-    assert {b.language for b in blocks} <= {"python", "bash", "sql"}
+    assert {b.language for b in blocks} <= {"python", "bash", "sql", *CONFIG_LANGUAGES}
     python: list[tuple[str, str]] = []
     for b in (b for b in blocks if b.language == "python"):
         fixture = _python_fixture(b, PYTHON_FIXTURES)
         if fixture is not None:
             python.append((f"the fixture of README.md:{b.line}", _fill(fixture, readme_server)))
-        python.append((f"README.md:{b.line}", _fill(b.code, readme_server)))
+        python.append((f"README.md:{b.line}", _fill(b.code, readme_server, block=b)))
         after = _python_fixture(b, PYTHON_AFTER)
         if after is not None:
             python.append((f"after README.md:{b.line}", after))
@@ -302,8 +384,9 @@ def test_the_readme_runs_as_written(readme_server: ReadmeServer) -> None:
     assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
     shell_env, placeholders = _shell_fixture(readme_server)
     for block in (b for b in blocks if b.language == "bash"):
+        code = block.code.split("\n", 1)[1] if block.key.startswith(SERVE_LINE) else block.code  # the fixture served it
         ran = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", _fill(block.code, readme_server, placeholders)],
+            ["bash", "-euo", "pipefail", "-c", _fill(code, readme_server, placeholders, block)],
             cwd=readme_server.work,
             env={**readme_server.env, **shell_env},
             capture_output=True,
@@ -323,6 +406,12 @@ def test_the_readme_runs_as_written(readme_server: ReadmeServer) -> None:
     assert (readme_server.work / "metrics.arrows").read_bytes()[:4] == b"\xff\xff\xff\xff"
     assert "gbm-1" in (readme_server.work / "history.csv").read_text()
     assert (readme_server.work / "runs.parquet").read_bytes()[:4] == b"PAR1"
+    # Prometheus' scrape target, at this server, answers the metrics the README's table lists.
+    (prometheus,) = [b for b in blocks if b.language == "yaml"]
+    (job,) = yaml.safe_load(_fill(prometheus.code, readme_server))["scrape_configs"]
+    (target,) = job["static_configs"][0]["targets"]
+    scraped = httpx.get(f"http://{target}{job.get('metrics_path', '/metrics')}")
+    assert scraped.status_code == 200 and "lakeops_commit_lag_seconds" in scraped.text
     # The recursive lineage query walks from the deployment back to the training data.
     (walk,) = [b for b in blocks if b.language == "sql" and b.key.startswith("WITH RECURSIVE up")]
     answer = httpx.post(f"{readme_server.server.url}/api/v1/sql", json={"sql": _statements(walk.code)[0]}).json()
@@ -332,3 +421,34 @@ def test_the_readme_runs_as_written(readme_server: ReadmeServer) -> None:
         edges = httpx.post(f"{url}/api/v1/sql", json={"sql": "SELECT * FROM lineage_edges"}).json()
         deployments = httpx.post(f"{url}/api/v1/sql", json={"sql": "SELECT * FROM deployments"}).json()
         pytest.fail(f"walk found {answer['rows']}\nedges {edges}\ndeployments {deployments}")
+
+
+def test_config_files_say_what_they_should() -> None:
+    """Prometheus' and Trino's configuration blocks, parsed (neither runs here): they point where the README says.
+
+    The main test also scrapes the Prometheus target, filled with its server's address.
+    """
+    blocks = readme_blocks(README.read_text())
+    (prometheus,) = [b for b in blocks if b.language == "yaml"]
+    (job,) = yaml.safe_load(prometheus.code)["scrape_configs"]
+    assert job["job_name"] == "lakeops"
+    # where `make serve` serves (the Makefile's PORT), on Prometheus' default metrics path, which lakeops serves
+    assert job["static_configs"] == [{"targets": ["127.0.0.1:5000"]}] and "metrics_path" not in job
+    assert re.search(r"^PORT \?= 5000$", (README.parent / "Makefile").read_text(), re.MULTILINE)
+
+    (trino,) = [b for b in blocks if b.language == "properties"]
+    properties: dict[str, str] = {}
+    for line in trino.code.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        key, equals, value = line.partition("=")
+        assert equals and key == key.strip() and value.strip(), f"not a key=value line: {line!r}"
+        assert key not in properties, f"{key} set twice"
+        assert key == "connector.name" or key.startswith(("iceberg.", "fs.", "s3.")), (
+            f"not an Iceberg connector key: {key}"
+        )
+        properties[key] = value
+    assert properties["connector.name"] == "iceberg"
+    assert properties["iceberg.catalog.type"] == "rest"
+    assert properties["iceberg.rest-catalog.warehouse"] == "s3://lakeops"
+    assert properties["s3.path-style-access"] == "true"
