@@ -24,6 +24,7 @@ from lakeops.services.registry import RegistryService
 from lakeops.services.traces import TraceService
 from lakeops.services.tracking import TrackingService
 from lakeops.services.webhooks import WebhookService
+from lakeops.services.workspaces import WorkspaceService
 from lakeops.settings import LakeopsSettings
 from lakeops.sql import SqlEngine
 
@@ -56,3 +57,4 @@ AuthDep = Annotated[AuthService, Depends(_from_state("auth"))]
 TracesDep = Annotated[TraceService, Depends(_from_state("traces"))]
 WebhooksDep = Annotated[WebhookService, Depends(_from_state("webhooks"))]
 EvaluationDatasetsDep = Annotated[EvaluationDatasetService, Depends(_from_state("evaluation_datasets"))]
+WorkspacesDep = Annotated[WorkspaceService, Depends(_from_state("workspaces"))]

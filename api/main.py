@@ -49,6 +49,7 @@ from api.routers import (
     registry,
     sql,
     users,
+    workspaces,
 )
 from lakeops.errors import InvalidArgumentError
 from lakeops.health import HealthMonitor
@@ -244,6 +245,10 @@ def create_app(
         app.include_router(
             users.mlflow3_router, prefix=prefix, tags=["users"], include_in_schema=prefix.startswith("/api")
         )
+        app.include_router(
+            workspaces.router, prefix=prefix, tags=["workspaces"], include_in_schema=prefix.startswith("/api")
+        )
+    app.include_router(workspaces.native_router, prefix="/api/v1", tags=["workspaces"])
 
     for prefix in MLFLOW_TRACE_PREFIXES:
         app.include_router(
@@ -285,7 +290,7 @@ def create_app(
         return {
             "store_type": "IcebergStore",
             "artifact_serving_enabled": True,
-            "workspaces_enabled": False,
+            "workspaces_enabled": True,
             "multipart_uploads_enabled": direct,
             "multipart_downloads_enabled": direct,
             "presigned_upload_run_id_supported": False,

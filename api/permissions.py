@@ -19,9 +19,10 @@ fails on it: forgetting one cannot open a hole. The forms of a declaration:
   these fields found in the path, the query or the JSON body. Resources: ``experiment`` (an id),
   ``experiment_name``, ``run``, ``logged_model`` and ``trace`` (each its experiment), ``model`` (a
   registered model's name), ``artifact`` (a path whose first segment is an experiment id; other
-  paths need authentication only) and ``target`` (a comment target: ``run:``, ``model:``,
-  ``version:``). A field holding a list names several resources, each checked. A resource that
-  does not exist is not checked: the handler answers 404.
+  paths need authentication only), ``target`` (a comment target: ``run:``, ``model:``,
+  ``version:``) and ``workspace`` (a workspace's name: the caller's membership level there). A field
+  holding a list names several resources, each checked. A resource that does not exist is not
+  checked: the handler answers 404.
 """
 
 from __future__ import annotations
@@ -37,7 +38,17 @@ from lakeops.services.auth import LEVELS, AuthService, User
 from lakeops.sql import Readable
 
 _SPECIAL = ("open", "admin", "handler", "all")
-_RESOURCES = ("experiment", "experiment_name", "run", "logged_model", "trace", "model", "artifact", "target")
+_RESOURCES = (
+    "experiment",
+    "experiment_name",
+    "run",
+    "logged_model",
+    "trace",
+    "model",
+    "artifact",
+    "target",
+    "workspace",
+)
 
 _T = "api.routers.mlflow_tracking."
 _R = "api.routers.mlflow_registry."
@@ -299,6 +310,13 @@ RULES: dict[str, str] = {
     "api.routers.iceberg_rest.list_views": "all",
     "api.routers.iceberg_rest.load_table": "all",
     "api.routers.iceberg_rest.table_exists": "all",
+    # -- MLflow 3's workspaces: admins create, change and delete; members read -----------------------
+    "api.routers.workspaces.list_workspaces": "handler",  # lists the caller's workspaces only
+    "api.routers.workspaces.create_workspace": "admin",
+    "api.routers.workspaces.get_workspace": "READ workspace workspace_name",
+    "api.routers.workspaces.update_workspace": "admin",
+    "api.routers.workspaces.delete_workspace": "admin",
+    "api.routers.workspaces.list_members": "READ workspace workspace_name",
     # -- users, tokens, grants: checked in the handlers (admin, self, MANAGE on the resource) ------
     **{
         _U + name: "handler"
@@ -372,7 +390,7 @@ def _user(request: Request) -> User:
 
 
 def _refuse(user: User, have: str, need: str, kind: str, resource_id: str) -> PermissionDeniedError:
-    what = "experiment" if kind == "experiment" else "registered model"
+    what = {"experiment": "experiment", "workspace": "workspace"}.get(kind, "registered model")
     return PermissionDeniedError(
         f"Permission denied: user {user.username!r} has {have} on {what} {resource_id!r}; this needs {need}",
         details={"resource_type": kind, "resource_id": resource_id, "needs": need, "has": have},
@@ -481,6 +499,8 @@ def resources_of(request: Request, kind: str, value: str) -> list[tuple[str, str
             return [("experiment", state.traces.get_trace_info(value).experiment_id)]
         if kind == "model":
             return [("registered_model", value)]
+        if kind == "workspace":
+            return [("workspace", value)] if state.workspaces.exists(value) else []
         if kind == "artifact":
             first = value.strip("/").split("/", 1)[0]
             return [("experiment", first)] if first in state.store.state.experiments else []

@@ -532,7 +532,7 @@ COMMENT_CHANGES = TableDef(
     sort_columns=("target_id", "created_at"),
 )
 
-# -- users, API tokens and permissions (codes 70-79) ---------------------------------------------------
+# -- users, API tokens, permissions and workspaces (codes 70-79) ---------------------------------------------------
 
 USER_CHANGES = TableDef(
     name="user_changes",
@@ -579,6 +579,38 @@ PERMISSION_CHANGES = TableDef(
         _f(3, "username", StringType(), required=True),
         _f(4, "permission", StringType(), required=True, doc="READ, EDIT, MANAGE or NO_PERMISSIONS"),
         _f(5, "is_deleted", BooleanType(), required=True, doc="the grant was revoked"),
+        *_change_columns(20),
+    ),
+)
+
+WORKSPACE_CHANGES = TableDef(
+    name="workspace_changes",
+    code=73,
+    # MLflow 3's workspaces: one row per workspace created, updated (description, artifact root) or
+    # deleted; the current workspaces are the latest row per name that is not deleted. The workspace
+    # "default" is implicit (never stored): everything not assigned elsewhere belongs to it. Who is a
+    # member, at which level, is a grant in ``permission_changes`` (resource_type "workspace").
+    schema=Schema(
+        _f(1, "name", StringType(), required=True),
+        _f(2, "description", StringType()),
+        _f(3, "default_artifact_root", StringType()),
+        _f(4, "is_deleted", BooleanType(), required=True),
+        _f(5, "created_at", TimestamptzType(), required=True),
+        *_change_columns(20),
+    ),
+    constraint_keys=(("name",),),
+)
+
+WORKSPACE_RESOURCE_CHANGES = TableDef(
+    name="workspace_resource_changes",
+    code=74,
+    # Which workspace an experiment or a registered model belongs to: one row when it is created in a
+    # workspace other than "default", one when it moves (its workspace deleted with SET_DEFAULT, a model
+    # renamed: "rename" moves the row to the new name). No row: the "default" workspace.
+    schema=Schema(
+        _f(1, "resource_type", StringType(), required=True, doc="experiment or registered_model"),
+        _f(2, "resource_id", StringType(), required=True, doc="experiment id, or registered model name"),
+        _f(3, "workspace", StringType(), required=True, doc="the workspace's name"),
         *_change_columns(20),
     ),
 )
@@ -821,6 +853,8 @@ TABLES: tuple[TableDef, ...] = (
     USER_CHANGES,
     API_TOKEN_CHANGES,
     PERMISSION_CHANGES,
+    WORKSPACE_CHANGES,
+    WORKSPACE_RESOURCE_CHANGES,
     # -- GenAI: traces --
     TRACE_INFO_CHANGES,
     TRACE_TAG_CHANGES,

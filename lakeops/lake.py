@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from lakeops.services.traces import TraceService
     from lakeops.services.tracking import TrackingService
     from lakeops.services.webhooks import WebhookService
+    from lakeops.services.workspaces import WorkspaceService
     from lakeops.sql import SqlEngine
 
 
@@ -57,6 +58,7 @@ class Lake:
     SERVICES = (
         "tracking",
         "auth",
+        "workspaces",
         "artifacts",
         "checkpoints",
         "datasets",
@@ -118,6 +120,12 @@ class Lake:
         from lakeops.services.auth import AuthService
 
         return AuthService(self.store, self.settings.auth)
+
+    @cached_property
+    def workspaces(self) -> WorkspaceService:
+        from lakeops.services.workspaces import WorkspaceService
+
+        return WorkspaceService(self.store)
 
     @cached_property
     def artifacts(self) -> ArtifactService:

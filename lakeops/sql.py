@@ -256,7 +256,8 @@ class Readable:
 
     ``by_default``: whether the user may read experiments and models no grant of theirs names;
     ``experiments``/``models``: granted READ or more; ``hidden_*``: granted less than READ (models by
-    name). Passed as ``SqlEngine.query(readable=...)``, it makes every view answer only those rows.
+    name); ``workspaces``: those the user is a member of (and "default"). Passed as
+    ``SqlEngine.query(readable=...)``, it makes every view answer only those rows.
     """
 
     by_default: bool
@@ -264,6 +265,7 @@ class Readable:
     hidden_experiments: frozenset[str] = frozenset()
     models: frozenset[str] = frozenset()
     hidden_models: frozenset[str] = frozenset()
+    workspaces: frozenset[str] = frozenset({"default"})
 
     def variable_sql(self) -> str:
         """The ``SET VARIABLE`` the row filters of ``catalog.views.ROW_FILTERS`` read."""
@@ -273,6 +275,7 @@ class Readable:
             hidden_experiments=self.hidden_experiments,
             models=self.models,
             hidden_models=self.hidden_models,
+            workspaces=self.workspaces,
         )
 
 

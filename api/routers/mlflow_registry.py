@@ -16,8 +16,9 @@ from pydantic import Field
 
 from api.deps import AuthDep, RegistryDep, WebhooksDep
 from api.encoding import JSONBody, RawJSONRoute, kv
-from api.permissions import readable_only, require_level
+from api.permissions import require_level
 from api.routers.mlflow_tracking import KeyValue, _paged, _Req, _tags
+from api.routers.workspaces import RequestWorkspace, require_create_in, scoped
 from lakeops.errors import InvalidArgumentError
 from lakeops.services.registry import (
     DEFAULT_SEARCH_MODELS,
@@ -144,10 +145,16 @@ class DeleteAlias(ModelName):
 
 @router.post("/registered-models/create")
 def create_registered_model(
-    body: CreateRegisteredModel, registry: RegistryDep, auth: AuthDep, webhooks: WebhooksDep
+    body: CreateRegisteredModel,
+    request: Request,
+    registry: RegistryDep,
+    auth: AuthDep,
+    webhooks: WebhooksDep,
+    workspace: RequestWorkspace,
 ) -> dict[str, Any]:
+    require_create_in(request, auth, workspace)
     model = registry.create_registered_model(body.name, description=body.description, tags=_tags(body.tags))
-    auth.grant_creator("registered_model", model.name)
+    auth.grant_creator("registered_model", model.name, workspace=workspace)
     emit_registry_event(
         webhooks,
         model.tags,
@@ -200,7 +207,7 @@ def search_registered_models(
     answer = _paged(
         "registered_models", [mlflow_registered_model(m) for m in page.registered_models], page.next_page_token
     )
-    return readable_only(request, answer, "registered_models", "registered_model", "name")
+    return scoped(request, answer, "registered_models", "registered_model", "name")
 
 
 @router.post("/registered-models/get-latest-versions")
@@ -326,7 +333,7 @@ def search_model_versions(
         filter, max_results=max_results, order_by=order_by, page_token=page_token, as_of=as_of
     )
     answer = _paged("model_versions", [mlflow_model_version(v) for v in page.model_versions], page.next_page_token)
-    return readable_only(request, answer, "model_versions", "registered_model", "name")
+    return scoped(request, answer, "model_versions", "registered_model", "name")
 
 
 @router.get("/model-versions/get-download-uri")

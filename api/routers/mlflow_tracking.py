@@ -22,7 +22,7 @@ from api.encoding import (
     mlflow_run,
     mlflow_run_info,
 )
-from api.permissions import readable_only
+from api.routers.workspaces import RequestWorkspace, require_create_in, require_in_workspace, scoped
 from lakeops.entities import Metric, ViewType
 from lakeops.errors import InvalidArgumentError
 
@@ -170,11 +170,14 @@ def _tags(items: list[KeyValue]) -> dict[str, str]:
 
 
 @router.post("/experiments/create")
-def create_experiment(body: CreateExperiment, tracking: TrackingDep, auth: AuthDep) -> dict[str, Any]:
+def create_experiment(
+    body: CreateExperiment, request: Request, tracking: TrackingDep, auth: AuthDep, workspace: RequestWorkspace
+) -> dict[str, Any]:
+    require_create_in(request, auth, workspace)
     experiment_id = tracking.create_experiment(
         body.name, artifact_location=body.artifact_location, tags=_tags(body.tags)
     )
-    auth.grant_creator("experiment", experiment_id)
+    auth.grant_creator("experiment", experiment_id, workspace=workspace)
     return {"experiment_id": experiment_id}
 
 
@@ -184,8 +187,12 @@ def get_experiment(tracking: TrackingDep, experiment_id: str = Query(...)) -> di
 
 
 @router.get("/experiments/get-by-name")
-def get_experiment_by_name(tracking: TrackingDep, experiment_name: str = Query(...)) -> dict[str, Any]:
-    return {"experiment": mlflow_experiment(tracking.get_experiment_by_name(experiment_name))}
+def get_experiment_by_name(
+    request: Request, tracking: TrackingDep, experiment_name: str = Query(...)
+) -> dict[str, Any]:
+    experiment = tracking.get_experiment_by_name(experiment_name)
+    require_in_workspace(request, "experiment", experiment.experiment_id)
+    return {"experiment": mlflow_experiment(experiment)}
 
 
 def _search_experiments(body: SearchExperiments, tracking: TrackingDep) -> dict[str, Any]:
@@ -201,7 +208,7 @@ def _search_experiments(body: SearchExperiments, tracking: TrackingDep) -> dict[
 
 @router.post("/experiments/search")
 def search_experiments_post(body: SearchExperiments, request: Request, tracking: TrackingDep) -> dict[str, Any]:
-    return readable_only(request, _search_experiments(body, tracking), "experiments", "experiment", "experiment_id")
+    return scoped(request, _search_experiments(body, tracking), "experiments", "experiment", "experiment_id")
 
 
 @router.get("/experiments/search")
@@ -217,7 +224,7 @@ def search_experiments_get(
     body = SearchExperiments(
         max_results=max_results, page_token=page_token, filter=filter, order_by=order_by, view_type=view_type
     )
-    return readable_only(request, _search_experiments(body, tracking), "experiments", "experiment", "experiment_id")
+    return scoped(request, _search_experiments(body, tracking), "experiments", "experiment", "experiment_id")
 
 
 @router.post("/experiments/update")

@@ -3,7 +3,9 @@
 MLflow's basic-auth REST API, so ``mlflow.server.get_app_client("basic-auth", tracking_uri=...)``
 (``AuthServiceClient``) manages lakeops unchanged: ``users/{create,get,current,list,update-password,
 update-admin,delete}``, the per-resource ``experiments/permissions/*`` and
-``registered-models/permissions/*`` routes, and MLflow 3's ``users/permissions/{grant,revoke,get}``.
+``registered-models/permissions/*`` routes, and MLflow 3's ``users/permissions/{grant,revoke,get}``
+(also for workspace memberships: ``resource_type`` "workspace", ``resource_id`` its name or ``*`` for
+the request's ``X-MLFLOW-WORKSPACE``, as ``AuthServiceClient`` sends it under ``mlflow.set_workspace``).
 The native API adds API tokens (``/api/v1/tokens``): issued to the caller, shown once.
 
 Who may call what is decided here, as in MLflow: user management is for admins (a user may read
@@ -21,8 +23,10 @@ from api.auth import request_user
 from api.deps import AuthDep
 from api.encoding import JSONBody, RawJSONRoute
 from api.permissions import require_level
+from api.routers.workspaces import request_workspace
 from lakeops.errors import InvalidArgumentError, NotFoundError, PermissionDeniedError
 from lakeops.services.auth import LEVELS, AuthService, User
+from lakeops.services.workspaces import WorkspaceService
 
 mlflow_router = APIRouter(default_response_class=JSONBody, route_class=RawJSONRoute)
 mlflow3_router = APIRouter(default_response_class=JSONBody, route_class=RawJSONRoute)
@@ -228,25 +232,30 @@ def delete_model_permission(body: ModelGrant, request: Request, auth: AuthDep) -
 # -- MLflow 3's unified per-user grants (/api/3.0/mlflow/users/permissions/*) ----------------------
 
 
-def _resource_type(kind: str) -> str:
-    if kind not in ("experiment", "registered_model"):
-        raise InvalidArgumentError(f"Invalid resource_type {kind!r}: experiment or registered_model")
-    return kind
+def _resource(request: Request, kind: str, resource_id: str) -> tuple[str, str]:
+    """(resource type, id) of a grant; a workspace membership's id is the workspace's name, or ``*``: the
+    workspace the request names in ``X-MLFLOW-WORKSPACE`` (as MLflow's client sends it)."""
+    if kind not in ("experiment", "registered_model", "workspace"):
+        raise InvalidArgumentError(f"Invalid resource_type {kind!r}: experiment, registered_model or workspace")
+    if kind == "workspace":
+        workspaces: WorkspaceService = request.app.state.workspaces
+        return kind, request_workspace(request) if resource_id == "*" else workspaces.require(resource_id)
+    return kind, resource_id
 
 
 @mlflow3_router.post("/users/permissions/grant")
 def grant_user_permission(body: ResourceGrant, request: Request, auth: AuthDep) -> dict[str, Any]:
-    kind = _resource_type(body.resource_type)
-    require_level(request, kind, body.resource_id, "MANAGE")
-    auth.grant(kind, body.resource_id, body.username, _permission(body.permission))
+    kind, resource_id = _resource(request, body.resource_type, body.resource_id)
+    require_level(request, kind, resource_id, "MANAGE")
+    auth.grant(kind, resource_id, body.username, _permission(body.permission))
     return {}
 
 
 @mlflow3_router.post("/users/permissions/revoke")
 def revoke_user_permission(body: ResourceGrant, request: Request, auth: AuthDep) -> dict[str, Any]:
-    kind = _resource_type(body.resource_type)
-    require_level(request, kind, body.resource_id, "MANAGE")
-    auth.revoke(kind, body.resource_id, body.username)
+    kind, resource_id = _resource(request, body.resource_type, body.resource_id)
+    require_level(request, kind, resource_id, "MANAGE")
+    auth.revoke(kind, resource_id, body.username)
     return {}
 
 
@@ -254,10 +263,14 @@ def revoke_user_permission(body: ResourceGrant, request: Request, auth: AuthDep)
 def get_user_permission(
     username: str, resource_type: str, resource_id: str, request: Request, auth: AuthDep
 ) -> dict[str, Any]:
-    kind = _resource_type(resource_type)
+    kind, resource_id = _resource(request, resource_type, resource_id)
     caller = request_user(request)
     if caller is not None and not (caller.is_admin or caller.username == username):
         require_level(request, kind, resource_id, "MANAGE")  # who manages a resource sees who may use it
+    if kind == "workspace":  # a membership: its own level (USE included), NO_PERMISSIONS for a non-member
+        user = auth.get_user(username)
+        level = "MANAGE" if user.is_admin else auth.membership(resource_id, username) or "NO_PERMISSIONS"
+        return {"allowed": level != "NO_PERMISSIONS", "permission": level}
     level = auth.level(auth.get_user(username), kind, resource_id)
     return {"allowed": LEVELS[level] >= LEVELS["EDIT"], "permission": level}
 

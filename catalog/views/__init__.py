@@ -209,7 +209,9 @@ def register_lake(con: duckdb.DuckDBPyConnection, tables: Iterable[LakeTable], *
 # variable ``lakeops_readable``, set by ``lakeops.sql`` on each query's cursor from the user's
 # permissions: a STRUCT of ``by_default`` (may the user read what no grant names) and the lists
 # ``experiments``/``hidden_experiments`` and ``models``/``hidden_models`` (explicit grants at or above
-# READ, and below it; models by name). A cursor without the variable reads nothing (fail closed).
+# READ, and below it; models by name; every resource of a workspace other than "default" is listed,
+# readable or not, from the user's membership), and ``workspaces`` (the ones the user is a member of).
+# A cursor without the variable reads nothing (fail closed).
 # Tables of runs, logged models, versions, ... follow their experiment or model through the filtered
 # views of those (``lake.run_changes``, ``lake.registered_model_changes``), so they are registered
 # first (``_FILTER_ORDER``). Every table user SQL sees must be listed in ``ROW_FILTERS``
@@ -231,6 +233,10 @@ def _model_ok(column: str) -> str:
         f"coalesce(list_contains({_R}.models, {column}) OR "
         f"({_R}.by_default AND NOT list_contains({_R}.hidden_models, {column})), false)"
     )
+
+
+def _workspace_ok(column: str) -> str:
+    return f"coalesce(list_contains({_R}.workspaces, {column}), false)"
 
 
 _RUNS = f"(SELECT run_id FROM {LAKE_SCHEMA}.run_changes)"
@@ -293,6 +299,13 @@ ROW_FILTERS: dict[str, str] = {
     ),
     "permission_changes": (
         f"CASE resource_type WHEN 'experiment' THEN {_experiment_ok('resource_id')} "
+        f"WHEN 'registered_model' THEN {_model_ok('resource_id')} "
+        f"WHEN 'workspace' THEN {_workspace_ok('resource_id')} ELSE false END"
+    ),
+    # Workspaces: the user's own (members see a workspace, its memberships and what it holds that they may read).
+    "workspace_changes": _workspace_ok("name"),
+    "workspace_resource_changes": (
+        f"CASE resource_type WHEN 'experiment' THEN {_experiment_ok('resource_id')} "
         f"WHEN 'registered_model' THEN {_model_ok('resource_id')} ELSE false END"
     ),
     # An evaluation dataset is readable when every experiment it belongs to is.
@@ -330,6 +343,7 @@ def readable_variable_sql(
     hidden_experiments: Iterable[str] = (),
     models: Iterable[str] = (),
     hidden_models: Iterable[str] = (),
+    workspaces: Iterable[str] = (),
 ) -> str:
     """``SET VARIABLE lakeops_readable = {...}``: what the row filters let through on this connection."""
 
@@ -339,7 +353,8 @@ def readable_variable_sql(
     return (
         f"SET VARIABLE {READABLE_VARIABLE} = {{'by_default': {'true' if by_default else 'false'}, "
         f"'experiments': {listed(experiments)}, 'hidden_experiments': {listed(hidden_experiments)}, "
-        f"'models': {listed(models)}, 'hidden_models': {listed(hidden_models)}}}"
+        f"'models': {listed(models)}, 'hidden_models': {listed(hidden_models)}, "
+        f"'workspaces': {listed(workspaces)}}}"
     )
 
 

@@ -6,8 +6,17 @@ append-only Iceberg tables like everything else (``user_changes``, ``api_token_c
 constrained key, so two replicas cannot create the same user twice.
 
 Levels follow MLflow's basic-auth plugin: ``READ`` < ``EDIT`` < ``MANAGE``, and ``NO_PERMISSIONS``.
-A user's level on a resource is: MANAGE for admins; else the user's grant on it; else the
-configured default. Creating an experiment or a registered model grants its creator MANAGE.
+A user's level on a resource is: MANAGE for admins; else the user's grant on it; else what their
+membership of the resource's workspace gives; else, in the workspace "default" only, the configured
+default (a resource of another workspace is closed to non-members). Creating an experiment or a
+registered model grants its creator MANAGE.
+
+Workspaces (MLflow 3's): every experiment and registered model belongs to one, "default" unless
+created elsewhere (``workspace_resource_changes``). A membership is a grant on ("workspace", name)
+in ``permission_changes``, so it shows in the ``activity`` view like any grant; its level is one of
+``MEMBER_LEVELS``: READ, EDIT or MANAGE on every resource of the workspace, or MLflow's ``USE`` (the
+configured default on them, and the right to create). Creating in a workspace needs USE, EDIT or
+MANAGE there; granting membership needs MANAGE there.
 
 Verifying an argon2 hash costs tens of milliseconds by design, too much for every ``log_metric``.
 A password verified once is remembered for a few minutes as an HMAC under a key that lives only
@@ -32,18 +41,20 @@ import pyarrow as pa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from catalog.tables import API_TOKEN_CHANGES, PERMISSION_CHANGES, USER_CHANGES
+from catalog.tables import API_TOKEN_CHANGES, PERMISSION_CHANGES, USER_CHANGES, WORKSPACE_RESOURCE_CHANGES
 from lakeops.actor import current_user
 from lakeops.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
 from lakeops.settings import AuthConfig
 from lakeops.sql import Readable
-from lakeops.stores.auth_state import TokenState, UserState
+from lakeops.stores.auth_state import DEFAULT_WORKSPACE, TokenState, UserState
 from lakeops.stores.iceberg import IcebergStore, Rows
 from lakeops.stores.state import TrackingState
 
 ResourceType = Literal["experiment", "registered_model"]
 RESOURCE_TYPES: tuple[str, ...] = ("experiment", "registered_model")
 LEVELS: dict[str, int] = {"NO_PERMISSIONS": 0, "READ": 1, "EDIT": 3, "MANAGE": 4}
+MEMBER_LEVELS: tuple[str, ...] = ("READ", "USE", "EDIT", "MANAGE")  # a workspace membership's levels
+_CREATORS = frozenset({"USE", "EDIT", "MANAGE"})  # members who may create in their workspace
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+\-]{0,127}$")
@@ -112,9 +123,20 @@ def check_level(permission: object) -> str:
 
 
 def _check_resource_type(resource_type: object) -> str:
-    if resource_type not in RESOURCE_TYPES:
-        raise InvalidArgumentError(f"Invalid resource type {resource_type!r}: one of {', '.join(RESOURCE_TYPES)}")
+    if resource_type not in (*RESOURCE_TYPES, "workspace"):
+        raise InvalidArgumentError(
+            f"Invalid resource type {resource_type!r}: one of {', '.join(RESOURCE_TYPES)}, workspace"
+        )
     return str(resource_type)
+
+
+def check_member_level(permission: object) -> str:
+    """A workspace membership's level, checked."""
+    if not isinstance(permission, str) or permission not in MEMBER_LEVELS:
+        raise InvalidArgumentError(
+            f"Invalid permission {permission!r} for a workspace member: one of {', '.join(MEMBER_LEVELS)}"
+        )
+    return permission
 
 
 def _check_username(username: object) -> str:
@@ -300,7 +322,10 @@ class AuthService:
         self.store.write(build)
 
     def rename_resource(self, resource_type: str, old_id: str, new_id: str) -> None:
-        """Carry every grant on a resource over to its new id (a registered model renamed)."""
+        """Carry every grant on a resource, and its workspace, over to its new id (a registered model renamed)."""
+        workspace = self.workspace_of(resource_type, old_id)
+        self.assign(resource_type, new_id, workspace, operation="rename")
+        self.assign(resource_type, old_id, DEFAULT_WORKSPACE, operation="rename")
         granted = dict(self.store.state.auth.grants.get((resource_type, old_id), {}))
         for username, level in granted.items():
             if username in self.store.state.auth.users:
@@ -486,12 +511,14 @@ class AuthService:
             NotFoundError: no such user.
         """
         kind = _check_resource_type(resource_type)
-        level = check_level(permission)
+        level = check_member_level(permission) if kind == "workspace" else check_level(permission)
         if not isinstance(resource_id, str) or not resource_id:
             raise InvalidArgumentError(f"Invalid resource id {resource_id!r}")
 
         def build(state: TrackingState) -> Rows:
             self._user(state, username)
+            if kind == "workspace" and resource_id != DEFAULT_WORKSPACE and resource_id not in state.auth.workspaces:
+                raise NotFoundError(f"Workspace '{resource_id}' not found", details={"workspace": resource_id})
             old = state.auth.grants.get((kind, resource_id), {}).get(username)
             return self._grant_row(kind, resource_id, username, level, "update" if old else "create")
 
@@ -520,19 +547,55 @@ class AuthService:
         """``username``'s explicit grant on a resource, or None."""
         return self.store.state.auth.grants.get((resource_type, resource_id), {}).get(username)
 
+    def workspace_of(self, resource_type: str, resource_id: str) -> str:
+        """The workspace an experiment (by id) or a registered model (by name) belongs to."""
+        return self.store.state.auth.workspace_of.get((resource_type, resource_id), DEFAULT_WORKSPACE)
+
+    def membership(self, workspace: str, username: str) -> str | None:
+        """``username``'s membership level in ``workspace`` (``MEMBER_LEVELS``), or None."""
+        return self.granted("workspace", workspace, username)
+
+    def _through_workspace(self, username: str, workspace: str) -> str:
+        """The level a user has on a resource of ``workspace`` that no grant of theirs names."""
+        member = self.membership(workspace, username)
+        if member is None:
+            return self.config.default_permission if workspace == DEFAULT_WORKSPACE else "NO_PERMISSIONS"
+        return self.config.default_permission if member == "USE" else member
+
     def level(self, user: User, resource_type: str, resource_id: str) -> str:
-        """``user``'s effective level on a resource: MANAGE for admins, else their grant, else the default."""
+        """``user``'s effective level on a resource (see the module docstring); on a workspace, what their
+        membership lets them do to the workspace itself (READ: see it; MANAGE: grant membership)."""
         if user.is_admin:
             return "MANAGE"
+        if resource_type == "workspace":
+            member = self.membership(resource_id, user.username)
+            if member is None:
+                return "READ" if resource_id == DEFAULT_WORKSPACE else "NO_PERMISSIONS"
+            return "READ" if member == "USE" else member
         granted = self.granted(resource_type, resource_id, user.username)
-        return granted if granted is not None else self.config.default_permission
+        if granted is not None:
+            return granted
+        return self._through_workspace(user.username, self.workspace_of(resource_type, resource_id))
+
+    def may_create_in(self, user: User | None, workspace: str) -> bool:
+        """Whether ``user`` may create experiments and models in ``workspace`` (anyone, without authentication)."""
+        if not self.enabled or user is None or user.is_admin or workspace == DEFAULT_WORKSPACE:
+            return True
+        return self.membership(workspace, user.username) in _CREATORS
 
     def may_read_everything(self, user: User) -> bool:
         """Whether ``user`` may read every experiment and model (what whole-table reads need: SQL, Iceberg)."""
         if user.is_admin:
             return True
-        held_back = any(LEVELS[g["permission"]] < LEVELS["READ"] for g in self.grants_of(user.username))
-        return LEVELS[self.config.default_permission] >= LEVELS["READ"] and not held_back
+        held_back = any(
+            LEVELS[g["permission"]] < LEVELS["READ"]
+            for g in self.grants_of(user.username)
+            if g["resource_type"] != "workspace"
+        )
+        workspaces = {DEFAULT_WORKSPACE, *self.store.state.auth.workspace_of.values()}
+        return not held_back and all(
+            LEVELS[self._through_workspace(user.username, ws)] >= LEVELS["READ"] for ws in workspaces
+        )
 
     def readable(self, user: User) -> Readable | None:
         """What ``user``'s SQL may read (``SqlEngine.query(readable=...)``); None: everything.
@@ -543,22 +606,57 @@ class AuthService:
         if self.may_read_everything(user):
             return None
         found: dict[str, tuple[set[str], set[str]]] = {kind: (set(), set()) for kind in RESOURCE_TYPES}
-        for grant in self.grants_of(user.username):
-            shown, hidden = found[grant["resource_type"]]
-            (shown if LEVELS[grant["permission"]] >= LEVELS["READ"] else hidden).add(grant["resource_id"])
+        named = [(g["resource_type"], g["resource_id"]) for g in self.grants_of(user.username)]
+        # Resources of other workspaces than "default" are listed one by one, each with the user's level.
+        for kind, resource_id in [*named, *self.store.state.auth.workspace_of]:
+            if kind in found:
+                shown, hidden = found[kind]
+                readable = LEVELS[self.level(user, kind, resource_id)] >= LEVELS["READ"]
+                (shown if readable else hidden).add(resource_id)
+        member_of = [
+            g["resource_id"]
+            for g in self.grants_of(user.username)
+            if g["resource_type"] == "workspace" and g["permission"] != "NO_PERMISSIONS"
+        ]
         return Readable(
-            by_default=LEVELS[self.config.default_permission] >= LEVELS["READ"],
+            by_default=LEVELS[self._through_workspace(user.username, DEFAULT_WORKSPACE)] >= LEVELS["READ"],
+            workspaces=frozenset({DEFAULT_WORKSPACE, *member_of}),
             experiments=frozenset(found["experiment"][0]),
             hidden_experiments=frozenset(found["experiment"][1]),
             models=frozenset(found["registered_model"][0]),
             hidden_models=frozenset(found["registered_model"][1]),
         )
 
-    def grant_creator(self, resource_type: str, resource_id: str) -> None:
-        """Give the acting user MANAGE on what they just created (nothing without authentication)."""
+    def grant_creator(self, resource_type: str, resource_id: str, *, workspace: str = DEFAULT_WORKSPACE) -> None:
+        """Place what was just created in its workspace, and give the acting user MANAGE on it (not without
+        authentication)."""
+        self.assign(resource_type, resource_id, workspace)
         username = current_user()
         if self.enabled and username is not None and username in self.store.state.auth.users:
             self.grant(resource_type, resource_id, username, "MANAGE")
+
+    def _assign_row(self, resource_type: str, resource_id: str, workspace: str, operation: str) -> pa.RecordBatch:
+        columns = {
+            "resource_type": [resource_type],
+            "resource_id": [resource_id],
+            "workspace": [workspace],
+            "changed_at": [self._now_ms() * 1000],
+            "actor": [self.store_actor()],
+            "operation": [operation],
+            "writer_id": [self.store.writer_id],
+            "wal_seq": [0],
+        }
+        return pa.RecordBatch.from_pydict(columns, schema=WORKSPACE_RESOURCE_CHANGES.arrow_schema)
+
+    def assign(self, resource_type: str, resource_id: str, workspace: str, *, operation: str = "assign") -> None:
+        """Put a resource in ``workspace`` (nothing is written when it is there already)."""
+
+        def build(state: TrackingState) -> Rows:
+            if state.auth.workspace_of.get((resource_type, resource_id), DEFAULT_WORKSPACE) == workspace:
+                return {}
+            return {WORKSPACE_RESOURCE_CHANGES.name: self._assign_row(resource_type, resource_id, workspace, operation)}
+
+        self.store.write(build)
 
     def grants_of(self, username: str) -> list[dict[str, str]]:
         """Every explicit grant ``username`` holds."""

@@ -1,9 +1,12 @@
-"""Users, API tokens and permission grants folded from their change rows.
+"""Users, API tokens, permission grants and workspaces folded from their change rows.
 
 The tables are append-only like every other (``catalog/tables.py``: ``user_changes``,
-``api_token_changes``, ``permission_changes``); the current state is the latest row per key:
-per username, per token id, per (resource type, resource id, username). A deleted user, a
-revoked token or a revoked grant is simply absent here, and stays in the table's history.
+``api_token_changes``, ``permission_changes``, ``workspace_changes``, ``workspace_resource_changes``);
+the current state is the latest row per key: per username, per token id, per (resource type,
+resource id, username), per workspace name, per (resource type, resource id). A deleted user, a
+revoked token or grant, a deleted workspace is simply absent here, and stays in the table's history.
+A workspace membership is a grant on ("workspace", name); a resource with no workspace row is in
+the workspace "default" (``DEFAULT_WORKSPACE``), which is never stored.
 """
 
 from __future__ import annotations
@@ -14,7 +17,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from catalog.tables import API_TOKEN_CHANGES, PERMISSION_CHANGES, USER_CHANGES
+from catalog.tables import (
+    API_TOKEN_CHANGES,
+    PERMISSION_CHANGES,
+    USER_CHANGES,
+    WORKSPACE_CHANGES,
+    WORKSPACE_RESOURCE_CHANGES,
+)
 from lakeops.stores.epochs import epoch_ints
 
 
@@ -41,6 +50,19 @@ class TokenState:
     created_at: int  # ms
 
 
+DEFAULT_WORKSPACE = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceState:
+    """A workspace as it stands."""
+
+    name: str
+    description: str | None
+    default_artifact_root: str | None
+    created_at: int  # ms
+
+
 class AuthState:
     """Users by name, live tokens by id and hash, grants by resource."""
 
@@ -50,6 +72,9 @@ class AuthState:
         self.tokens_by_hash: dict[str, TokenState] = {}
         # (resource_type, resource_id) -> {username: permission name}
         self.grants: dict[tuple[str, str], dict[str, str]] = {}
+        self.workspaces: dict[str, WorkspaceState] = {}
+        # (resource_type, resource_id) -> workspace name, for resources outside "default"
+        self.workspace_of: dict[tuple[str, str], str] = {}
 
     def apply(self, table: str, rows: pa.Table | pa.RecordBatch) -> None:
         """Fold rows of one of the auth tables, in row order."""
@@ -102,10 +127,36 @@ class AuthState:
                 continue
             self.grants.setdefault(key, {})[cols["username"][i]] = cols["permission"][i]
 
+    def _apply_workspaces(self, rows: pa.Table | pa.RecordBatch) -> None:
+        cols = rows.select(["name", "description", "default_artifact_root", "is_deleted"]).to_pydict()
+        created = epoch_ints(rows.column("created_at"), "ms", null=0)
+        for i, name in enumerate(cols["name"]):
+            if cols["is_deleted"][i]:
+                self.workspaces.pop(name, None)
+                continue
+            self.workspaces[name] = WorkspaceState(
+                name=name,
+                description=cols["description"][i],
+                default_artifact_root=cols["default_artifact_root"][i],
+                created_at=created[i] or 0,
+            )
+
+    def _apply_workspace_resources(self, rows: pa.Table | pa.RecordBatch) -> None:
+        cols = rows.select(["resource_type", "resource_id", "workspace"]).to_pydict()
+        for kind, resource_id, workspace in zip(
+            cols["resource_type"], cols["resource_id"], cols["workspace"], strict=True
+        ):
+            if workspace == DEFAULT_WORKSPACE:
+                self.workspace_of.pop((kind, resource_id), None)
+            else:
+                self.workspace_of[(kind, resource_id)] = workspace
+
 
 _HANDLERS: dict[str, Callable[[AuthState, Any], None]] = {
     USER_CHANGES.name: AuthState._apply_users,
     API_TOKEN_CHANGES.name: AuthState._apply_tokens,
     PERMISSION_CHANGES.name: AuthState._apply_permissions,
+    WORKSPACE_CHANGES.name: AuthState._apply_workspaces,
+    WORKSPACE_RESOURCE_CHANGES.name: AuthState._apply_workspace_resources,
 }
 AUTH_TABLE_NAMES = frozenset(_HANDLERS)

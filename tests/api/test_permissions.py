@@ -128,6 +128,20 @@ class Resources:
         assert started.status_code == 200, started.text
         self.artifact = f"{self.experiment_id}/{self.run_id}/artifacts/file.txt"
         admin.put(f"/api/v1/artifacts/{self.artifact}", content=b"bytes")
+        self.workspace = f"matrix-{tag}"
+        workspace = admin.post("/api/3.0/mlflow/workspaces", json={"name": self.workspace})
+        assert workspace.status_code == 201, workspace.text
+        for who, level in (("read", "READ"), ("edit", "EDIT"), ("manage", "MANAGE")):  # "none" is no member
+            granted = admin.post(
+                "/api/3.0/mlflow/users/permissions/grant",
+                json={
+                    "username": NAMES[who],
+                    "resource_type": "workspace",
+                    "resource_id": self.workspace,
+                    "permission": level,
+                },
+            )
+            assert granted.status_code == 200, granted.text
         for who, level in (("none", "NO_PERMISSIONS"), ("read", "READ"), ("edit", "EDIT"), ("manage", "MANAGE")):
             username = NAMES[who]
             for kind, rid in (("experiment", self.experiment_id), ("registered_model", self.model)):
@@ -164,6 +178,7 @@ class Resources:
             "version_id": "0" * 32,
             "tag_key": "k",
             "webhook_id": "wh-0",
+            "workspace_name": self.workspace,
         }
 
 
