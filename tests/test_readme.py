@@ -21,13 +21,17 @@ print one.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
 import subprocess
 import sys
 import textwrap
+import time
+import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,9 +39,13 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from serve_process import ServeProcess, free_port
+from lakes import make_settings
+from pydantic import SecretStr
+from s3server import S3Target
+from serve_process import ServeProcess, free_port, settings_env
 
-from lakeops.settings import LakeopsSettings, LocalStorageConfig, SqlCatalogConfig
+from lakeops.lake import Lake
+from lakeops.settings import LakeopsSettings, LocalStorageConfig, ObjectCatalogConfig, S3StorageConfig, SqlCatalogConfig
 
 pytestmark = [pytest.mark.api, pytest.mark.slow]
 
@@ -50,31 +58,9 @@ NOT_RUN: dict[str, str] = {
     "LAKEOPS_HOME=/tmp/lake .venv/bin/jupyter execute notebooks/quickstart.ipynb   # or open it in Jupyter": "tests/notebooks runs the notebooks",
     ".venv/bin/python benchmarks/bench_registry.py [--quick] [--servers lakeops,mlflow]": "a benchmark (minutes)",
     "from catalog.tables import LINEAGE_EDGES": "contributor recipe inside a service (state, store, actor)",
-    "LOAD iceberg; LOAD httpfs;": "needs an S3 endpoint and a REST catalog; tests/lakeops/test_external_engines.py",
     "spark-sql --packages org.apache.iceberg:iceberg-spark-runtime-3.5_2.12:1.10.2,org.apache.iceberg:iceberg-aws-bundle:1.10.2 \\": (
         "needs Spark with Iceberg's runtime jars from Maven Central, which this machine cannot reach (the README says why "
         "the one PyPI jar does not work)"
-    ),
-    "# MinIO (or any S3 endpoint): the catalog lives in the bucket too (kind=object), no database anywhere": "configuration for other stores",
-    "lakeops migrate-catalog --dry-run    # lists the tables it would register from <home>/catalog.db": "needs a lake made with the SQLite catalog; tests/lakeops/test_object_catalog_lake.py runs it",
-    "# turn it on: the first admin is created from the settings when the lake has no user yet": (
-        "starts a server with auth on: tests/api/test_auth.py starts it so"
-    ),
-    "# MLFLOW_TRACKING_USERNAME=alice MLFLOW_TRACKING_PASSWORD=... (or MLFLOW_TRACKING_TOKEN=lko_...) for mlflow": (
-        "needs a token of a server with auth on: tests/api/test_auth.py connects with one"
-    ),
-    "# users and tokens from the command line, on the lake the server uses": (
-        "<token_id> is yours; tests/lakeops/test_users_tokens.py runs every command"
-    ),
-    "# MLflow's own client for its basic-auth API, unchanged (as an admin, or a user who manages the resource)": (
-        "needs a server with auth on and experiment 1234: tests/api/test_permissions.py does this"
-    ),
-    "# HTTPS and TLS on the PostgreSQL endpoint (or LAKEOPS_TLS__CERTFILE / LAKEOPS_TLS__KEYFILE)": (
-        "needs a certificate: tests/api/test_tls.py makes one and serves with it"
-    ),
-    "# alice is held back from experiment 1234: her SQL does not see it, its runs, metrics, tags, ...": (
-        "needs a server with auth on and user alice: tests/api/test_sql_permissions.py does this with curl's request "
-        "and psql"
     ),
 }
 
@@ -160,6 +146,19 @@ BLOCK_PLACEHOLDERS: dict[str, dict[str, str]] = {
 }
 # The BI block's first line starts the server the fixture serves the README with; the block's other lines run.
 SERVE_LINE = "LAKEOPS_SQL__PG_PASSWORD=change-me lakeops serve --port 5000 --pg-port 5433"
+# The Security section's blocks run in their own test, against servers with authentication on.
+SECURITY_BLOCKS = (
+    "# turn it on: the first admin is created from the settings",
+    "# MLFLOW_TRACKING_USERNAME=alice MLFLOW_TRACKING_PASSWORD=",
+    "# users and tokens from the command line",
+    "# MLflow's own client for its basic-auth API",
+    "# HTTPS and TLS on the PostgreSQL endpoint",
+    "# alice is held back from experiment 1234",
+)
+ADMIN_PASSWORD = "a-long-admin-password"  # the README's
+# Blocks that need an S3 endpoint run in their own test, against SeaweedFS: the outside engines' DuckDB SQL, the
+# object-store settings, and moving a SQLite-catalog lake to the object-store catalog.
+S3_BLOCKS = ("LOAD iceberg; LOAD httpfs;", "# MinIO (or any S3 endpoint)", "lakeops migrate-catalog --dry-run")
 # Configuration files, checked for what they say (no Prometheus or Trino here): `test_config_files_say_what_they_should`.
 CONFIG_LANGUAGES = ("yaml", "properties")
 
@@ -203,13 +202,17 @@ def _not_run(block: Block) -> str | None:
     return None
 
 
+def _in(block: Block, keys: tuple[str, ...]) -> bool:
+    return any(block.key.startswith(key) for key in keys)
+
+
 def test_every_block_is_run_or_explained() -> None:
     blocks = readme_blocks(README.read_text())
     unexplained = [
         b for b in blocks if _not_run(b) is None and b.language not in ("python", "bash", "sql", *CONFIG_LANGUAGES)
     ]
     assert not unexplained, f"README blocks neither run nor listed in NOT_RUN: {[(b.line, b.key) for b in unexplained]}"
-    keyed = [*NOT_RUN, *PYTHON_FIXTURES, *PYTHON_AFTER, *BLOCK_PLACEHOLDERS, SERVE_LINE]
+    keyed = [*NOT_RUN, *PYTHON_FIXTURES, *PYTHON_AFTER, *BLOCK_PLACEHOLDERS, SERVE_LINE, *SECURITY_BLOCKS, *S3_BLOCKS]
     stale = [key for key in keyed if not any(b.key.startswith(key) for b in blocks)]
     assert not stale, f"the test names blocks by first lines the README no longer has: {stale}"
 
@@ -299,6 +302,31 @@ def _fill(code: str, srv: ReadmeServer, placeholders: dict[str, str] | None = No
     return code.replace("5433", str(srv.pg_port))
 
 
+def _run_python(pieces: list[tuple[str, str]], work: Path, env: dict[str, str]) -> None:
+    """Run (name, code) pieces in one fresh interpreter in ``work``, as one notebook session would."""
+    runner = work / "run_readme.py"
+    runner.write_text(
+        textwrap.dedent(
+            """
+            import sys
+            blocks = {blocks!r}
+            namespace = {{"__name__": "__main__"}}
+            import time
+            for line, code in blocks:
+                started = time.perf_counter()
+                exec(compile(code, line, "exec"), namespace)
+                print(f"{{line}}: ran in {{time.perf_counter() - started:.1f}} s", flush=True)
+            if "client" in namespace:
+                namespace["client"].close()
+            """
+        ).format(blocks=pieces)
+    )
+    done = subprocess.run(
+        [sys.executable, str(runner)], cwd=work, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+
+
 def _python_fixture(block: Block, fixtures: dict[str, str]) -> str | None:
     return next((code for key, code in fixtures.items() if block.key.startswith(key)), None)
 
@@ -346,7 +374,11 @@ def _shell_fixture(srv: ReadmeServer) -> tuple[dict[str, str], dict[str, str]]:
 
 @pytest.mark.timeout(900)  # a user's first hour in a few minutes: mlflow's log_model, a dozen CLI calls
 def test_the_readme_runs_as_written(readme_server: ReadmeServer) -> None:
-    blocks = [b for b in readme_blocks(README.read_text()) if _not_run(b) is None]
+    blocks = [
+        b
+        for b in readme_blocks(README.read_text())
+        if _not_run(b) is None and not _in(b, (*SECURITY_BLOCKS, *S3_BLOCKS))
+    ]
     assert {b.language for b in blocks} <= {"python", "bash", "sql", *CONFIG_LANGUAGES}
     python: list[tuple[str, str]] = []
     for b in (b for b in blocks if b.language == "python"):
@@ -357,31 +389,7 @@ def test_the_readme_runs_as_written(readme_server: ReadmeServer) -> None:
         after = _python_fixture(b, PYTHON_AFTER)
         if after is not None:
             python.append((f"after README.md:{b.line}", after))
-    runner = readme_server.work / "run_readme.py"
-    runner.write_text(
-        textwrap.dedent(
-            """
-            import sys
-            blocks = {blocks!r}
-            namespace = {{"__name__": "__main__"}}
-            import time
-            for line, code in blocks:
-                started = time.perf_counter()
-                exec(compile(code, line, "exec"), namespace)
-                print(f"{{line}}: ran in {{time.perf_counter() - started:.1f}} s", flush=True)
-            namespace["client"].close()
-            """
-        ).format(blocks=python)
-    )
-    done = subprocess.run(
-        [sys.executable, str(runner)],
-        cwd=readme_server.work,
-        env=readme_server.env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    _run_python(python, readme_server.work, readme_server.env)
     shell_env, placeholders = _shell_fixture(readme_server)
     for block in (b for b in blocks if b.language == "bash"):
         code = block.code.split("\n", 1)[1] if block.key.startswith(SERVE_LINE) else block.code  # the fixture served it
@@ -452,3 +460,303 @@ def test_config_files_say_what_they_should() -> None:
     assert properties["iceberg.catalog.type"] == "rest"
     assert properties["iceberg.rest-catalog.warehouse"] == "s3://lakeops"
     assert properties["s3.path-style-access"] == "true"
+
+
+def _server_script(block: Block) -> str:
+    """A block that starts a server, up to its serve line: bash execs the last command of ``-c`` (not if comment
+    lines follow it), so the process ServeProcess watches and stops is the server itself."""
+    lines = block.code.rstrip().splitlines()
+    while lines[-1].lstrip().startswith("#"):
+        lines.pop()
+    return "\n".join(lines)
+
+
+def _certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key (PEM), made with openssl; it is its own CA."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert)),
+            *("-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.mark.timeout(600)
+def test_the_security_section_runs_as_written(tmp_path: Path) -> None:
+    """The Security section in README order, on one lake with authentication on.
+
+    The first block starts the server (the reader's ``export``s stay for the TLS server later); the fixture
+    makes what the blocks name by example: experiment ``1234`` (here "risk"), the token ``lko_...`` (the
+    admin's, which ``<token_id>`` then revokes), a certificate for ``/etc/lakeops/*.pem``. Alice's SQL
+    block needs the PostgreSQL endpoint and plain HTTP, which no block's server has together, so the fixture
+    serves the lake so for it, with alice held back from a second experiment.
+    """
+    blocks = {key: _block(key) for key in SECURITY_BLOCKS}
+    work = tmp_path / "work"
+    work.mkdir()
+    settings = LakeopsSettings(home=tmp_path / "lake", storage=LocalStorageConfig(), catalog=SqlCatalogConfig())
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LAKEOPS_", "MLFLOW_"))}
+    env.update({"LAKEOPS_HOME": str(settings.home), "PATH": path, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
+    exported = {"LAKEOPS_AUTH__ENABLED": "true", "LAKEOPS_AUTH__ADMIN_PASSWORD": ADMIN_PASSWORD}  # the first block's
+    admin = ("admin", ADMIN_PASSWORD)
+    fills: dict[str, str] = {}
+
+    def fill(code: str, url: str, pg_port: int = 0) -> str:
+        code = code.replace("http://127.0.0.1:5000", url).replace("--port 5000", f"--port {url.rsplit(':', 1)[1]}")
+        for placeholder, value in fills.items():
+            code = code.replace(placeholder, value)
+        return code.replace("5433", str(pg_port))
+
+    def shell(block: Block, url: str, pg_port: int = 0) -> str:
+        ran = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", fill(block.code, url, pg_port)],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert ran.returncode == 0, f"README.md:{block.line}:\n{block.code}\n{ran.stdout[-2000:]}\n{ran.stderr[-3000:]}"
+        assert '{"error"' not in ran.stdout, f"README.md:{block.line}:\n{block.code}\n{ran.stdout[-3000:]}"
+        return ran.stdout
+
+    def serve(block: Block, log: str) -> ServeProcess:
+        """The server a block starts: its last line, after its exports (bash execs that last command)."""
+        return ServeProcess(
+            settings,
+            tmp_path / log,
+            command=lambda port: ["bash", "-c", fill(_server_script(block), f"http://127.0.0.1:{port}")],
+            extra_env={"PATH": path},
+        )
+
+    cert, key = _certificate(tmp_path)
+    fills.update({"/etc/lakeops/cert.pem": str(cert), "/etc/lakeops/key.pem": str(key)})
+    sql_pg_port, tls_pg_port = free_port(), free_port()
+    tls = blocks[SECURITY_BLOCKS[4]]
+    servers: list[ServeProcess] = []
+    starting: list[Future[ServeProcess]] = []
+    pool = ThreadPoolExecutor(2)
+    try:
+        # Authentication on, as the first block turns it on.
+        servers.append(serve(blocks[SECURITY_BLOCKS[0]], "auth.log"))
+        url = servers[0].url
+        assert httpx.get(f"{url}/api/v1/version").status_code == 401  # nothing without credentials
+        http = httpx.Client(base_url=url, auth=admin, timeout=60)
+        risk, secret = (
+            http.post("/api/2.0/mlflow/experiments/create", json={"name": name}).raise_for_status().json()
+            for name in ("risk", "secret")
+        )
+        for experiment in (risk, secret):
+            http.post("/api/2.0/mlflow/runs/create", json=experiment).raise_for_status()
+        token = http.post("/api/v1/tokens", json={"name": "readme"}).raise_for_status().json()
+        fills.update({"1234": risk["experiment_id"], "lko_...": token["token"], "<token_id>": token["token_id"]})
+        # The servers of the SQL and TLS blocks start meanwhile, on the same lake (the admin exists now).
+        starting.append(
+            pool.submit(
+                ServeProcess,
+                settings,
+                tmp_path / "sql.log",
+                extra_args=("--pg-port", str(sql_pg_port)),
+                extra_env=exported,
+            )
+        )
+        starting.append(
+            pool.submit(
+                ServeProcess,
+                settings,
+                tmp_path / "tls.log",
+                command=lambda port: ["bash", "-c", fill(_server_script(tls), f"http://127.0.0.1:{port}", tls_pg_port)],
+                extra_env={"PATH": path, **exported},
+                ca_file=cert,
+            )
+        )
+
+        # Our client with a token.
+        connect = blocks[SECURITY_BLOCKS[1]]
+        check = "assert 'risk' in client.experiments()['name'].to_list()"
+        _run_python([(f"README.md:{connect.line}", fill(connect.code, url)), ("its check", check)], work, env)
+
+        # Users and tokens from the command line, beside the running servers.
+        said = shell(blocks[SECURITY_BLOCKS[2]], url)
+        assert f"revoked token {token['token_id']}" in said
+        assert f"alice has EDIT on experiment {risk['experiment_id']}" in said
+        assert "admin (admin)" in said and "alice" in said
+        revoked = httpx.get(f"{url}/api/v1/version", headers={"authorization": f"Bearer {token['token']}"})
+        assert revoked.status_code == 401
+        assert httpx.get(f"{url}/api/v1/version", auth=("alice", "alice-password-1")).status_code == 200
+
+        # MLflow's basic-auth client, as the admin.
+        mlflow_auth = blocks[SECURITY_BLOCKS[3]]
+        check = f"assert auth.get_user_permission('bob', 'experiment', {risk['experiment_id']!r}).permission == 'READ'"
+        login = {"MLFLOW_TRACKING_USERNAME": admin[0], "MLFLOW_TRACKING_PASSWORD": admin[1]}
+        pieces = [(f"README.md:{mlflow_auth.line}", fill(mlflow_auth.code, url)), ("its check", check)]
+        _run_python(pieces, work, {**env, **login})
+        held_back = {**secret, "username": "alice", "permission": "NO_PERMISSIONS"}
+        http.post("/api/2.0/mlflow/experiments/permissions/create", json=held_back).raise_for_status()
+
+        # Alice's SQL, held back from "secret" (its run is left out), over HTTP and psql.
+        sql = starting[0].result()
+        said = shell(blocks[SECURITY_BLOCKS[5]], sql.url, sql_pg_port)
+        assert risk["experiment_id"] in said  # her runs by experiment: risk's run, and no other
+        assert secret["experiment_id"] not in said and "secret" not in said
+        assert " risk" in said  # psql's answer
+
+        # TLS on both endpoints, started with the reader's exports still set: HTTPS (ServeProcess asked /health
+        # trusting the certificate), and psql verifying the certificate.
+        starting[1].result()
+        dsn = f"host=127.0.0.1 port={tls_pg_port} user=alice dbname=lakeops sslmode=verify-full sslrootcert={cert}"
+        verified = subprocess.run(
+            ["psql", dsn, "-X", "-A", "-t", "-c", "SELECT 41 + 1"],
+            env={**env, "PGPASSWORD": "alice-password-1"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert (verified.returncode, verified.stdout.strip()) == (0, "42"), verified.stderr
+    finally:
+        pool.shutdown(wait=True)
+        servers += [future.result() for future in starting if future.exception() is None]
+        for server in servers:
+            server.stop()
+
+
+def _fill_all(code: str, fills: dict[str, str]) -> str:
+    for placeholder, value in fills.items():
+        code = code.replace(placeholder, value)
+    return code
+
+
+@pytest.mark.s3
+@pytest.mark.timeout(600)
+def test_the_s3_blocks_run_as_written(s3_server: S3Target, tmp_path: Path) -> None:
+    """The blocks that need an S3 endpoint, against SeaweedFS, with the fixture's bucket, keys and addresses.
+
+    A lake is made with the SQLite catalog on a bucket of its own (the README's ``lakeops`` bucket, default
+    prefix ``lakeops``); the settings block's exports are checked to configure that store, then
+    ``lakeops migrate-catalog`` moves it to the object-store catalog. Meanwhile ``lakeops serve`` opens a lake on
+    SeaweedFS's Iceberg REST catalog, which DuckDB's block then reads twice: through lakeops' own REST catalog
+    and through SeaweedFS's with OAuth2 (the test lake's namespace stands for ``lakeops``, shared by no other
+    test); its ``iceberg_scan`` reads the migrated lake's files by path.
+    """
+    import duckdb
+
+    blocks = {key: _block(key) for key in S3_BLOCKS}
+    bucket = s3_server.make_bucket(f"readme-{uuid.uuid4().hex[:8]}")
+    keys = {"access_key_id": s3_server.access_key, "secret_access_key": SecretStr(s3_server.secret_key)}
+    storage = S3StorageConfig(endpoint=s3_server.endpoint, bucket=bucket, region=s3_server.region, **keys)
+    sqlite_lake = LakeopsSettings(home=tmp_path / "sqlite-lake", storage=storage, catalog=SqlCatalogConfig())
+    rest_lake = make_settings("rest", tmp_path / "rest-lake", s3_server)
+    pool = ThreadPoolExecutor(1)
+    starting = pool.submit(ServeProcess, rest_lake, tmp_path / "serve.log")
+    try:
+        # The lake an older lakeops made: SQLite catalog on s3, one run with a metric.
+        with Lake(sqlite_lake) as lake:
+            run_id = lake.tracking.create_run(lake.tracking.create_experiment("before")).info.run_id
+            lake.tracking.log_batch(run_id, metrics=[("loss", 0.5, 1_000, 1)], params={"lr": "0.1"})
+
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("LAKEOPS_", "MLFLOW_"))}
+        env.update({"LAKEOPS_HOME": str(sqlite_lake.home), "LAKEOPS_CONFIG": os.devnull})
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        iceberg_uri, table_bucket = s3_server.iceberg_uri, s3_server.table_bucket
+        assert iceberg_uri is not None and table_bucket is not None
+        fills = {
+            "http://127.0.0.1:9000": s3_server.endpoint,
+            "LAKEOPS_STORAGE__BUCKET=lakeops": f"LAKEOPS_STORAGE__BUCKET={bucket}",
+            "ACCESS_KEY_ID=...": f"ACCESS_KEY_ID={s3_server.access_key}",
+            "SECRET_ACCESS_KEY=...": f"SECRET_ACCESS_KEY={s3_server.secret_key}",
+            "http://127.0.0.1:8181": iceberg_uri,
+            "WAREHOUSE=s3://lakeops": f"WAREHOUSE=s3://{table_bucket}",
+            "CREDENTIAL=id:secret": f"CREDENTIAL={s3_server.access_key}:{s3_server.secret_key}",
+        }
+
+        def shell(block: Block, after: str = "") -> str:
+            ran = subprocess.run(
+                ["bash", "-euo", "pipefail", "-c", _fill_all(block.code, fills) + after],
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+            assert ran.returncode == 0, (
+                f"README.md:{block.line}:\n{block.code}\n{ran.stdout[-2000:]}\n{ran.stderr[-3000:]}"
+            )
+            return ran.stdout
+
+        # The settings block: after each group of exports, the settings they make (read as lakeops reads them).
+        settings_block = blocks[S3_BLOCKS[1]]
+        show = (
+            "\npython -c 'from lakeops.settings import LakeopsSettings as S; s = S(); "
+            'print(s.storage.kind, s.catalog.kind, s.warehouse(), s.catalog_properties().get("uri"))\''
+        )
+        said = shell(Block(settings_block.line, "bash", settings_block.code.replace("\n# ", show + "\n# ")), show)
+        warehouse = f"s3://{bucket}/lakeops"
+        assert said.splitlines() == [
+            f"s3 object {warehouse} None",  # the bucket alone: the object-store catalog
+            f"s3 sql {warehouse} sqlite:///{sqlite_lake.home}/catalog.db",  # the lake made above
+            f"s3 rest {warehouse} {iceberg_uri}",
+        ], said
+
+        # Moving the lake to the object-store catalog, with the store's settings (the catalog left to its default).
+        env.update(
+            {k: v for k, v in settings_env(sqlite_lake).items() if k.startswith("LAKEOPS_STORAGE__") and v != "None"}
+        )
+        said = shell(blocks[S3_BLOCKS[2]])
+        assert "would register" in said and "registered " in said and "no data file rewritten" in said
+        with Lake(sqlite_lake.model_copy(update={"catalog": ObjectCatalogConfig()}), start_committer=False) as lake:
+            assert lake.tracking.get_run(run_id).params == {"lr": "0.1"}
+
+        # DuckDB's block, statement by statement, in a stock DuckDB with the extensions from PyPI (the README's
+        # recipe): the migrated lake's files by path, then the served REST lake through both catalogs.
+        server = starting.result()
+        http = httpx.Client(base_url=server.url, timeout=60)
+        experiment = http.post("/api/2.0/mlflow/experiments/create", json={"name": "engines"}).raise_for_status()
+        run = http.post("/api/2.0/mlflow/runs/create", json=experiment.json()).raise_for_status().json()
+        metric = {"run_id": run["run"]["info"]["run_id"], "key": "loss", "value": 0.25, "timestamp": 1, "step": 1}
+        http.post("/api/2.0/mlflow/runs/log-metric", json=metric).raise_for_status()
+        while http.get("/health").json()["queued_rows"]:  # until the group commit has landed (the README's caveat)
+            time.sleep(0.1)
+        namespace = rest_lake.namespace
+        fills = {
+            "minio.local:9000": s3_server.endpoint.split("://", 1)[1],
+            "KEY_ID '...'": f"KEY_ID '{s3_server.access_key}'",
+            "SECRET '...'": f"SECRET '{s3_server.secret_key}'",
+            "s3://lakeops/": f"s3://{bucket}/",
+            "http://lakeops:5000": server.url,
+            "lake.lakeops.": f"lake.{namespace}.",
+            "CLIENT_ID 'id'": f"CLIENT_ID '{s3_server.access_key}'",
+            "CLIENT_SECRET 'secret'": f"CLIENT_SECRET '{s3_server.secret_key}'",
+            "http://catalog:8181": iceberg_uri,
+            "s3://warehouse": f"s3://{table_bucket}",
+            "lakehouse.lakeops.": f"lakehouse.{namespace}.",
+        }
+        sql = blocks[S3_BLOCKS[0]]
+        con = duckdb.connect(config={"extension_directory": str(tmp_path / "duckdb-extensions")})
+        con.execute("SET autoinstall_known_extensions = false")
+        for name in ("iceberg", "httpfs", "avro"):
+            package = Path(importlib.import_module(f"duckdb_extension_{name}").__file__ or "").parent
+            con.execute(f"INSTALL '{next(package.rglob(f'{name}.duckdb_extension'))}'")
+        selected = []  # each SELECT's rows; DuckDB's own parser splits the block into statements
+        for statement in duckdb.extract_statements(_fill_all(sql.code, fills)):
+            try:
+                con.execute(statement.query)
+                if statement.type == duckdb.StatementType.SELECT:
+                    selected.append(con.to_arrow_table())
+            except duckdb.Error as exc:
+                pytest.fail(f"README.md:{sql.line}:\n{statement.query}\n{exc}")
+        scanned, served, other = selected
+        assert set(scanned.column("run_id").to_pylist()) == {run_id}  # the SQLite-catalog lake's run, by path
+        assert served.to_pylist() == [{"run_id": metric["run_id"], "key": "loss", "value": 0.25}]  # lakeops' catalog
+        assert other.column("run_id").to_pylist() == [metric["run_id"]]  # SeaweedFS's catalog, with OAuth2
+    finally:
+        pool.shutdown(wait=True)
+        if starting.exception() is None:
+            starting.result().stop()
