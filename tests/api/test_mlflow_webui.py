@@ -84,11 +84,15 @@ def _visit(browser: Browser, url: str, shows: list[str]) -> None:
 
 def test_mlflow_ui_pages(browser: Browser, seeded: dict[str, str]) -> None:
     base, exp, run = f"{seeded['url']}/mlflow/", seeded["exp"], seeded["run"]
-    _visit(browser, f"{base}#/experiments", ["ui-exp"])
-    _visit(browser, f"{base}#/experiments/{exp}", ["ui-exp"])  # overview: trace metrics charts
-    _visit(browser, f"{base}#/experiments/{exp}/runs/{run}", ["ui-run", "lr"])
-    _visit(browser, f"{base}#/experiments/{exp}/runs/{run}/model-metrics", ["loss"])
-    _visit(browser, f"{base}#/experiments/{exp}/runs/{run}/artifacts", ["notes"])
-    _visit(browser, f"{base}#/experiments/{exp}/traces", ['{"x": 21}'])
-    _visit(browser, f"{base}#/models", ["ui-model"])
-    _visit(browser, f"{base}#/models/ui-model", ["Version 1"])
+    # server-info reports workspaces enabled: as with ``mlflow server --enable-workspaces``, the UI opens on
+    # its workspace picker, and its pages carry the workspace chosen (``?workspace=``, sent as X-MLFLOW-WORKSPACE).
+    _visit(browser, f"{base}#/experiments", ["Select a workspace", "default"])
+    ws = "?workspace=default"
+    _visit(browser, f"{base}#/experiments{ws}", ["ui-exp"])
+    _visit(browser, f"{base}#/experiments/{exp}{ws}", ["ui-exp"])  # overview: trace metrics charts
+    _visit(browser, f"{base}#/experiments/{exp}/runs/{run}{ws}", ["ui-run", "lr"])
+    _visit(browser, f"{base}#/experiments/{exp}/runs/{run}/model-metrics{ws}", ["loss"])
+    _visit(browser, f"{base}#/experiments/{exp}/runs/{run}/artifacts{ws}", ["notes"])
+    _visit(browser, f"{base}#/experiments/{exp}/traces{ws}", ['{"x": 21}'])
+    _visit(browser, f"{base}#/models{ws}", ["ui-model"])
+    _visit(browser, f"{base}#/models/ui-model{ws}", ["Version 1"])
