@@ -154,6 +154,7 @@ SECURITY_BLOCKS = (
     "# MLflow's own client for its basic-auth API",
     "# HTTPS and TLS on the PostgreSQL endpoint",
     "# alice is held back from experiment 1234",
+    "# workspaces: an admin creates one and makes alice a member",
 )
 ADMIN_PASSWORD = "a-long-admin-password"  # the README's
 # Blocks that need an S3 endpoint run in their own test, against SeaweedFS: the outside engines' DuckDB SQL, the
@@ -597,6 +598,16 @@ def test_the_security_section_runs_as_written(tmp_path: Path) -> None:
         login = {"MLFLOW_TRACKING_USERNAME": admin[0], "MLFLOW_TRACKING_PASSWORD": admin[1]}
         pieces = [(f"README.md:{mlflow_auth.line}", fill(mlflow_auth.code, url)), ("its check", check)]
         _run_python(pieces, work, {**env, **login})
+        # Workspaces, as the admin with MLflow's client: alice (a member) sees the experiment made in it, bob not.
+        workspaces = blocks[SECURITY_BLOCKS[6]]
+        _run_python([(f"README.md:{workspaces.line}", fill(workspaces.code, url))], work, {**env, **login})
+        search = {"filter": "name = 'pd-model'", "max_results": 5}
+        team = {"X-MLFLOW-WORKSPACE": "risk-team"}
+        for who, password, found in (("alice", "alice-password-1", 1), ("bob", "bob-password-1", 0)):
+            answer = httpx.post(
+                f"{url}/api/2.0/mlflow/experiments/search", json=search, headers=team, auth=(who, password)
+            )
+            assert len(answer.raise_for_status().json().get("experiments", [])) == found, (who, answer.text)
         held_back = {**secret, "username": "alice", "permission": "NO_PERMISSIONS"}
         http.post("/api/2.0/mlflow/experiments/permissions/create", json=held_back).raise_for_status()
 
