@@ -17,6 +17,11 @@ names by example (``BLOCK_PLACEHOLDERS``: a path, a snapshot id, a date), and fo
 ``$URL``, ``$RUN``, ``$VERSION``, ``<exp>/<run>``, ``customers.arrows`` and ``event.json``
 (``_shell_fixture``). curl without ``--fail`` exits 0 on an error answer, so no shell block may
 print one.
+
+Blocks that need more than one plain server run in tests of their own, which xdist may run beside
+the main one: the Security section (``SECURITY_BLOCKS``: servers with authentication on, TLS) and
+the blocks that need an S3 endpoint (``S3_BLOCKS``: SeaweedFS, DuckDB's extensions from PyPI).
+A block that starts a server is run as written by ``ServeProcess`` (its ``command``).
 """
 
 from __future__ import annotations
@@ -54,10 +59,20 @@ PG_PASSWORD = "change-me"  # the README's
 
 # Blocks not run here, by their first line, and why. Keep reasons true; prefer making a block runnable.
 NOT_RUN: dict[str, str] = {
-    "make serve   # installs the locked environment and serves lakeops on h": "the set-up itself; tried from a fresh clone",
-    "LAKEOPS_HOME=/tmp/lake .venv/bin/jupyter execute notebooks/quickstart.ipynb   # or open it in Jupyter": "tests/notebooks runs the notebooks",
-    ".venv/bin/python benchmarks/bench_registry.py [--quick] [--servers lakeops,mlflow]": "a benchmark (minutes)",
-    "from catalog.tables import LINEAGE_EDGES": "contributor recipe inside a service (state, store, actor)",
+    "make serve   # installs the locked environment and serves lakeops on h": (
+        "the set-up itself: run from a fresh clone by hand (make serve until it serves); make test is the suite itself"
+    ),
+    "LAKEOPS_HOME=/tmp/lake .venv/bin/jupyter execute notebooks/quickstart.ipynb   # or open it in Jupyter": (
+        "executes both notebooks, then tests/notebooks, which executes them again and asserts their outputs: "
+        "tests/notebooks is that run; test_the_notebook_commands_name_what_exists checks the names"
+    ),
+    ".venv/bin/python benchmarks/bench_registry.py [--quick] [--servers lakeops,mlflow]": (
+        "a benchmark (minutes, with MLflow's own server beside lakeops); [--quick] marks an option"
+    ),
+    "from catalog.tables import LINEAGE_EDGES": (
+        "a recipe for code inside a service: `...: my_change_rows` stands for that service's own table and rows, "
+        "and state, store and actor are the service's"
+    ),
     "spark-sql --packages org.apache.iceberg:iceberg-spark-runtime-3.5_2.12:1.10.2,org.apache.iceberg:iceberg-aws-bundle:1.10.2 \\": (
         "needs Spark with Iceberg's runtime jars from Maven Central, which this machine cannot reach (the README says why "
         "the one PyPI jar does not work)"
@@ -771,3 +786,15 @@ def test_the_s3_blocks_run_as_written(s3_server: S3Target, tmp_path: Path) -> No
         pool.shutdown(wait=True)
         if starting.exception() is None:
             starting.result().stop()
+
+
+def test_the_notebook_commands_name_what_exists() -> None:
+    """The notebooks block (not run: tests/notebooks executes the notebooks) names notebooks, a command and tests
+    that exist."""
+    (block,) = [b for b in readme_blocks(README.read_text()) if b.key.startswith("LAKEOPS_HOME=/tmp/lake ")]
+    root = README.parent
+    named = re.findall(r"notebooks/\S+\.ipynb", block.code)
+    assert named and all((root / name).is_file() for name in named), named
+    assert sorted(named) == sorted(p.relative_to(root).as_posix() for p in (root / "notebooks").glob("*.ipynb"))
+    assert "jupyter execute" in block.code and (Path(sys.executable).parent / "jupyter-execute").is_file()
+    assert ".venv/bin/pytest tests/notebooks -q" in block.code and (root / "tests/notebooks").is_dir()
