@@ -699,13 +699,16 @@ def build_parser() -> argparse.ArgumentParser:
     tokens = user_actions.add_parser("tokens", help="list API tokens (not the tokens themselves)")
     tokens.add_argument("username", nargs="?")
     user_actions.add_parser("revoke", help="revoke an API token").add_argument("token_id")
-    for name, text in (("grant", "give a user a level on an experiment or model"), ("ungrant", "remove a grant")):
+    for name, text in (
+        ("grant", "give a user a level on an experiment or model, or make them a workspace member"),
+        ("ungrant", "remove a grant or a membership"),
+    ):
         one = user_actions.add_parser(name, help=text)
         one.add_argument("username")
-        one.add_argument("resource_type", choices=["experiment", "registered_model"])
-        one.add_argument("resource_id", help="experiment id, or registered model name")
-        if name == "grant":
-            one.add_argument("permission", choices=["READ", "EDIT", "MANAGE", "NO_PERMISSIONS"])
+        one.add_argument("resource_type", choices=["experiment", "registered_model", "workspace"])
+        one.add_argument("resource_id", help="experiment id, registered model name, or workspace name")
+        if name == "grant":  # USE: for workspace members only
+            one.add_argument("permission", choices=["READ", "USE", "EDIT", "MANAGE", "NO_PERMISSIONS"])
     users.set_defaults(func=cmd_users)
     sql = sub.add_parser("sql", help="run one read-only SELECT over the lakeops views and print the answer")
     sql.add_argument("query", nargs="?", help="the SELECT; '-' reads it from stdin")

@@ -23,8 +23,9 @@ from api.encoding import (
     mlflow_run_info,
 )
 from api.routers.workspaces import RequestWorkspace, require_create_in, require_in_workspace, scoped
-from lakeops.entities import Metric, ViewType
+from lakeops.entities import Experiment, Metric, ViewType
 from lakeops.errors import InvalidArgumentError
+from lakeops.services.auth import AuthService
 
 router = APIRouter(default_response_class=JSONBody, route_class=RawJSONRoute)
 
@@ -181,9 +182,14 @@ def create_experiment(
     return {"experiment_id": experiment_id}
 
 
+def _experiment(experiment: Experiment, auth: AuthService) -> dict[str, Any]:
+    """MLflow's experiment JSON, with the workspace it belongs to."""
+    return {**mlflow_experiment(experiment), "workspace": auth.workspace_of("experiment", experiment.experiment_id)}
+
+
 @router.get("/experiments/get")
-def get_experiment(tracking: TrackingDep, experiment_id: str = Query(...)) -> dict[str, Any]:
-    return {"experiment": mlflow_experiment(tracking.get_experiment(experiment_id))}
+def get_experiment(tracking: TrackingDep, auth: AuthDep, experiment_id: str = Query(...)) -> dict[str, Any]:
+    return {"experiment": _experiment(tracking.get_experiment(experiment_id), auth)}
 
 
 @router.get("/experiments/get-by-name")
@@ -195,7 +201,7 @@ def get_experiment_by_name(
     return {"experiment": mlflow_experiment(experiment)}
 
 
-def _search_experiments(body: SearchExperiments, tracking: TrackingDep) -> dict[str, Any]:
+def _search_experiments(body: SearchExperiments, tracking: TrackingDep, auth: AuthService) -> dict[str, Any]:
     page = tracking.search_experiments(
         view_type=view_type(body.view_type),
         max_results=body.max_results,
@@ -203,18 +209,21 @@ def _search_experiments(body: SearchExperiments, tracking: TrackingDep) -> dict[
         order_by=body.order_by,
         page_token=body.page_token,
     )
-    return _paged("experiments", [mlflow_experiment(e) for e in page.experiments], page.next_page_token)
+    return _paged("experiments", [_experiment(e, auth) for e in page.experiments], page.next_page_token)
 
 
 @router.post("/experiments/search")
-def search_experiments_post(body: SearchExperiments, request: Request, tracking: TrackingDep) -> dict[str, Any]:
-    return scoped(request, _search_experiments(body, tracking), "experiments", "experiment", "experiment_id")
+def search_experiments_post(
+    body: SearchExperiments, request: Request, tracking: TrackingDep, auth: AuthDep
+) -> dict[str, Any]:
+    return scoped(request, _search_experiments(body, tracking, auth), "experiments", "experiment", "experiment_id")
 
 
 @router.get("/experiments/search")
 def search_experiments_get(
     request: Request,
     tracking: TrackingDep,
+    auth: AuthDep,
     max_results: int = 1000,
     page_token: str | None = None,
     filter: str | None = None,
@@ -224,7 +233,7 @@ def search_experiments_get(
     body = SearchExperiments(
         max_results=max_results, page_token=page_token, filter=filter, order_by=order_by, view_type=view_type
     )
-    return scoped(request, _search_experiments(body, tracking), "experiments", "experiment", "experiment_id")
+    return scoped(request, _search_experiments(body, tracking, auth), "experiments", "experiment", "experiment_id")
 
 
 @router.post("/experiments/update")

@@ -210,6 +210,7 @@ def test_members_see_the_workspace_and_non_members_do_not(server: Server, as_use
         experiment.experiment_id
     ]
     assert [m.name for m in client.search_registered_models(filter_string=f"name = '{model}'")] == [model]
+    assert client.get_experiment(experiment.experiment_id).workspace == team  # MLflow's Experiment.workspace
     assert {w.name for w in mlflow.list_workspaces()} == {"default", team}
     assert client.get_experiment(admins).experiment_id == admins  # USE: the default level (READ) on the rest
     with pytest.raises(MlflowException, match="needs EDIT"):
