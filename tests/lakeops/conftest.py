@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lakes import make_settings
+from lakes import EmptyLakes, make_settings
 
 from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings
@@ -54,9 +54,19 @@ def lake_settings(lake_factory: Callable[..., LakeopsSettings]) -> LakeopsSettin
     return lake_factory()
 
 
+@pytest.fixture(scope="session")
+def empty_lakes(tmp_path_factory: pytest.TempPathFactory) -> EmptyLakes:
+    """Fresh empty lakes as copies of one created per kind (see ``EmptyLakes``)."""
+    return EmptyLakes(tmp_path_factory.mktemp("empty-lakes"))
+
+
 @pytest.fixture
-def store(lake_settings: LakeopsSettings) -> Iterator[IcebergStore]:
-    """An open store on this test's lake."""
+def store(
+    lake_settings: LakeopsSettings, empty_lakes: EmptyLakes, request: pytest.FixtureRequest
+) -> Iterator[IcebergStore]:
+    """An open store on this test's new lake (file, s3: a copy of an empty lake, see ``EmptyLakes``)."""
+    s3 = request.getfixturevalue("s3_server") if lake_settings.storage.kind == "s3" else None
+    empty_lakes.prepare(lake_settings, s3)
     s = open_store(lake_settings)
     yield s
     s.close()
