@@ -36,6 +36,7 @@ from api.auth import OPEN_PATHS, request_user
 from lakeops.errors import LakeopsError, PermissionDeniedError, UnauthenticatedError
 from lakeops.services.auth import LEVELS, AuthService, User
 from lakeops.sql import Readable
+from lakeops.stores.auth_state import DEFAULT_WORKSPACE
 
 _SPECIAL = ("open", "admin", "handler", "all")
 _RESOURCES = (
@@ -488,8 +489,12 @@ def resources_of(request: Request, kind: str, value: str) -> list[tuple[str, str
     try:
         if kind == "experiment":
             return [("experiment", value)]
-        if kind == "experiment_name":
-            return [("experiment", state.tracking.get_experiment_by_name(value).experiment_id)]
+        if kind == "experiment_name":  # names are looked up in the request's workspace: elsewhere, the handler's 404
+            experiment_id = state.tracking.get_experiment_by_name(value).experiment_id
+            named = (request.headers.get("x-mlflow-workspace") or "").strip() or DEFAULT_WORKSPACE
+            return (
+                [("experiment", experiment_id)] if state.auth.workspace_of("experiment", experiment_id) == named else []
+            )
         if kind == "run":  # straight from the state: no run entity built on every logging call
             run = state.store.state.runs.get(value)
             return [] if run is None else [("experiment", run.experiment_id)]

@@ -227,6 +227,7 @@ def test_members_see_the_workspace_and_non_members_do_not(server: Server, as_use
     assert denied.value.error_code == "PERMISSION_DENIED"
     with pytest.raises(MlflowException, match="Permission denied"):
         bobs.get_registered_model(model)
+    assert bobs.get_experiment_by_name(experiment.name) is None  # by name: in bob's workspace only (a 404)
     assert team not in {w.name for w in mlflow.list_workspaces()}
     mlflow.set_workspace(team)
     assert MlflowClient().search_experiments(filter_string=f"name = '{experiment.name}'") == []
