@@ -26,6 +26,7 @@ A block that starts a server is run as written by ``ServeProcess`` (its ``comman
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import os
@@ -56,6 +57,11 @@ pytestmark = [pytest.mark.api, pytest.mark.slow]
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 PG_PASSWORD = "change-me"  # the README's
+# The servers may be slow to answer on a loaded machine (importing great-expectations in the background after
+# start, committing): httpx's 5 s default timed out at load ~29.
+_get = functools.partial(httpx.get, timeout=60)
+_post = functools.partial(httpx.post, timeout=60)
+_put = functools.partial(httpx.put, timeout=60)
 
 # Blocks not run here, by their first line, and why. Keep reasons true; prefer making a block runnable.
 NOT_RUN: dict[str, str] = {
@@ -362,12 +368,12 @@ def _shell_fixture(srv: ReadmeServer) -> tuple[dict[str, str], dict[str, str]]:
     from openlineage_events import ol_event
 
     url = srv.server.url
-    experiment = httpx.get(f"{url}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": "churn"})
+    experiment = _get(f"{url}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": "churn"})
     experiment_id = experiment.raise_for_status().json()["experiment"]["experiment_id"]
     search = {"experiment_ids": [experiment_id], "filter": "attributes.run_name = 'train'"}
-    (train,) = httpx.post(f"{url}/api/2.0/mlflow/runs/search", json=search).raise_for_status().json()["runs"]
+    (train,) = _post(f"{url}/api/2.0/mlflow/runs/search", json=search).raise_for_status().json()["runs"]
     run_id = train["info"]["run_id"]
-    versions = httpx.get(f"{url}/api/v1/datasets/customers/versions").raise_for_status().json()["versions"]
+    versions = _get(f"{url}/api/v1/datasets/customers/versions").raise_for_status().json()["versions"]
     version_id = versions[0]["dataset_version_id"]
 
     customers = pa.table({"age": [38, 62, 23], "churned": [0, 1, 0]})
@@ -377,12 +383,12 @@ def _shell_fixture(srv: ReadmeServer) -> tuple[dict[str, str], dict[str, str]]:
     (srv.work / "event.json").write_text(json.dumps(event))
 
     # the datasets' Arrow block logs the artifact folder raw/iris (sales.orders is the fixture's)
-    httpx.put(f"{url}/api/v1/artifacts/raw/iris/part-1.csv", content=b"sepal_length,species\n6.3,virginica\n")
+    _put(f"{url}/api/v1/artifacts/raw/iris/part-1.csv", content=b"sepal_length,species\n6.3,virginica\n")
     srv.context["now"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # after the Python blocks set the aliases
 
     checkpoint = f"{experiment_id}/{run_id}/artifacts/ckpt.pt"
-    first = httpx.put(f"{url}/api/v1/artifacts/{checkpoint}", content=b"epoch 1").raise_for_status().json()
-    httpx.put(f"{url}/api/v1/artifacts/{checkpoint}", content=b"epoch 2").raise_for_status()
+    first = _put(f"{url}/api/v1/artifacts/{checkpoint}", content=b"epoch 1").raise_for_status().json()
+    _put(f"{url}/api/v1/artifacts/{checkpoint}", content=b"epoch 2").raise_for_status()
 
     env = {"URL": url, "RUN": run_id, "VERSION": version_id}
     return env, {"<exp>/<run>": f"{experiment_id}/{run_id}", "version_id=…": f"version_id={first['version_id']}"}
@@ -424,7 +430,7 @@ def test_the_readme_runs_as_written(readme_server: ReadmeServer) -> None:
     # SQL blocks: each statement through POST /api/v1/sql, the sandbox every entry point shares.
     for block in (b for b in blocks if b.language == "sql"):
         for statement in _statements(block.code):
-            answer = httpx.post(f"{readme_server.server.url}/api/v1/sql", json={"sql": statement}, timeout=120)
+            answer = _post(f"{readme_server.server.url}/api/v1/sql", json={"sql": statement}, timeout=120)
             assert answer.status_code == 200, f"README.md:{block.line}:\n{statement}\n{answer.text[:2000]}"
     # What the blocks claim, checked: the Arrow answer is a stream, the CSV has the run's history.
     assert (readme_server.work / "metrics.arrows").read_bytes()[:4] == b"\xff\xff\xff\xff"
@@ -434,16 +440,16 @@ def test_the_readme_runs_as_written(readme_server: ReadmeServer) -> None:
     (prometheus,) = [b for b in blocks if b.language == "yaml"]
     (job,) = yaml.safe_load(_fill(prometheus.code, readme_server))["scrape_configs"]
     (target,) = job["static_configs"][0]["targets"]
-    scraped = httpx.get(f"http://{target}{job.get('metrics_path', '/metrics')}")
+    scraped = _get(f"http://{target}{job.get('metrics_path', '/metrics')}")
     assert scraped.status_code == 200 and "lakeops_commit_lag_seconds" in scraped.text
     # The recursive lineage query walks from the deployment back to the training data.
     (walk,) = [b for b in blocks if b.language == "sql" and b.key.startswith("WITH RECURSIVE up")]
-    answer = httpx.post(f"{readme_server.server.url}/api/v1/sql", json={"sql": _statements(walk.code)[0]}).json()
+    answer = _post(f"{readme_server.server.url}/api/v1/sql", json={"sql": _statements(walk.code)[0]}).json()
     kinds = {row[0] for row in answer["rows"]}
     if kinds != {"deployment", "model_version", "run", "dataset_version"}:
         url = readme_server.server.url
-        edges = httpx.post(f"{url}/api/v1/sql", json={"sql": "SELECT * FROM lineage_edges"}).json()
-        deployments = httpx.post(f"{url}/api/v1/sql", json={"sql": "SELECT * FROM deployments"}).json()
+        edges = _post(f"{url}/api/v1/sql", json={"sql": "SELECT * FROM lineage_edges"}).json()
+        deployments = _post(f"{url}/api/v1/sql", json={"sql": "SELECT * FROM deployments"}).json()
         pytest.fail(f"walk found {answer['rows']}\nedges {edges}\ndeployments {deployments}")
 
 
@@ -562,7 +568,7 @@ def test_the_security_section_runs_as_written(tmp_path: Path) -> None:
         # Authentication on, as the first block turns it on.
         servers.append(serve(blocks[SECURITY_BLOCKS[0]], "auth.log"))
         url = servers[0].url
-        assert httpx.get(f"{url}/api/v1/version").status_code == 401  # nothing without credentials
+        assert _get(f"{url}/api/v1/version").status_code == 401  # nothing without credentials
         http = httpx.Client(base_url=url, auth=admin, timeout=60)
         risk, secret = (
             http.post("/api/2.0/mlflow/experiments/create", json={"name": name}).raise_for_status().json()
@@ -603,9 +609,9 @@ def test_the_security_section_runs_as_written(tmp_path: Path) -> None:
         assert f"revoked token {token['token_id']}" in said
         assert f"alice has EDIT on experiment {risk['experiment_id']}" in said
         assert "admin (admin)" in said and "alice" in said
-        revoked = httpx.get(f"{url}/api/v1/version", headers={"authorization": f"Bearer {token['token']}"})
+        revoked = _get(f"{url}/api/v1/version", headers={"authorization": f"Bearer {token['token']}"})
         assert revoked.status_code == 401
-        assert httpx.get(f"{url}/api/v1/version", auth=("alice", "alice-password-1")).status_code == 200
+        assert _get(f"{url}/api/v1/version", auth=("alice", "alice-password-1")).status_code == 200
 
         # MLflow's basic-auth client, as the admin.
         mlflow_auth = blocks[SECURITY_BLOCKS[3]]
@@ -619,9 +625,7 @@ def test_the_security_section_runs_as_written(tmp_path: Path) -> None:
         search = {"filter": "name = 'pd-model'", "max_results": 5}
         team = {"X-MLFLOW-WORKSPACE": "risk-team"}
         for who, password, found in (("alice", "alice-password-1", 1), ("bob", "bob-password-1", 0)):
-            answer = httpx.post(
-                f"{url}/api/2.0/mlflow/experiments/search", json=search, headers=team, auth=(who, password)
-            )
+            answer = _post(f"{url}/api/2.0/mlflow/experiments/search", json=search, headers=team, auth=(who, password))
             assert len(answer.raise_for_status().json().get("experiments", [])) == found, (who, answer.text)
         held_back = {**secret, "username": "alice", "permission": "NO_PERMISSIONS"}
         http.post("/api/2.0/mlflow/experiments/permissions/create", json=held_back).raise_for_status()
