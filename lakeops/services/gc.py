@@ -159,7 +159,7 @@ class GarbageCollector:
     def _dead_run_roots(self, cutoff_ms: int) -> set[str]:
         """Artifact roots (``<exp>/<run>/``) of runs deleted before the cutoff and not restored."""
         state = self.store.state
-        deleted = {r.run_id for r in list(state.runs.values()) if r.lifecycle_stage == "deleted"}
+        deleted = state.runs.deleted_run_ids()
         if not deleted:
             return set()
         rows = self.store.scan_with_pending(

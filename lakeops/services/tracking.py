@@ -982,8 +982,10 @@ class TrackingService:
         page_ids, nxt = paginate(
             results_now, fingerprint=fingerprint, max_results=max_results, page_token=page_token, pins=self._pins
         )
-        runs = self.state.runs if past is None else past.runs
-        found = [runs[i] for i in page_ids if i in runs]
+        if past is None:
+            found = self.state.runs.get_many(page_ids)
+        else:
+            found = [past.runs[i] for i in page_ids if i in past.runs]
         if past is None and page_token is None:
             self._warm_columns(index, found)
         return RunPage(runs=[_run_entity(run) for run in found], next_page_token=nxt)

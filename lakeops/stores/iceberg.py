@@ -274,21 +274,24 @@ class IcebergStore:
             self._seen_snapshot[table_def.name] = snapshot.snapshot_id if snapshot else None
             self._visible[table_def.name] = table.metadata
             self._absorbed[table_def.name] = table.metadata_location
-        for table_def in TABLES:
-            table = self._tables[table_def.name]
-            if self._seen_snapshot[table_def.name] is None or table_def.name in _NOT_FOLDED:
-                continue
-            rows = table.scan(snapshot_id=self._seen_snapshot[table_def.name]).to_arrow()
-            summary = SUMMARY_BY_NAME.get(table_def.name)
-            if summary is not None:
-                rows = summary.reduce(rows)
-            elif "changed_at" in rows.column_names:
-                rows = rows.sort_by([("changed_at", "ascending"), ("writer_id", "ascending"), ("wal_seq", "ascending")])
-            elif "created_at" in rows.column_names:
-                # Append-only logs fold in time order too: a scan lists the newest commit's files
-                # first, so e.g. a dataset's versions came back newest first after a restart.
-                rows = rows.sort_by([("created_at", "ascending")])
-            self.state.apply(table_def.name, rows)
+        with self.state.starting():  # runs, their params, tags and latest metrics kept as columns
+            for table_def in TABLES:
+                table = self._tables[table_def.name]
+                if self._seen_snapshot[table_def.name] is None or table_def.name in _NOT_FOLDED:
+                    continue
+                rows = table.scan(snapshot_id=self._seen_snapshot[table_def.name]).to_arrow()
+                summary = SUMMARY_BY_NAME.get(table_def.name)
+                if summary is not None and not self.state.takes_into_base("metrics"):
+                    rows = summary.reduce(rows)  # fewer rows to fold (the run columns reduce their own)
+                elif "changed_at" in rows.column_names:
+                    rows = rows.sort_by(
+                        [("changed_at", "ascending"), ("writer_id", "ascending"), ("wal_seq", "ascending")]
+                    )
+                elif "created_at" in rows.column_names:
+                    # Append-only logs fold in time order too: a scan lists the newest commit's files
+                    # first, so e.g. a dataset's versions came back newest first after a restart.
+                    rows = rows.sort_by([("created_at", "ascending")])
+                self.state.apply(table_def.name, rows)
         self.state.retry_orphans()
         marks = {name: self._mark(table) for name, table in self._tables.items()}
         replayed = 0

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -41,6 +42,9 @@ from lakeops.stores.auth_state import AUTH_TABLE_NAMES, AuthState  # -- users, t
 from lakeops.stores.epochs import epoch_array, epoch_ints
 from lakeops.stores.lineage_state import LineageState
 from lakeops.stores.registry_state import REGISTRY_TABLE_NAMES, RegistryState  # -- model registry --
+from lakeops.stores.run_base import LATEST_DTYPE as _LATEST_DTYPE
+from lakeops.stores.run_base import RunBase, Runs
+from lakeops.stores.run_base import combined as _combined
 from lakeops.stores.run_index import RunIndex, pack_latest, unpack_latest
 
 log = logging.getLogger(__name__)
@@ -164,9 +168,13 @@ class TrackingState:
         self.bulk_rows = bulk_rows  # None: always fold row by row
         self.experiments: dict[str, ExperimentState] = {}
         self.experiment_ids_by_name: dict[str, str] = {}
-        self.runs: dict[str, RunState] = {}
-        # The same runs as columns, for search (lakeops/stores/run_index.py).
+        # The runs as columns, for search (lakeops/stores/run_index.py).
         self.run_index = RunIndex()
+        # Runs by id: the runs read at start-up as columns, and objects of those changed since
+        # (lakeops/stores/run_base.py).
+        self.runs = Runs(self.run_index)
+        self._base_open = False  # start-up's tables may load into the columns (``starting``)
+        self._base_loaded: set[str] = set()  # what went into them: "params", "tags", "metrics"
         self.logged_models: dict[str, LoggedModelState] = {}
         # Every version of every artifact path, oldest first; the last one is current.
         self.artifact_versions: dict[str, list[ArtifactVersionState]] = {}
@@ -195,6 +203,28 @@ class TrackingState:
         if max_length is None:
             return [v if v is None else shared(v, v) for v in values]
         return [v if v is None or len(v) > max_length else shared(v, v) for v in values]
+
+    @contextmanager
+    def starting(self) -> Iterator[None]:
+        """Start-up's whole tables: folded inside, the runs, run tags, params and latest metrics go
+        into columns (``RunBase``) instead of one object a run, each table once, while no run has an
+        object yet; anything else folds as usual."""
+        self._base_open = True
+        try:
+            yield
+        finally:
+            self._base_open = False
+
+    def _into_base(self, rows: pa.Table | pa.RecordBatch, kind: str) -> bool:
+        return self.takes_into_base(kind) and self._bulk(rows)
+
+    def takes_into_base(self, kind: str) -> bool:
+        """Whether start-up's ``kind`` rows ("params", "tags", "metrics") would go into the run
+        columns now (a large batch): the columns reduce them themselves (metrics: each run's latest
+        point of a key, whatever the rows' order or count)."""
+        return (
+            self._base_open and self.runs.base is not None and not self.runs.objects and kind not in self._base_loaded
+        )
 
     def apply(self, table: str, rows: pa.Table | pa.RecordBatch) -> None:
         """Fold rows of ``table`` into the state, in row order."""
@@ -244,13 +274,22 @@ class TrackingState:
         return self.bulk_rows is not None and rows.num_rows >= self.bulk_rows
 
     def _apply_runs(self, rows: pa.Table | pa.RecordBatch) -> None:
-        if self._bulk(rows):
+        into_base = self._base_open and self.bulk_rows is not None and self.runs.base is None and not self.runs.objects
+        if into_base or self._bulk(rows):
             # A run's row replaces the run's attributes: only each run's last row counts, and runs
             # keep the order of their first row (their run-index rows are numbered in that order).
             _ids, order, bounds = _by_run(rows.column("run_id"))
             last = order[bounds[1:] - 1]
             first = np.argsort(order[bounds[:-1]], kind="stable")
-            self._apply_runs_rows(rows.take(pa.array(last[first])), bulk=True)
+            latest = rows.take(pa.array(last[first]))
+            if into_base:
+                table = latest if isinstance(latest, pa.Table) else pa.Table.from_batches([latest])
+                base = RunBase(table, self._share, self._usual_artifact_uris(table), self._artifact_root)
+                with self.run_index.lock:
+                    self.runs.base = base
+                    self.run_index.load_base(base)
+                return
+            self._apply_runs_rows(latest, bulk=True)
             return
         self._apply_runs_rows(rows, bulk=False)
 
@@ -296,7 +335,7 @@ class TrackingState:
         folded: list[RunState] = []
         usual = cols.get("usual_artifact_uri")
         for i, run_id in enumerate(cols["run_id"]):
-            old = self.runs.get(run_id)
+            old = self.runs.for_update(run_id)
             run = RunState(
                 run_id=run_id,
                 experiment_id=cols["experiment_id"][i],
@@ -351,13 +390,15 @@ class TrackingState:
         return shared
 
     def _apply_tags(self, rows: pa.Table | pa.RecordBatch) -> pa.Table | None:
-        if self._bulk(rows):
+        if self._bulk(rows) or self.takes_into_base("tags"):
             # Runs' tags per run; experiments' and logged models' (few) row by row. Each entity's
             # rows keep their order, so the left-over rows do too.
             is_run = pc.equal(rows.column("entity_type"), "run")
+            run_rows = rows.filter(is_run)
+            loaded, waiting = self._load_base("tags", run_rows)
             leftovers = [
                 self._apply_tags_rows(rows.filter(pc.invert(is_run))),
-                self._bulk_run_tags(rows.filter(is_run)),
+                waiting if loaded else self._bulk_run_tags(run_rows),
             ]
             return _concat([t for t in leftovers if t is not None])
         return self._apply_tags_rows(rows)
@@ -397,7 +438,7 @@ class TrackingState:
         with index.lock:
             for g, run_id in enumerate(ids):
                 a, b = int(bounds[g]), int(bounds[g + 1])
-                run = self.runs.get(run_id)
+                run = self.runs.for_update(run_id)
                 if run is None:
                     missing.append(order[a:b])
                     continue
@@ -410,7 +451,11 @@ class TrackingState:
         cols = rows.select(["entity_type", "entity_id", "key", "value", "is_deleted"]).to_pydict()
         cols["key"], cols["value"] = self._share(cols["key"]), self._share(cols["value"], max_length=32)
         missing: list[int] = []
-        parents: dict[str, Any] = {"run": self.runs, "experiment": self.experiments, "logged_model": self.logged_models}
+        parents: dict[str, Any] = {
+            "run": _Updating(self.runs),
+            "experiment": self.experiments,
+            "logged_model": self.logged_models,
+        }
         index = self.run_index
         with index.lock:
             for i, entity_id in enumerate(cols["entity_id"]):
@@ -430,6 +475,9 @@ class TrackingState:
         return _take(rows, missing)
 
     def _apply_params(self, rows: pa.Table | pa.RecordBatch) -> pa.Table | None:
+        loaded, waiting = self._load_base("params", rows)
+        if loaded:
+            return waiting
         if self._bulk(rows):
             return self._bulk_params(rows)
         cols = rows.select(["run_id", "key", "value"]).to_pydict()
@@ -438,7 +486,7 @@ class TrackingState:
         index = self.run_index
         with index.lock:
             for i, run_id in enumerate(cols["run_id"]):
-                run = self.runs.get(run_id)
+                run = self.runs.for_update(run_id)
                 if run is None:
                     missing.append(i)
                 elif (key := cols["key"][i]) not in run.params:  # params are immutable: the first value stays
@@ -483,6 +531,20 @@ class TrackingState:
 
         return self._fold_each_run(rows, grouped, "metric", keys, fold)
 
+    def _load_base(self, kind: str, rows: pa.Table | pa.RecordBatch) -> tuple[bool, pa.Table | None]:
+        """Start-up's ``kind`` rows into the run columns when they may go there (``starting``), with
+        the rows of runs not in them handed back; (False, None): they fold as usual."""
+        base = self.runs.base
+        if base is None or not self.takes_into_base(kind):
+            return False, None
+        table = rows if isinstance(rows, pa.Table) else pa.Table.from_batches([rows])
+        load = {"params": base.load_params, "tags": base.load_tags, "metrics": base.load_metrics}[kind]
+        with self.run_index.lock:
+            missing = load(table, self._share)
+            self._base_loaded.add(kind)
+            self.run_index.forget({"params": "param", "tags": "tag", "metrics": "metric"}[kind])
+        return True, _take(table, missing.tolist())
+
     def _strings(
         self, column: pa.ChunkedArray | pa.Array, order: np.ndarray, *, max_length: int | None = None
     ) -> list[Any]:
@@ -494,8 +556,12 @@ class TrackingState:
         return list(np.array(texts, dtype=object)[codes[order]])
 
     def _apply_metrics(self, rows: pa.Table | pa.RecordBatch) -> pa.Table | None:
-        if self._bulk(rows) and not any(rows.column(c).null_count for c in ("recorded_at", "value", "step")):
-            return self._bulk_metrics(rows)
+        if not any(rows.column(c).null_count for c in ("recorded_at", "value", "step")):
+            loaded, waiting = self._load_base("metrics", rows)
+            if loaded:
+                return waiting
+            if self._bulk(rows):
+                return self._bulk_metrics(rows)
         run_ids = rows.column("run_id").to_pylist()
         keys = self._share(rows.column("key").to_pylist())
         values = rows.column("value").to_pylist()
@@ -507,7 +573,7 @@ class TrackingState:
         with index.lock:
             for i, run_id in enumerate(run_ids):
                 if run is None or run.run_id != run_id:
-                    run = self.runs.get(run_id)
+                    run = self.runs.for_update(run_id)
                     if run is None:
                         missing.append(i)
                         continue
@@ -540,7 +606,7 @@ class TrackingState:
         cols = rows.to_pydict()
         missing: list[int] = []
         for i, run_id in enumerate(cols["run_id"]):
-            run = self.runs.get(run_id)
+            run = self.runs.for_update(run_id)
             if run is None:
                 missing.append(i)
                 continue
@@ -609,10 +675,6 @@ def _take(rows: pa.Table | pa.RecordBatch, indices: list[int]) -> pa.Table | Non
     return taken if isinstance(taken, pa.Table) else pa.Table.from_batches([taken])
 
 
-def _combined(column: pa.ChunkedArray | pa.Array) -> pa.Array:
-    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-
-
 def _by_run(column: pa.ChunkedArray | pa.Array) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Rows grouped by the id in ``column``: the distinct ids in the order of their first row, the
     row positions grouped by id (each group in row order), and where each group starts and ends
@@ -637,8 +699,16 @@ def _concat(tables: list[pa.Table]) -> pa.Table | None:
     return pa.concat_tables(tables) if tables else None
 
 
-# The packed latest point (lakeops/stores/run_index.py's ``pack_latest``) as a numpy record.
-_LATEST_DTYPE = np.dtype([("timestamp", "<i8"), ("value", "<f8"), ("step", "<i8")])
+class _Updating:
+    """``Runs`` seen through ``get`` as the fold sees it: the objects it changes are kept."""
+
+    __slots__ = ("runs",)
+
+    def __init__(self, runs: Runs) -> None:
+        self.runs = runs
+
+    def get(self, run_id: str) -> RunState | None:
+        return self.runs.for_update(run_id)
 
 
 _HANDLERS: dict[str, Any] = {

@@ -117,16 +117,26 @@ def _workload(seed: int) -> list[tuple[str, pa.Table]]:
     return calls
 
 
-def _fold(calls: list[tuple[str, pa.Table]], bulk_rows: int | None) -> TrackingState:
+def _fold(calls: list[tuple[str, pa.Table]], bulk_rows: int | None, *, starting: int = 0) -> TrackingState:
+    """The state after ``calls``; the first ``starting`` of them as start-up's (``TrackingState.starting``:
+    the runs, params, tags and metrics they carry go into columns, lakeops/stores/run_base.py)."""
     state = TrackingState(bulk_rows=bulk_rows)
     for entity, key in [("param", "lr"), ("tag", "team"), ("metric", "loss"), ("attribute", "status")]:
         state.run_index.column(entity, key)  # cached columns the folds must keep current
-    for i, (table, rows) in enumerate(calls):
+    with state.starting():
+        for table, rows in calls[:starting]:
+            state.apply(table, rows)
+    for i, (table, rows) in enumerate(calls[starting:], starting):
         state.apply(table, rows)
         if i == len(calls) // 2:
             state.retry_orphans()
     state.retry_orphans()
     return state
+
+
+def _plain(value: Any) -> Any:
+    """NaN as a string: NaN equals nothing, not even another NaN."""
+    return "nan" if isinstance(value, float) and math.isnan(value) else value
 
 
 def _snapshot(state: TrackingState) -> dict[str, Any]:
@@ -155,17 +165,21 @@ def _snapshot(state: TrackingState) -> dict[str, Any]:
         ],
         "experiment_tags": {e: list(x.tags.items()) for e, x in state.experiments.items()},
         "index_ids": index.run_ids[:size].tolist(),
-        "index_runs": [run.run_id for run in index.runs[:size]],
+        # the objects the index reads are the state's own (changes made to one reach the other)
+        "index_runs": all(
+            state.runs.objects.get(run.run_id) is run and run.row == row for row, run in index.runs.items()
+        ),
         "experiments": [index.experiments.values[c] for c in index.experiments.codes[:size]],
         "lifecycle": index.lifecycle[:size].tolist(),
         "start_time": [
             v if p else None
             for v, p in zip(index.start_time.values[:size], index.start_time.present[:size], strict=True)
         ],
-        "columns": {
-            k: [("nan" if isinstance(v, float) and math.isnan(v) else v) for v in vs] for k, vs in columns.items()
-        },
-        "waiting": [(table, rows.to_pylist()) for table, rows in state._orphans],
+        "columns": {k: [_plain(v) for v in vs] for k, vs in columns.items()},
+        "waiting": [
+            (table, [{k: _plain(v) for k, v in row.items()} for row in rows.to_pylist()])
+            for table, rows in state._orphans
+        ],
     }
 
 
@@ -175,6 +189,30 @@ def test_bulk_fold_gives_the_row_by_row_state(seed: int) -> None:
     by_row, in_bulk = _fold(calls, None), _fold(calls, 1)
     assert len(by_row.runs) == 400
     assert _snapshot(in_bulk) == _snapshot(by_row)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("starting", [6, 8, 11, 16])
+@pytest.mark.parametrize("bulk_rows", [1, 4096])
+def test_start_up_columns_give_the_row_by_row_state(seed: int, starting: int, bulk_rows: int) -> None:
+    """Start-up's tables kept as columns, then later rows folding into objects made from them (in
+    bulk or row by row): the same runs (all of round 0's calls, or fewer: some kinds then fold as
+    objects at start-up)."""
+    calls = _workload(seed)
+    by_row, from_base = _fold(calls, None), _fold(calls, bulk_rows, starting=starting)
+    assert from_base.runs.base is not None and from_base.runs.base.size > 0
+    assert len(from_base.runs) == 400
+    assert _snapshot(from_base) == _snapshot(by_row)
+
+
+def test_start_up_columns_alone() -> None:
+    """Only start-up's rows: every run read from the columns, none made into an object kept."""
+    calls = _workload(4)[:5]  # experiments, then runs, tags, params and metrics once each
+    by_row, from_base = _fold(calls, None, starting=5), _fold(calls, 1, starting=5)
+    assert not from_base.runs.objects
+    assert _snapshot(from_base) == _snapshot(by_row)
+    deleted = {r for r, run in by_row.runs.items() if run.lifecycle_stage == "deleted"}
+    assert deleted and from_base.runs.deleted_run_ids() == deleted
 
 
 def test_rows_of_unknown_runs_wait_in_bulk_too() -> None:
