@@ -100,7 +100,7 @@ def _workload(seed: int) -> list[tuple[str, pa.Table]]:
             {
                 "run_id": rng.choice(run_ids),
                 "key": rng.choice(["loss", "acc"]),
-                "value": rng.choice([math.nan, 0.5, 0.25, rng.random(), -math.inf]),
+                "value": rng.choice([math.nan, 0.5, 0.25, rng.random(), -math.inf, 0.0, -0.0]),  # 0.0 and -0.0 tie
                 "recorded_at": T0 + rng.choice([0, 1_000, 2_000, 2_500]),
                 "step": rng.choice([0, 1, 2]),
             }
