@@ -252,7 +252,7 @@ class IcebergStore:
         self._constrained_commit_lock = threading.Lock()
         self._constrained_queue: list[_ConstrainedWrite] = []
         self._load()
-        _hand_back_memory()
+        hand_back_memory()
         self._committer: threading.Thread | None = None
         if start_committer:
             self._committer = threading.Thread(target=self._run_committer, name="lakeops-committer", daemon=True)
@@ -1064,7 +1064,7 @@ def _claims(rows: Rows, names: list[str]) -> set[tuple[str, tuple[str, ...], tup
 _NOT_FOLDED = frozenset(ON_DEMAND_TABLES) | frozenset(SUMMARY_OF_SOURCE)
 
 
-def _hand_back_memory() -> None:
+def hand_back_memory() -> None:
     """Return the memory start-up's scans freed to the operating system.
 
     Arrow's pool (mimalloc) keeps the pages of freed buffers for reuse, and glibc keeps freed heap

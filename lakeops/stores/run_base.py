@@ -169,6 +169,20 @@ class RunBase:
             return int(self._sorter[at])
         return -1
 
+    def find_many(self, run_ids: list[str]) -> np.ndarray:
+        """``find`` of each id, vectorised."""
+        if not self.size or not run_ids:
+            return np.full(len(run_ids), -1, dtype=np.int64)
+        wanted = np.array([r.encode() for r in run_ids])
+        if wanted.dtype.itemsize > self._sorted.dtype.itemsize:  # longer than every id: not here
+            fits = np.array([len(w) <= self._sorted.dtype.itemsize for w in wanted])
+            wanted = np.where(fits, wanted, b"").astype(self._sorted.dtype)
+        else:
+            fits = np.ones(len(wanted), dtype=bool)
+        at = np.minimum(np.searchsorted(self._sorted, wanted), self.size - 1)
+        hit = fits & (self._sorted[at] == wanted)
+        return np.where(hit, self._sorter[at], -1).astype(np.int64)
+
     def rows_of(self, ids: pa.ChunkedArray | pa.Array) -> np.ndarray:
         """The row of each id (-1: not a run of the base), vectorised."""
         found = pc.index_in(ids, value_set=self.ids)  # chunks and all: no copy of the ids
@@ -463,12 +477,11 @@ class Runs:
         found: list[RunState | None] = [self.objects.get(run_id) for run_id in run_ids]
         base = self.base
         if base is not None:
-            wanted = [
-                (i, row) for i, run_id in enumerate(run_ids) if found[i] is None and (row := base.find(run_id)) >= 0
-            ]
-            if wanted:
-                for (i, _row), run in zip(wanted, base.make_many([row for _i, row in wanted]), strict=True):
-                    found[i] = run
+            missing = [i for i, run in enumerate(found) if run is None]
+            rows = base.find_many([run_ids[i] for i in missing]).tolist()
+            hits = [(i, row) for i, row in zip(missing, rows, strict=True) if row >= 0]
+            for (i, _row), run in zip(hits, base.make_many([row for _i, row in hits]), strict=True):
+                found[i] = run
         return [run for run in found if run is not None]
 
     def get(self, run_id: str, default: RunState | None = None) -> RunState | None:
