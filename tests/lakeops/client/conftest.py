@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lakes import make_settings
+from lakes import EmptyLakes, make_settings
 from serve_process import ServeProcess
 
 import lakeops
@@ -52,11 +52,15 @@ def servers(
 
 @pytest.fixture(params=MODES)
 def client(request: pytest.FixtureRequest, tmp_path: Path, servers: dict[str, ServeProcess]) -> Iterator[Client]:
-    """A client, embedded on a fresh lake or connected to the module's server."""
+    """A client, embedded on a fresh lake (file, s3: a copy of an empty one, see ``EmptyLakes``) or connected to
+    the module's server."""
     mode, kind = str(request.param).split("-")
     if mode == "embedded":
         s3 = request.getfixturevalue("s3_server") if kind != "file" else None
-        c = lakeops.connect(settings=make_settings(kind, tmp_path / "lake", s3), flush_interval_s=0.05)
+        settings = make_settings(kind, tmp_path / "lake", s3)
+        empty_lakes: EmptyLakes = request.getfixturevalue("empty_lakes")
+        empty_lakes.prepare(settings, s3)
+        c = lakeops.connect(settings=settings, flush_interval_s=0.05)
     else:
         c = lakeops.connect(servers[kind].url, flush_interval_s=0.05)
     yield c
