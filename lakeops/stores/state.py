@@ -605,18 +605,19 @@ class TrackingState:
     def _apply_run_io(self, rows: pa.Table | pa.RecordBatch) -> pa.Table | None:
         cols = rows.to_pydict()
         missing: list[int] = []
-        for i, run_id in enumerate(cols["run_id"]):
-            run = self.runs.for_update(run_id)
-            if run is None:
-                missing.append(i)
-                continue
-            link = {k: cols[k][i] for k in cols if k not in ("run_id", "direction", "logged_at")}
-            if cols["direction"][i] == "input":
-                run.inputs = target = run.inputs or []
-            else:
-                run.outputs = target = run.outputs or []
-            if link not in target:  # the same dataset or model linked twice is one link
-                target.append(link)
+        with self.run_index.lock:  # for_update may add a run to run_index.runs, which a column build reads
+            for i, run_id in enumerate(cols["run_id"]):
+                run = self.runs.for_update(run_id)
+                if run is None:
+                    missing.append(i)
+                    continue
+                link = {k: cols[k][i] for k in cols if k not in ("run_id", "direction", "logged_at")}
+                if cols["direction"][i] == "input":
+                    run.inputs = target = run.inputs or []
+                else:
+                    run.outputs = target = run.outputs or []
+                if link not in target:  # the same dataset or model linked twice is one link
+                    target.append(link)
         return _take(rows, missing)
 
     def _apply_artifacts(self, rows: pa.Table | pa.RecordBatch) -> None:

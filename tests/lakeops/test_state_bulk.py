@@ -13,13 +13,23 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
 import pytest
 
-from catalog.tables import EXPERIMENT_CHANGES, METRIC_LATEST, METRICS, PARAMS, RUN_CHANGES, TAG_CHANGES, TableDef
+from catalog.tables import (
+    EXPERIMENT_CHANGES,
+    METRIC_LATEST,
+    METRICS,
+    PARAMS,
+    RUN_CHANGES,
+    RUN_IO,
+    TAG_CHANGES,
+    TableDef,
+)
 from lakeops.stores.state import TrackingState
 
 T0 = 1_700_000_000_000_000  # µs
@@ -245,3 +255,25 @@ def test_a_run_keeps_its_artifact_uri() -> None:
         state.apply(RUN_CHANGES.name, _rows(RUN_CHANGES, runs))
         assert {r: state.runs[r].artifact_uri for r in uris} == uris
         assert state.runs["r1"].artifact_root == "s3://b/0"  # shared, not one string per run
+
+
+def test_run_io_waits_for_the_run_index_lock() -> None:
+    """A search building a column holds the run index's lock while it reads ``run_index.runs``; a run
+    read from the start-up columns gets its object (and its entry there) on its first change, so
+    the run_io fold, like the others, must make it under that lock (else the build's reads of the
+    dict race it: "dictionary changed size during iteration", or rows and values of two lengths)."""
+    calls = _workload(5)[:5]
+    state = _fold(calls, 1, starting=5)
+    assert not state.runs.objects and not state.run_index.runs
+    run_id = next(iter(state.runs))
+    link = {"run_id": run_id, "direction": "input", "kind": "dataset", "dataset_name": "d", "logged_at": T0}
+    io = pa.Table.from_pylist([link], schema=RUN_IO.arrow_schema)
+    folding = threading.Thread(target=state.apply, args=(RUN_IO.name, io))
+    with state.run_index.lock:  # as RunIndex.column holds it around _build
+        folding.start()
+        folding.join(timeout=10)  # the fold may not finish while the lock is held
+        assert not state.run_index.runs, "the run_io fold changed the run index's runs without its lock"
+    folding.join()
+    run = state.runs[run_id]
+    assert run.inputs and run.inputs[0]["dataset_name"] == "d"
+    assert state.run_index.runs[run.row] is run
