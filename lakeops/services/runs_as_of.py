@@ -125,9 +125,9 @@ class RunsAsOf:
                     key: pack_latest(stamp, value, step)
                     for key, value, step, stamp in zip(
                         metric_keys,
-                        cols["metric_values"][i],
-                        cols["metric_steps"][i],
-                        cols["metric_stamps"][i],
+                        cols["metric_values"][i] or [],
+                        cols["metric_steps"][i] or [],
+                        cols["metric_stamps"][i] or [],
                         strict=True,
                     )
                 },

@@ -63,3 +63,16 @@ def test_search_and_groups_as_of_answer_the_runs_as_they_stood(lake_settings: La
 
         with pytest.raises(InvalidArgumentError, match="before the lake's first commit"):
             tracking.search_runs([experiment], as_of=then - timedelta(days=365))
+
+
+def test_a_run_without_metrics_is_found_as_of(lake_settings: LakeopsSettings) -> None:
+    """A run with params but no metric point at that time has no metric list in the past views."""
+    with Lake(lake_settings, start_committer=False) as lake:
+        tracking = lake.tracking
+        experiment = tracking.create_experiment("as-of-bare")
+        bare = tracking.create_run(experiment, run_name="bare").info.run_id
+        tracking.log_param(bare, "lr", "0.1")
+        lake.store.commit()
+        then = datetime.now(UTC)
+        page = tracking.search_runs([experiment], as_of=then)
+        assert [(r.info.run_name, r.params, r.metrics) for r in page.runs] == [("bare", {"lr": "0.1"}, {})]
