@@ -162,8 +162,8 @@ class RunBase:
     def find(self, run_id: str) -> int:
         """The row of ``run_id``, or -1."""
         encoded = run_id.encode()
-        if not self.size or len(encoded) > self._sorted.dtype.itemsize:
-            return -1
+        if not self.size or len(encoded) > self._sorted.dtype.itemsize or encoded.endswith(b"\0"):
+            return -1  # numpy bytes drop trailing NULs: "<id>\0" would compare equal to "<id>"
         at = int(np.searchsorted(self._sorted, encoded))
         if at < self.size and self._sorted[at] == encoded:
             return int(self._sorter[at])
@@ -180,7 +180,8 @@ class RunBase:
         else:
             fits = np.ones(len(wanted), dtype=bool)
         at = np.minimum(np.searchsorted(self._sorted, wanted), self.size - 1)
-        hit = fits & (self._sorted[at] == wanted)
+        plain = np.array([not r.endswith("\0") for r in run_ids], dtype=bool)  # see ``find``
+        hit = fits & plain & (self._sorted[at] == wanted)
         return np.where(hit, self._sorter[at], -1).astype(np.int64)
 
     def rows_of(self, ids: pa.ChunkedArray | pa.Array) -> np.ndarray:

@@ -277,3 +277,17 @@ def test_run_io_waits_for_the_run_index_lock() -> None:
     run = state.runs[run_id]
     assert run.inputs and run.inputs[0]["dataset_name"] == "d"
     assert state.run_index.runs[run.row] is run
+
+
+def test_an_id_with_trailing_nuls_is_not_a_run_of_the_columns() -> None:
+    """numpy's bytes strings drop trailing NULs, so ``<run id>\\0`` once compared equal to the run id in
+    the start-up columns: a get, ``in`` or page lookup of such an id (a request's run_id) found the
+    run, and a write to it would have folded under the wrong id."""
+    state = _fold(_workload(6)[:5], 1, starting=5)
+    run_id = next(iter(state.runs))
+    for odd in (run_id + "\x00", run_id[:-1] + "\x00", run_id + "\x00\x00"):
+        assert state.runs.get(odd) is None
+        assert odd not in state.runs
+        assert [r.run_id for r in state.runs.get_many([odd, run_id])] == [run_id]
+        assert state.runs.for_update(odd) is None
+    assert state.runs.get(run_id) is not None
