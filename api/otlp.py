@@ -19,12 +19,15 @@ go through ``MessageToDict``.
 from __future__ import annotations
 
 import base64
+import binascii
+import contextlib
 import gzip
 import json
 import math
 import zlib
 from typing import Any
 
+import orjson
 from google.protobuf.json_format import MessageToDict, Parse, ParseError
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -42,7 +45,21 @@ _SPAN_KINDS = {v.number: v.name for v in Span.DESCRIPTOR.enum_types_by_name["Spa
 _STATUS_CODES = {v.number: v.name for v in Status.DESCRIPTOR.enum_types_by_name["StatusCode"].values}
 # The first character of any JSON text; a string starting otherwise is kept as it is without trying.
 _JSON_START = frozenset('{["-0123456789tfn \t\n\r')
-_b64 = base64.b64encode
+_b2a = binascii.b2a_base64
+
+
+def _b64(data: bytes) -> str:
+    return _b2a(data, newline=False).decode()
+
+
+def _dumps(value: Any) -> str:
+    """JSON text of ``value``: orjson's (compact, UTF-8; NaN and infinities as null, JSON having no such
+    numbers), else the standard library's for what orjson refuses (integers beyond 64 bits, unpaired
+    surrogates)."""
+    try:
+        return orjson.dumps(value, default=str).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value, default=str)
 
 
 def mlflow_trace_id(otel_trace_id: bytes) -> str:
@@ -98,8 +115,8 @@ def _add_span(batch: SpanBatch, span: Span) -> None:
         status_message=status.message or None,
         start_ns=span.start_time_unix_nano,
         end_ns=span.end_time_unix_nano or None,
-        attributes_json=json.dumps(attributes, default=str),
-        content_json=json.dumps(content),
+        attributes_json=_dumps(attributes),
+        content_json=_dumps(content),
     )
     batch.rows.append(row)
     if not parent:
@@ -111,13 +128,13 @@ def _span_json(span: Span, attributes: dict[str, Any]) -> dict[str, Any]:
     ``attributes`` with the span's attributes, values decoded."""
     out: dict[str, Any] = {}
     if span.trace_id:
-        out["trace_id"] = _b64(span.trace_id).decode()
+        out["trace_id"] = _b64(span.trace_id)
     if span.span_id:
-        out["span_id"] = _b64(span.span_id).decode()
+        out["span_id"] = _b64(span.span_id)
     if span.trace_state:
         out["trace_state"] = span.trace_state
     if span.parent_span_id:
-        out["parent_span_id"] = _b64(span.parent_span_id).decode()
+        out["parent_span_id"] = _b64(span.parent_span_id)
     if span.name:
         out["name"] = span.name
     if span.kind:
@@ -183,7 +200,7 @@ def _any_value_json(value: AnyValue) -> tuple[dict[str, Any], Any]:
             return {kind: "-Infinity" if number < 0 else "Infinity"}, number
         return {kind: "NaN" if math.isnan(number) else number}, number
     if kind == "bytes_value":
-        text = _b64(value.bytes_value).decode()
+        text = _b64(value.bytes_value)
         return {kind: text}, _json_text(text)
     return MessageToDict(value, preserving_proto_field_name=True), _any_value(value)
 
@@ -234,6 +251,9 @@ def _json_text(text: str) -> Any:
     if not text or text[0] not in _JSON_START:
         return text  # cannot be JSON: spares the parser's exception
     try:
-        return json.loads(text)
+        if text[0] == '"':  # a JSON string, MLflow's commonest value: orjson reads it as json does
+            with contextlib.suppress(orjson.JSONDecodeError):  # (a lone surrogate escape: json's turn)
+                return orjson.loads(text)
+        return json.loads(text)  # orjson would read an integer beyond 64 bits as a float
     except ValueError:
         return text

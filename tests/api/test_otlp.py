@@ -82,9 +82,25 @@ def test_stored_json_is_protobufs_json_mapping_for_every_field() -> None:
     bare = spans.add(trace_id=uuid.uuid4().bytes, span_id=b"\x04" * 8)
     bare.status.SetInParent()  # present but empty
 
-    for span, row in zip(spans, _decode(request), strict=True):
+    rows = _decode(request)
+    # JSON has no NaN or infinities: the attributes column (read by SQL) holds null for them
+    assert json.loads(str(rows[1]["attributes_json"])) == {
+        "nan": None,
+        "-inf": None,
+        "inf": None,
+        "-0.0": -0.0,
+        "unset": None,
+        "": "",
+    }
+    for span, row in zip(spans, rows, strict=True):
         expected = MessageToDict(span, preserving_proto_field_name=True)
-        assert row["content_json"] == json.dumps(expected)  # same mapping, same key order
+        # same mapping, same key order (the text itself is orjson's, compact)
+        assert _pairs(str(row["content_json"])) == _pairs(json.dumps(expected))
+
+
+def _pairs(text: str) -> object:
+    """JSON text read back with every object as its list of (key, value) pairs: key order counts."""
+    return json.loads(text, object_pairs_hook=list)
 
 
 def test_attribute_values_are_decoded_from_mlflows_json_text() -> None:
@@ -101,6 +117,8 @@ def test_attribute_values_are_decoded_from_mlflows_json_text() -> None:
         "number_text": "12",
         "broken": '{"open',
         "empty": "",
+        "big": '{"n": 123456789012345678901234567890}',  # beyond 64 bits: orjson cannot write it
+        "lone_surrogate": '"\\ud800"',  # json reads it; orjson neither reads nor writes it
     }.items():
         span.attributes.add(key=key).value.string_value = text
     span.attributes.add(key="count").value.int_value = 3
@@ -114,6 +132,8 @@ def test_attribute_values_are_decoded_from_mlflows_json_text() -> None:
         "number_text": 12,
         "broken": '{"open',
         "empty": "",
+        "big": {"n": 123456789012345678901234567890},
+        "lone_surrogate": "\ud800",
         "count": 3,
         "list": ["[1]"],
     }
