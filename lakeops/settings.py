@@ -193,6 +193,13 @@ class WriteConfig(_Frozen):
 
     commit_interval_s: float = Field(default=0.5, gt=0, description="Group-commit period.")
     commit_max_rows: int = Field(default=200_000, gt=0, description="Commit early once this many rows wait.")
+    spans_commit_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Group-commit period of the spans table (at most; sooner past commit_max_rows). Spans arrive by "
+        "the thousand and every round writes a Parquet file per bucket of the table, so they wait for rounds this far "
+        "apart; reads merge the queued ones in, and the write-ahead log keeps them durable meanwhile.",
+    )
     fsync: bool = Field(default=True, description="fsync the write-ahead log before acknowledging.")
     log: Literal["local", "object"] = Field(
         default="local",

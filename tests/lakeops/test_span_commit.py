@@ -1,0 +1,137 @@
+"""Spans through the write path: a large batch of many traces read back one trace at a time, queued or
+committed, and the spans table's own group-commit period (``write.spans_commit_interval_s``)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from pyiceberg.expressions import EqualTo
+from pyiceberg.transforms import BucketTransform
+from pyiceberg.types import StringType
+
+from catalog.tables import METRIC_BUCKETS, SPANS, TRACE_INFO_CHANGES
+from lakeops.services.traces import SpanBatch, SpanRow, TraceService
+from lakeops.services.tracking import TrackingService
+from lakeops.settings import LakeopsSettings
+from lakeops.stores import IcebergStore, open_store
+
+BASE_NS = 1_700_000_000_000_000_000
+# file and s3 (the REST catalog commits the same way through pyiceberg)
+FILE_AND_S3 = pytest.mark.parametrize("backend", ["file", pytest.param("s3", marks=pytest.mark.s3)], indirect=True)
+
+
+def _batch(first: int, traces: int, spans: int) -> SpanBatch:
+    """``traces`` traces of ``spans`` spans each (a root and its children), their start times shuffled."""
+    batch = SpanBatch()
+    for t in range(first, first + traces):
+        trace_id = f"tr-{t:032x}"
+        for s in reversed(range(spans)):  # children before their root, as exporters send them
+            start = BASE_NS + t * 1_000_000 + s * 1000
+            row = SpanRow(
+                trace_id=trace_id,
+                span_id=f"{s + 1:016x}",
+                parent_span_id=None if s == 0 else f"{1:016x}",
+                name=f"step-{s}",
+                span_type="CHAIN" if s == 0 else "LLM",
+                status_code="OK",
+                status_message=None,
+                start_ns=start,
+                end_ns=start + 500_000,
+                attributes_json=json.dumps({"t": t, "s": s}),
+                content_json=json.dumps({"name": f"step-{s}", "trace": t, "span": s}),
+            )
+            batch.rows.append(row)
+            if s == 0:
+                batch.add_root(row, inputs={"t": t}, outputs=None)
+    return batch
+
+
+def _spans_of(traces: TraceService, t: int) -> list[tuple[str, int]]:
+    return [(s["name"], s["trace"]) for s in traces.get_spans(f"tr-{t:032x}")]
+
+
+def _expected(t: int, spans: int) -> list[tuple[str, int]]:
+    return [(f"step-{s}", t) for s in range(spans)]  # in start order
+
+
+def _snapshots(store: IcebergStore, name: str) -> int:
+    return len(store.catalog.load_table((store.settings.namespace, name)).metadata.snapshots)
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.05)
+
+
+@FILE_AND_S3
+def test_a_large_batch_of_many_traces_reads_back_one_trace_at_a_time(
+    store: IcebergStore, tracking: TrackingService
+) -> None:
+    """One request's worth of spans from hundreds of traces: each trace reads back whole and alone, queued and
+    committed; the committed files hold one bucket each, so a trace's read plans one file."""
+    traces = TraceService(store, actor="ana")
+    experiment_id = tracking.create_experiment("spans")
+    assert traces.log_spans(experiment_id, _batch(0, 400, 5)) == 2000
+    assert traces.log_spans(experiment_id, _batch(400, 100, 3)) == 300
+    sample = [0, 1, 57, 199, 399, 400, 499]
+    for t in sample:  # queued
+        assert _spans_of(traces, t) == _expected(t, 5 if t < 400 else 3)
+    store.commit()
+    for t in sample:  # committed
+        assert _spans_of(traces, t) == _expected(t, 5 if t < 400 else 3)
+    assert traces.get_spans("tr-" + "f" * 32) == []
+    assert len(traces.search_traces([experiment_id], max_results=1000)[0]) == 500
+
+    table = store.catalog.load_table((store.settings.namespace, SPANS.name))
+    rows = table.scan().to_arrow()
+    assert rows.num_rows == 2300 and pc.count_distinct(rows["trace_id"]).as_py() == 500
+    files = list(table.scan().plan_files())
+    assert 1 < len(files) <= METRIC_BUCKETS
+    for t in sample:
+        (only,) = list(table.scan(row_filter=EqualTo("trace_id", f"tr-{t:032x}")).plan_files())
+        assert only.file.partition[0] == _bucket(f"tr-{t:032x}")
+
+
+def _bucket(trace_id: str) -> int:
+    return int(BucketTransform(METRIC_BUCKETS).pyarrow_transform(StringType())(pa.array([trace_id]))[0].as_py())
+
+
+@FILE_AND_S3
+def test_spans_wait_for_their_own_commit_period_and_are_read_meanwhile(
+    lake_factory: Callable[..., LakeopsSettings], empty_lakes: object, request: pytest.FixtureRequest
+) -> None:
+    """The committer's rounds leave spans queued for ``spans_commit_interval_s`` (each round would write a
+    file per bucket) while trace info commits every round; reads see the queued spans, an explicit commit
+    (SQL, shutdown) takes them at once, and a later round commits them on its own."""
+    settings: LakeopsSettings = lake_factory(commit_interval_s=0.05, spans_commit_interval_s=3.0)
+    s3 = request.getfixturevalue("s3_server") if settings.storage.kind == "s3" else None
+    empty_lakes.prepare(settings, s3)  # type: ignore[attr-defined]
+    with open_store(settings) as store:
+        traces = TraceService(store, actor="ana")
+        experiment_id = TrackingService(store).create_experiment("deferred")
+        spans_before, infos_before = _snapshots(store, SPANS.name), _snapshots(store, TRACE_INFO_CHANGES.name)
+        logged = time.monotonic()
+        traces.log_spans(experiment_id, _batch(0, 20, 4))
+        _wait_for(lambda: _snapshots(store, TRACE_INFO_CHANGES.name) > infos_before, "the trace info's round")
+        time.sleep(0.5)  # that round over (it commits spans after trace info), and several rounds since
+        if time.monotonic() - logged < 2.5:  # well inside the spans' period (a loaded machine may be slower)
+            assert _snapshots(store, SPANS.name) == spans_before  # still queued ...
+        assert _spans_of(traces, 7) == _expected(7, 4)  # ... and read all the same
+        assert len(traces.search_traces([experiment_id])[0]) == 20
+        # a later round takes them on its own, once they have waited their period
+        _wait_for(lambda: _snapshots(store, SPANS.name) > spans_before, "the spans' own round")
+        assert time.monotonic() - logged >= 3.0
+        assert _spans_of(traces, 7) == _expected(7, 4)
+        # an explicit commit does not wait
+        traces.log_spans(experiment_id, _batch(20, 5, 2))
+        committed = _snapshots(store, SPANS.name)
+        store.commit()
+        assert _snapshots(store, SPANS.name) == committed + 1
+        assert _spans_of(traces, 21) == _expected(21, 2)
