@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 import pyarrow as pa
@@ -88,15 +88,22 @@ def _writable_schema(table: Table, rows: pa.Table) -> pa.Schema:
     return pa.schema([target.field(name) for name in rows.column_names])
 
 
-def expire_snapshots(table: Table, *, older_than: datetime, keep_last: int = 5, keep_at_most: int | None = None) -> int:
+def expire_snapshots(
+    table: Table,
+    *,
+    older_than: datetime,
+    keep_last: int = 5,
+    keep_at_most: int | None = None,
+    protect: Iterable[int] = (),
+) -> int:
     """Expire snapshots older than ``older_than`` (always keeping the newest ``keep_last``), and beyond
-    the newest ``keep_at_most`` whatever their age."""
+    the newest ``keep_at_most`` whatever their age; never those in ``protect``."""
     snapshots = sorted(table.metadata.snapshots, key=lambda s: s.timestamp_ms)
-    keep = {s.snapshot_id for s in snapshots[-keep_last:]}
+    keep = {s.snapshot_id for s in snapshots[-keep_last:]} | set(protect)
     cutoff_ms = int(older_than.timestamp() * 1000)
     doomed = [s.snapshot_id for s in snapshots if s.timestamp_ms < cutoff_ms and s.snapshot_id not in keep]
     if keep_at_most is not None and len(snapshots) > keep_at_most:
-        doomed = sorted(set(doomed) | {s.snapshot_id for s in snapshots[:-keep_at_most]})
+        doomed = sorted(set(doomed) | {s.snapshot_id for s in snapshots[:-keep_at_most]} - keep)
     current = table.metadata.current_snapshot_id
     doomed = [s for s in doomed if s != current]
     if not doomed:

@@ -226,6 +226,20 @@ class WriteConfig(_Frozen):
         ge=1,
         description="Keep at most this many snapshots per table: pyiceberg's commit cost grows with the count.",
     )
+    run_checkpoints: bool = Field(
+        default=True,
+        description="Keep checkpoints of the runs' current state in the lake (_run_checkpoints/), so start-up "
+        "reads O(runs) rows plus what was committed after the checkpoint instead of every change row.",
+    )
+    run_checkpoint_min_runs: int = Field(
+        default=10_000, ge=0, description="Write run checkpoints only for lakes of at least this many runs."
+    )
+    run_checkpoint_every_s: float = Field(
+        default=1800.0,
+        ge=0,
+        description="Maintenance writes a new run checkpoint once the newest is older than this (or would "
+        "lose its snapshots to expiry).",
+    )
     refresh_interval_s: float | None = Field(
         default=None,
         gt=0,

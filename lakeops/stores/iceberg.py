@@ -49,16 +49,24 @@ from catalog.maintenance import MIN_FILES_TO_COMPACT, compact_table, expire_snap
 from catalog.pointers import PointerReadError, open_pointer_reader, read_sqlite_pointers
 from catalog.summaries import SUMMARIES, SUMMARY_BY_NAME, SUMMARY_OF_SOURCE
 from catalog.tables import (
+    EXPERIMENT_CHANGES,
+    LOGGED_MODEL_CHANGES,
     METRIC_BUCKETS,
     METRICS,
     ON_DEMAND_TABLES,
+    RUN_CHANGES,
     SPANS,
     TABLES,
     TABLES_BY_CODE,
     TABLES_BY_NAME,
+    TAG_CHANGES,
 )
+from catalog.versions import VersionStore, open_version_store
 from lakeops.errors import BackendUnavailableError, ConflictError, LakeopsError
 from lakeops.settings import LakeopsSettings
+from lakeops.stores import run_checkpoint
+from lakeops.stores.run_base import RunBase
+from lakeops.stores.run_checkpoint import COVERED
 from lakeops.stores.state import TrackingState
 from lakeops.wal import RecordLog, WriteAheadLog
 
@@ -260,6 +268,13 @@ class IcebergStore:
         self._constrained_seq = 0
         self._constrained_commit_lock = threading.Lock()
         self._constrained_queue: list[_ConstrainedWrite] = []
+        self._checkpoints: VersionStore | None = None
+        if settings.write.run_checkpoints:
+            self._checkpoints = open_version_store(
+                settings.warehouse(), settings.storage.to_properties(), directory=run_checkpoint.DIRECTORY
+            )
+        self._checkpoint_thread: threading.Thread | None = None
+        self.started_from_checkpoint: int | None = None  # the run checkpoint start-up read, if any
         self._load()
         hand_back_memory()
         self._committer: threading.Thread | None = None
@@ -283,24 +298,32 @@ class IcebergStore:
             self._seen_snapshot[table_def.name] = snapshot.snapshot_id if snapshot else None
             self._visible[table_def.name] = table.metadata
             self._absorbed[table_def.name] = table.metadata_location
+        plan = self._checkpoint_plan()
+        self.started_from_checkpoint = plan.checkpoint.number if plan is not None else None
+        other_tags: pa.Table | None = None
         with self.state.starting():  # runs, their params, tags and latest metrics kept as columns
             for table_def in TABLES:
-                table = self._tables[table_def.name]
-                if self._seen_snapshot[table_def.name] is None or table_def.name in _NOT_FOLDED:
+                name = table_def.name
+                table = self._tables[name]
+                if name in _NOT_FOLDED:
                     continue
-                rows = table.scan(snapshot_id=self._seen_snapshot[table_def.name]).to_arrow()
-                summary = SUMMARY_BY_NAME.get(table_def.name)
-                if summary is not None and not self.state.takes_into_base("metrics"):
-                    rows = summary.reduce(rows)  # fewer rows to fold (the run columns reduce their own)
-                elif "changed_at" in rows.column_names:
-                    rows = rows.sort_by(
-                        [("changed_at", "ascending"), ("writer_id", "ascending"), ("wal_seq", "ascending")]
-                    )
-                elif "created_at" in rows.column_names:
-                    # Append-only logs fold in time order too: a scan lists the newest commit's files
-                    # first, so e.g. a dataset's versions came back newest first after a restart.
-                    rows = rows.sort_by([("created_at", "ascending")])
-                self.state.apply(table_def.name, rows)
+                if plan is not None and name in plan.delta:
+                    # From the checkpoint: its columns, then only the rows appended after it.
+                    if name == RUN_CHANGES.name:
+                        self.state.restore_base(plan.tables)
+                    rows = plan.rows(name, table)
+                    if name == TAG_CHANGES.name:
+                        rows = pa.concat_tables([plan.tables["other_tags"].cast(rows.schema), rows])
+                    if rows.num_rows:
+                        _fold(self.state, name, rows)
+                    continue
+                if self._seen_snapshot[name] is not None:
+                    rows = table.scan(snapshot_id=self._seen_snapshot[name]).to_arrow()
+                    rows = _fold(self.state, name, rows)
+                    if name == TAG_CHANGES.name:
+                        other_tags = rows.filter(pc.not_equal(rows.column("entity_type"), "run"))
+                if name == COVERED[-1] and plan is None:
+                    self._checkpoint_later(self.state.base_alone(COVERED), other_tags)
         self.state.retry_orphans()
         marks = {name: self._mark(table) for name, table in self._tables.items()}
         replayed = 0
@@ -321,6 +344,91 @@ class IcebergStore:
             if queue.pending:
                 self._commit_table(name, queue.pending)
                 queue.pending, queue.rows = [], 0
+
+    # -- run checkpoints (lakeops/stores/run_checkpoint.py) -------------------------------------
+
+    def _checkpoint_plan(self) -> _CheckpointPlan | None:
+        """The newest run checkpoint and, for each table it covers, the data files appended after it;
+        None when there is none or it cannot be used (a covered snapshot left the history: expired,
+        or the table was made again), and start-up folds the tables in full."""
+        if self._checkpoints is None:
+            return None
+        checkpoint = run_checkpoint.latest(self._checkpoints)
+        if checkpoint is None:
+            return None
+        delta: dict[str, list[DataFile] | None] = {}
+        for name in COVERED:
+            table = self._tables[name]
+            since = checkpoint.snapshots[name]
+            if since is None:
+                delta[name] = None  # empty when checkpointed: every row is newer
+                continue
+            files = _appends_after(table, table.metadata, since)
+            if files is None:
+                log.info(
+                    "run checkpoint %d no longer matches %s's history; folding the tables", checkpoint.number, name
+                )
+                return None
+            delta[name] = files
+        tables = run_checkpoint.read(self._checkpoints, checkpoint)
+        if tables is None:
+            return None
+        log.info("starting from run checkpoint %d (%d runs)", checkpoint.number, checkpoint.runs)
+        return _CheckpointPlan(checkpoint, tables, delta)
+
+    def _checkpoint_later(self, base: RunBase | None, other_tags: pa.Table | None) -> None:
+        """Write start-up's freshly folded run columns as a checkpoint, in the background (they cover
+        exactly the snapshots start-up read, and never change: later changes make objects)."""
+        if self._checkpoints is None or base is None or base.size < self.settings.write.run_checkpoint_min_runs:
+            return
+        snapshots = {name: self._seen_snapshot[name] for name in COVERED}
+        if other_tags is None:
+            other_tags = TAG_CHANGES.arrow_schema.empty_table()
+        store = self._checkpoints
+        self._in_background(
+            lambda: run_checkpoint.write(store, {**base.to_tables(), "other_tags": other_tags}, snapshots)
+        )
+
+    def _in_background(self, write: Callable[[], int | None]) -> None:
+        """Write a run checkpoint in a thread of its own (one at a time; ``close`` waits for it)."""
+        if self._checkpoint_thread is not None and self._checkpoint_thread.is_alive():
+            return
+
+        def run() -> None:
+            try:
+                number = write()
+                if number is not None:
+                    log.info("wrote run checkpoint %d", number)
+            except Exception:  # a checkpoint only saves time at the next start-up
+                log.exception("writing a run checkpoint failed")
+
+        self._checkpoint_thread = threading.Thread(target=run, name="lakeops-run-checkpoint", daemon=True)
+        self._checkpoint_thread.start()
+
+    def write_run_checkpoint(self) -> int | None:
+        """Fold the runs' tables at their current snapshots into a scratch state and write its columns
+        as a checkpoint (what ``maintain`` does when the newest is old). Returns its number, or None
+        (checkpoints off, too few runs, or rows waiting for their run)."""
+        if self._checkpoints is None:
+            return None
+        names = (EXPERIMENT_CHANGES.name, RUN_CHANGES.name, LOGGED_MODEL_CHANGES.name, *COVERED[1:])
+        tables = {name: self._reload(name) for name in reversed(names)}  # children first, as in _load
+        snapshots = {n: (s.snapshot_id if (s := t.metadata.current_snapshot()) else None) for n, t in tables.items()}
+        scratch = TrackingState()
+        other_tags = TAG_CHANGES.arrow_schema.empty_table()
+        with scratch.starting():
+            for name in names:
+                if snapshots[name] is None:
+                    continue
+                rows = _fold(scratch, name, tables[name].scan(snapshot_id=snapshots[name]).to_arrow())
+                if name == TAG_CHANGES.name:
+                    other_tags = rows.filter(pc.not_equal(rows.column("entity_type"), "run"))
+        base = scratch.base_alone(COVERED)
+        if base is None or base.size < self.settings.write.run_checkpoint_min_runs:
+            return None
+        return run_checkpoint.write(
+            self._checkpoints, {**base.to_tables(), "other_tags": other_tags}, {n: snapshots[n] for n in COVERED}
+        )
 
     def _backfill_summaries(self) -> None:
         """Build a summary table once from its source, on a lake written before the summary existed.
@@ -1003,6 +1111,10 @@ class IcebergStore:
         """Compact small files and expire old snapshots on every table (``on_table(name)`` after each)."""
         report: dict[str, dict[str, int]] = {}
         retention = self.settings.write.snapshot_retention_s
+        checkpoint = run_checkpoint.latest(self._checkpoints) if self._checkpoints is not None else None
+        refresh = (
+            checkpoint is None or self.clock() - checkpoint.created_at >= self.settings.write.run_checkpoint_every_s
+        )
         with self._commit_lock:
             for table_def in TABLES:
                 table = self._reload(table_def.name)
@@ -1020,8 +1132,15 @@ class IcebergStore:
                     table = self._reload(table_def.name)
                 if expire:
                     older_than = datetime.fromtimestamp(self.clock() - retention, tz=UTC)
+                    # The newest run checkpoint needs its tables' history from its snapshot on (start-up
+                    # reads what was appended after it): kept while it is short, else a new checkpoint.
+                    protect = (
+                        _history_since(table.metadata, checkpoint.snapshots.get(table_def.name)) if checkpoint else []
+                    )
+                    if len(protect) > _PROTECT_AT_MOST * self.settings.write.max_snapshots:
+                        protect, refresh = [], True
                     entry["snapshots_expired"] = expire_snapshots(
-                        table, older_than=older_than, keep_at_most=self.settings.write.max_snapshots
+                        table, older_than=older_than, keep_at_most=self.settings.write.max_snapshots, protect=protect
                     )
                     table = self._reload(table_def.name)
                 with self._lock:
@@ -1031,6 +1150,12 @@ class IcebergStore:
                 report[table_def.name] = entry
                 if on_table is not None:
                     on_table(table_def.name)
+        if (
+            refresh
+            and self._checkpoints is not None
+            and len(self.state.runs) >= self.settings.write.run_checkpoint_min_runs
+        ):
+            self._in_background(self.write_run_checkpoint)
         return report
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -1043,6 +1168,8 @@ class IcebergStore:
         self._wake.set()
         if self._committer is not None:
             self._committer.join(timeout=60)
+        if self._checkpoint_thread is not None:
+            self._checkpoint_thread.join()
         committed = False
         try:
             self.commit()
@@ -1096,6 +1223,77 @@ def _claims(rows: Rows, names: list[str]) -> set[tuple[str, tuple[str, ...], tup
 
 # Tables never folded into the state: read on demand, or through their summary (metric points).
 _NOT_FOLDED = frozenset(ON_DEMAND_TABLES) | frozenset(SUMMARY_OF_SOURCE)
+
+
+def _fold(state: TrackingState, name: str, rows: pa.Table) -> pa.Table:
+    """Fold start-up's (or a checkpoint's later) rows of table ``name`` in the order the fold needs;
+    returns them as folded."""
+    summary = SUMMARY_BY_NAME.get(name)
+    if summary is not None and not state.takes_into_base("metrics"):
+        rows = summary.reduce(rows)  # fewer rows to fold (the run columns reduce their own)
+    elif "changed_at" in rows.column_names:
+        rows = rows.sort_by([("changed_at", "ascending"), ("writer_id", "ascending"), ("wal_seq", "ascending")])
+    elif "created_at" in rows.column_names:
+        # Append-only logs fold in time order too: a scan lists the newest commit's files
+        # first, so e.g. a dataset's versions came back newest first after a restart.
+        rows = rows.sort_by([("created_at", "ascending")])
+    state.apply(name, rows)
+    return rows
+
+
+@dataclass
+class _CheckpointPlan:
+    """A run checkpoint start-up uses, and the data files each covered table appended after it
+    (None: the table was empty then, so all of it)."""
+
+    checkpoint: run_checkpoint.Checkpoint
+    tables: dict[str, pa.Table]
+    delta: dict[str, list[DataFile] | None]
+
+    def rows(self, name: str, table: Table) -> pa.Table:
+        files = self.delta[name]
+        snapshot = table.metadata.current_snapshot()
+        if snapshot is None:
+            return TABLES_BY_NAME[name].arrow_schema.empty_table()
+        if files is None:
+            return table.scan(snapshot_id=snapshot.snapshot_id).to_arrow()
+        if not files:
+            return TABLES_BY_NAME[name].arrow_schema.empty_table()
+        return _read_files(table.metadata, table, files, AlwaysTrue())
+
+
+_PROTECT_AT_MOST = 4  # snapshots kept for a run checkpoint: at most this many times write.max_snapshots
+
+
+def _history_since(metadata: TableMetadata, since: int | None) -> list[int]:
+    """Ids of the snapshots from ``since`` to the current one ([] if ``since`` is not in its history)."""
+    ids: list[int] = []
+    snapshot = metadata.current_snapshot()
+    while snapshot is not None:
+        ids.append(snapshot.snapshot_id)
+        if snapshot.snapshot_id == since:
+            return ids
+        parent = snapshot.parent_snapshot_id
+        snapshot = metadata.snapshot_by_id(parent) if parent is not None else None
+    return []
+
+
+def _appends_after(table: Table, metadata: TableMetadata, since: int) -> list[DataFile] | None:
+    """Data files appended after snapshot ``since`` up to the current one, skipping compactions (they
+    rewrite rows already there); None if ``since`` is not in the current snapshot's history or a
+    snapshot in between was made by something else."""
+    appended: list[list[DataFile]] = []  # newest snapshot first
+    snapshot = metadata.current_snapshot()
+    while snapshot is not None and snapshot.snapshot_id != since:
+        summary = snapshot.summary
+        operation = summary.additional_properties.get(SUMMARY_OPERATION) if summary is not None else None
+        if operation in ("append", "backfill"):
+            appended.append(list(_added_files(table, snapshot.snapshot_id, snapshot.manifest_list)))
+        elif operation != "compact":
+            return None
+        parent = snapshot.parent_snapshot_id
+        snapshot = metadata.snapshot_by_id(parent) if parent is not None else None
+    return [f for files in reversed(appended) for f in files] if snapshot is not None else None
 
 
 def hand_back_memory() -> None:

@@ -47,7 +47,9 @@ ArtifactRoot = Callable[[str, str, str | None, bool], str | None]
 
 
 def combined(column: pa.ChunkedArray | pa.Array) -> pa.Array:
-    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if isinstance(column, pa.ChunkedArray):
+        return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    return column
 
 
 def epochs_with_nulls(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -104,11 +106,32 @@ def _fixed_width(ids: pa.Array) -> np.ndarray:
     lengths = pc.binary_length(ids)
     bounds = pc.min_max(lengths).as_py()
     width = bounds["max"]
-    if ids.null_count == 0 and bounds["min"] == width and width > 0 and ids.type == pa.string():
-        offsets = np.frombuffer(ids.buffers()[1], dtype=np.int32)[ids.offset : ids.offset + len(ids) + 1]
+    offset_type = {pa.string(): np.int32, pa.large_string(): np.int64}.get(ids.type)
+    if ids.null_count == 0 and bounds["min"] == width and width > 0 and offset_type is not None:
+        offsets = np.frombuffer(ids.buffers()[1], dtype=offset_type)[ids.offset : ids.offset + len(ids) + 1]
         data = np.frombuffer(ids.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
         return data.view(f"S{width}").copy()
     return np.array(ids.to_pylist(), dtype=bytes)
+
+
+def _dictionary(
+    column: pa.ChunkedArray | pa.Array, share: Callable[[list[Any]], list[Any]]
+) -> tuple[list[Any], np.ndarray]:
+    """A dictionary column (its chunks' dictionaries unified) as (shared texts, codes; -1 for null)."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    if not chunks:
+        return [], np.zeros(0, dtype=np.int32)
+    texts = share(chunks[0].dictionary.to_pylist())
+    indices = combined(pa.chunked_array([c.indices for c in chunks], chunks[0].indices.type))
+    if indices.null_count:
+        indices = pc.fill_null(indices, -1)
+    return texts, np.asarray(indices.to_numpy(zero_copy_only=False), dtype=np.int32)
+
+
+def _offsets_of(counts: np.ndarray) -> np.ndarray:
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return offsets
 
 
 def _offsets(runs_of_entries: np.ndarray, size: int) -> np.ndarray:
@@ -150,6 +173,92 @@ class RunBase:
         self.params = Entries.empty(self.size)
         self.tags = Entries.empty(self.size)
         self.metrics = Entries(np.zeros(self.size + 1, dtype=np.int64), [], np.zeros(0, dtype=np.int32), b"")
+
+    # -- checkpoints (lakeops/stores/run_checkpoint.py) ---------------------------------------
+
+    def to_tables(self) -> dict[str, pa.Table]:
+        """The columns as Arrow tables: ``runs`` (a row a run, with how many params, tags and metrics
+        each has) and ``params``, ``tags``, ``metrics`` (their entries, run after run, in dict order).
+        Shared texts and keys are dictionary columns: a reader without lakeops sees plain strings."""
+        runs: dict[str, pa.Array] = {
+            "run_id": self.ids,
+            "run_name": self.run_name,
+            "parent_run_id": self.parent_run_id,
+            "artifact_uri": self.artifact_uri,  # null where ``usual``: made from the experiment's location
+            "usual": pa.array(self.usual, pa.bool_()),
+            "start_time": pa.array(self.start_time, pa.int64()),
+            "start_present": pa.array(self.start_present, pa.bool_()),
+            "end_time": pa.array(self.end_time, pa.int64()),
+            "end_present": pa.array(self.end_present, pa.bool_()),
+            "sorted_order": pa.array(self._sorter, pa.int64()),
+        }
+        for name, (texts, codes) in self.shared.items():
+            # ``texts`` ends with the None that null rows point at
+            indices = pa.array(codes, pa.int32(), mask=codes == len(texts) - 1)
+            runs[name] = pa.DictionaryArray.from_arrays(indices, pa.array(texts[:-1], pa.string()))
+        tables = {}
+        for kind, entries in (("params", self.params), ("tags", self.tags), ("metrics", self.metrics)):
+            runs[f"{kind}_count"] = pa.array(np.diff(entries.offsets), pa.int64())
+            key = pa.DictionaryArray.from_arrays(
+                pa.array(entries.codes, pa.int32()), pa.array(entries.keys, pa.string())
+            )
+            if isinstance(entries.values, bytes):
+                points = np.frombuffer(entries.values, dtype=LATEST_DTYPE)
+                tables[kind] = pa.table(
+                    {
+                        "key": key,
+                        "timestamp": pa.array(points["timestamp"]),
+                        "value": pa.array(points["value"]),
+                        "step": pa.array(points["step"]),
+                    }
+                )
+            else:
+                tables[kind] = pa.table({"key": key, "value": entries.values})
+        tables["runs"] = pa.table(runs)
+        return tables
+
+    @classmethod
+    def restore(
+        cls, tables: dict[str, pa.Table], share: Callable[[list[Any]], list[Any]], artifact_root: ArtifactRoot
+    ) -> RunBase:
+        """The columns ``to_tables`` gave, back (no reduction: a checkpoint is read in the time its
+        columns take to decode)."""
+        base = cls.__new__(cls)
+        base._artifact_root = artifact_root
+        runs = tables["runs"].unify_dictionaries()
+        base.size = runs.num_rows
+        base.ids = combined(runs.column("run_id"))
+        base._sorter = np.asarray(combined(runs.column("sorted_order")).to_numpy(), dtype=np.int64)
+        base._sorted = _fixed_width(base.ids)[base._sorter]
+        base.shared = {}
+        for name in ("experiment_id", "user_id", "status", "lifecycle_stage"):
+            texts, codes = _dictionary(runs.column(name), share)
+            texts.append(None)
+            base.shared[name] = (texts, np.where(codes < 0, len(texts) - 1, codes).astype(np.int32))
+        base.run_name = combined(runs.column("run_name"))
+        base.parent_run_id = combined(runs.column("parent_run_id"))
+        base.usual = combined(runs.column("usual")).to_numpy(zero_copy_only=False)
+        base.artifact_uri = combined(runs.column("artifact_uri"))
+        base.start_time = combined(runs.column("start_time")).to_numpy(zero_copy_only=False)
+        base.start_present = combined(runs.column("start_present")).to_numpy(zero_copy_only=False)
+        base.end_time = combined(runs.column("end_time")).to_numpy(zero_copy_only=False)
+        base.end_present = combined(runs.column("end_present")).to_numpy(zero_copy_only=False)
+        entries = {}
+        for kind in ("params", "tags", "metrics"):
+            table = tables[kind].unify_dictionaries()
+            offsets = _offsets_of(combined(runs.column(f"{kind}_count")).to_numpy(zero_copy_only=False))
+            keys, codes = _dictionary(table.column("key"), share)
+            values: pa.Array | bytes
+            if kind == "metrics":
+                points = np.empty(table.num_rows, dtype=LATEST_DTYPE)
+                for field in ("timestamp", "value", "step"):
+                    points[field] = combined(table.column(field)).to_numpy(zero_copy_only=False)
+                values = points.tobytes()
+            else:
+                values = combined(table.column("value"))
+            entries[kind] = Entries(offsets, keys, codes, values)
+        base.params, base.tags, base.metrics = entries["params"], entries["tags"], entries["metrics"]
+        return base
 
     # -- finding and making runs --------------------------------------------------------------
 

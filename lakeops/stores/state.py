@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -214,6 +214,26 @@ class TrackingState:
             yield
         finally:
             self._base_open = False
+
+    def restore_base(self, tables: dict[str, pa.Table]) -> None:
+        """Start from a checkpoint of the run columns (``RunBase.to_tables``, see
+        lakeops/stores/run_checkpoint.py) instead of folding the runs' tables: it becomes the base,
+        and the rows committed after it fold into objects, as any later change does."""
+        base = RunBase.restore(tables, self._share, self._artifact_root)
+        with self.run_index.lock:
+            self.runs.base = base
+            self.run_index.load_base(base)
+            self._base_loaded.update(("params", "tags", "metrics"))
+            for entity in ("param", "tag", "metric"):
+                self.run_index.forget(entity)
+
+    def base_alone(self, tables: Iterable[str]) -> RunBase | None:
+        """The start-up base when it is the whole truth of what ``tables`` folded so far (no run was
+        made into an object, no row of theirs waits for its run): what a checkpoint may hold."""
+        names = set(tables)
+        if self.runs.base is None or self.runs.objects or any(t in names for t, _rows in self._orphans):
+            return None
+        return self.runs.base
 
     def _into_base(self, rows: pa.Table | pa.RecordBatch, kind: str) -> bool:
         return self.takes_into_base(kind) and self._bulk(rows)
