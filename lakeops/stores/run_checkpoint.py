@@ -41,6 +41,8 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
 
@@ -97,13 +99,22 @@ def read(store: VersionStore, checkpoint: Checkpoint) -> dict[str, pa.Table] | N
     """The checkpoint's tables (``RunBase.to_tables``' and ``other_tags``), or None if a part is missing
     or unreadable (pruned by a newer checkpoint's writer meanwhile, say)."""
     tables = {}
+    local = store.root.startswith("file:")
     try:
         for part in _PARTS:
-            body = store.get(f"{checkpoint.number:012d}/{part}.arrow")
-            if body is None:
-                return None
-            with pa.ipc.open_file(pa.BufferReader(body)) as reader:
+            key = f"{checkpoint.number:012d}/{part}.arrow"
+            source: pa.NativeFile
+            if local:  # mapped, not read: the columns point into the page cache (~0.5 CPU-s less at 1M runs)
+                source = pa.memory_map(str(Path(unquote(urlparse(store.root).path)) / key))
+            else:
+                body = store.get(key)
+                if body is None:
+                    return None
+                source = pa.BufferReader(body)
+            with pa.ipc.open_file(source) as reader:
                 tables[part] = reader.read_all()
+    except FileNotFoundError:
+        return None
     except (VersionStoreError, OSError, pa.ArrowException) as exc:
         log.warning("run checkpoint %d unreadable, folding the tables instead: %s", checkpoint.number, exc)
         return None
