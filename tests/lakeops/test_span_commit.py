@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 from pyiceberg.expressions import EqualTo
 from pyiceberg.transforms import BucketTransform
@@ -94,6 +95,15 @@ def test_a_large_batch_of_many_traces_reads_back_one_trace_at_a_time(
     assert rows.num_rows == 2300 and pc.count_distinct(rows["trace_id"]).as_py() == 500
     files = list(table.scan().plan_files())
     assert 1 < len(files) <= METRIC_BUCKETS
+    in_files = 0
+    for task in files:  # each file: its bucket's rows only, sorted by trace and start time
+        with table.io.new_input(task.file.file_path).open() as f:
+            held = pq.read_table(f)
+        assert {_bucket(t) for t in pc.unique(held["trace_id"]).to_pylist()} == {task.file.partition[0]}
+        keys = list(zip(held["trace_id"].to_pylist(), held["started_at"].to_pylist(), strict=True))
+        assert keys == sorted(keys)
+        in_files += held.num_rows
+    assert in_files == 2300
     for t in sample:
         (only,) = list(table.scan(row_filter=EqualTo("trace_id", f"tr-{t:032x}")).plan_files())
         assert only.file.partition[0] == _bucket(f"tr-{t:032x}")
