@@ -9,12 +9,12 @@ appends added after those snapshots, as it folds any later change.
 Layout, in the lake itself, every file an Arrow IPC file (zstd-compressed buffers; pyarrow, polars
 and DuckDB's arrow extension read them)::
 
-    <warehouse>/_run_checkpoints/<number:012d>/runs.arrow        a row a run, with entry counts
-                                               params.arrow      entries, run after run
-                                               tags.arrow
-                                               metrics.arrow     latest point of each (run, key)
-                                               other_tags.arrow  experiment and logged-model tag rows
-                                               manifest.json     written last: the checkpoint exists
+    <warehouse>/_run_checkpoints/<number:012d>/<writer>/runs.arrow        a row a run, with entry counts
+                                                        params.arrow      entries, run after run
+                                                        tags.arrow
+                                                        metrics.arrow     latest point of each (run, key)
+                                                        other_tags.arrow  experiment and logged-model tag rows
+                                               manifest.json     written last: names the writer's parts
 
 Arrow IPC rather than Parquet: reading is at most a buffer decompression, not a page decode.
 Measured on a 1M-run checkpoint (10M params, 4M tags, 5M metrics): Parquet/zstd, 88 MB, ~4.5 CPU-s
@@ -22,9 +22,11 @@ to read; Arrow IPC/zstd, ~108 MB, ~1-2.5 CPU-s; uncompressed Arrow IPC (on ``fil
 no decoding.
 
 Objects are created only if absent (``catalog/versions.py``): two processes writing checkpoint N
-at once, one wins and the other's is dropped. Readers take the highest number with a manifest;
-anything they cannot use (a broken file, a covered snapshot no longer in a table's history) makes
-start-up fold the tables as before, which then writes a new checkpoint. Only the newest
+at once each write their parts under their own (random) writer folder, and the one that creates
+the manifest wins; the other's parts are removed with N when it is pruned. Readers take the
+highest number with a manifest; anything they cannot use (a broken file, a covered snapshot no
+longer in a table's history) makes start-up fold the tables as before, which then writes a new
+checkpoint. Only the newest
 ``KEEP`` checkpoints are kept.
 
 Who writes one: a start-up that folded the tables in full (after it has started serving, in the
@@ -39,6 +41,7 @@ import io
 import json
 import logging
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +69,7 @@ class Checkpoint:
     table it holds (None: the table was empty)."""
 
     number: int
+    parts: str  # the folder under the checkpoint's number holding its parts
     created_at: float
     snapshots: Mapping[str, int | None]
     runs: int
@@ -86,6 +90,7 @@ def latest(store: VersionStore) -> Checkpoint | None:
                 return None  # written by another version of lakeops: fold the tables instead
             return Checkpoint(
                 number=number,
+                parts=str(manifest["parts"]),
                 created_at=float(manifest["created_at"]),
                 snapshots={name: manifest["snapshots"][name] for name in COVERED},
                 runs=int(manifest["runs"]),
@@ -102,7 +107,7 @@ def read(store: VersionStore, checkpoint: Checkpoint) -> dict[str, pa.Table] | N
     local = store.root.startswith("file:")
     try:
         for part in _PARTS:
-            key = f"{checkpoint.number:012d}/{part}.arrow"
+            key = f"{checkpoint.number:012d}/{checkpoint.parts}/{part}.arrow"
             source: pa.NativeFile
             if local:  # mapped, not read: the columns point into the page cache (~0.5 CPU-s less at 1M runs)
                 source = pa.memory_map(str(Path(unquote(urlparse(store.root).path)) / key))
@@ -132,6 +137,7 @@ def write(
     writer took that number first. Older checkpoints beyond ``KEEP`` are removed."""
     existing = sorted({int(key.split("/")[0]) for key in store.list("") if key.split("/")[0].isdigit()})
     number = (existing[-1] + 1) if existing else 1
+    parts = uuid.uuid4().hex
     prefix = f"{number:012d}"
     # A local disk reads uncompressed buffers fastest (no decoding at all); an object store's transfer
     # is the cost there, so its buffers are zstd-compressed (a 1M-run checkpoint: ~500 MB vs ~110 MB).
@@ -141,10 +147,11 @@ def write(
         sink = io.BytesIO()
         with pa.ipc.new_file(sink, table.schema, options=pa.ipc.IpcWriteOptions(compression=compression)) as writer:
             writer.write_table(table)
-        if not store.create(f"{prefix}/{part}.arrow", sink.getvalue()):
+        if not store.create(f"{prefix}/{parts}/{part}.arrow", sink.getvalue()):
             return None
     manifest = {
         "format": FORMAT,
+        "parts": parts,
         "created_at": time.time() if clock is None else clock,
         "snapshots": {name: snapshots[name] for name in COVERED},
         "runs": tables["runs"].num_rows,

@@ -159,7 +159,7 @@ def test_an_unusable_checkpoint_falls_back_to_the_full_fold(lake_factory: Callab
     checkpoints = _checkpoints(settings)
     first = run_checkpoint.latest(checkpoints)
     assert first is not None
-    checkpoints.delete([f"{first.number:012d}/params.arrow"])  # a part lost
+    checkpoints.delete([f"{first.number:012d}/{first.parts}/params.arrow"])  # a part lost
     with _open(settings) as store:
         assert store.started_from_checkpoint is None
         state = _state(store)
