@@ -23,6 +23,7 @@ import contextlib
 import ctypes
 import itertools
 import logging
+import math
 import sqlite3
 import struct
 import threading
@@ -277,6 +278,7 @@ class IcebergStore:
                 settings.warehouse(), settings.storage.to_properties(), directory=run_checkpoint.DIRECTORY
             )
         self._checkpoint_thread: threading.Thread | None = None
+        self._checkpoint_failed_at = -math.inf  # when writing one last came to nothing (time.monotonic())
         self.started_from_checkpoint: int | None = None  # the run checkpoint start-up read, if any
         self._load()
         hand_back_memory()
@@ -402,8 +404,10 @@ class IcebergStore:
                 number = write()
                 if number is not None:
                     log.info("wrote run checkpoint %d", number)
+                    return
             except Exception:  # a checkpoint only saves time at the next start-up
                 log.exception("writing a run checkpoint failed")
+            self._checkpoint_failed_at = time.monotonic()
 
         self._checkpoint_thread = threading.Thread(target=run, name="lakeops-run-checkpoint", daemon=True)
         self._checkpoint_thread.start()
@@ -1160,6 +1164,8 @@ class IcebergStore:
             refresh
             and self._checkpoints is not None
             and len(self.state.runs) >= self.settings.write.run_checkpoint_min_runs
+            # a fold that could not be checkpointed (rows waiting for their run) is not redone each round
+            and time.monotonic() - self._checkpoint_failed_at >= self.settings.write.run_checkpoint_every_s
         ):
             self._in_background(self.write_run_checkpoint)
         return report
