@@ -193,12 +193,14 @@ class WriteConfig(_Frozen):
 
     commit_interval_s: float = Field(default=0.5, gt=0, description="Group-commit period.")
     commit_max_rows: int = Field(default=200_000, gt=0, description="Commit early once this many rows wait.")
-    spans_commit_interval_s: float = Field(
+    traces_commit_interval_s: float = Field(
         default=5.0,
         gt=0,
-        description="Group-commit period of the spans table (at most; sooner past commit_max_rows). Spans arrive by "
-        "the thousand and every round writes a Parquet file per bucket of the table, so they wait for rounds this far "
-        "apart; reads merge the queued ones in, and the write-ahead log keeps them durable meanwhile.",
+        description="Group-commit period of the trace tables (spans, trace info, trace tags; at most: sooner past "
+        "commit_max_rows). Spans arrive by the thousand and a round of these tables costs ~100-150 ms of CPU (a "
+        "Parquet file per bucket of the spans table, three snapshots), so they wait for rounds this far apart; this "
+        "process's reads merge the queued rows in, SQL commits them first, and the write-ahead log keeps them durable "
+        "meanwhile. Other replicas see traces this much later.",
     )
     fsync: bool = Field(default=True, description="fsync the write-ahead log before acknowledging.")
     log: Literal["local", "object"] = Field(

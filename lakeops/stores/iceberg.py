@@ -64,6 +64,8 @@ from catalog.tables import (
     TABLES_BY_CODE,
     TABLES_BY_NAME,
     TAG_CHANGES,
+    TRACE_INFO_CHANGES,
+    TRACE_TAG_CHANGES,
 )
 from catalog.versions import VersionStore, open_version_store
 from lakeops.errors import BackendUnavailableError, ConflictError, LakeopsError
@@ -766,8 +768,8 @@ class IcebergStore:
     def commit(self, *, deferring: bool = False) -> CommitStats:
         """Commit everything queued now: one Iceberg append per table. Thread-safe.
 
-        ``deferring`` (the committer's rounds) leaves the spans queued until they have waited
-        ``write.spans_commit_interval_s`` or many rows wait (``_deferred``).
+        ``deferring`` (the committer's rounds) leaves the trace tables queued until they have waited
+        ``write.traces_commit_interval_s`` or many rows wait (``_deferred``).
         """
         started = time.perf_counter()
         with self._commit_lock:
@@ -818,17 +820,18 @@ class IcebergStore:
     def _deferred(self, name: str, queue: _Queue) -> bool:
         """Whether a committer round leaves ``name``'s queue for a later one.
 
-        Spans come by the thousand (an OTLP request carries hundreds) and each round writes a
-        Parquet file per bucket of their table, plus a snapshot: a round's fixed cost (~150 ms of
-        CPU) dominated ingest when every half-second round took them. They are read with the queue
-        merged in (``scan_with_pending``) and the log holds them meanwhile, so waiting costs
-        nothing but their visibility to other replicas and to SQL.
+        Spans come by the thousand (an OTLP request carries hundreds, with a trace info and tag
+        rows for each root span), and a round of the trace tables costs ~100-150 ms of CPU: a
+        Parquet file per bucket of the spans table, three snapshots, manifests to merge. Taken
+        every half-second round, that was most of a span's ingest cost. These tables are read with
+        the queue merged in (``scan_with_pending``) and the log holds the rows meanwhile, so waiting
+        costs nothing but their visibility to other replicas.
         """
         write = self.settings.write
         return (
-            name == SPANS.name
+            name in _DEFERRED_TABLES
             and queue.rows < write.commit_max_rows
-            and self.clock() - queue.since < write.spans_commit_interval_s
+            and self.clock() - queue.since < write.traces_commit_interval_s
         )
 
     def _requeue_inflight(self) -> None:
@@ -1394,6 +1397,8 @@ def _append_by_bucket(
 
 
 _BUCKET_COLUMN = "__lakeops_bucket"
+# Committed every write.traces_commit_interval_s rather than every round (IcebergStore._deferred).
+_DEFERRED_TABLES = frozenset({SPANS.name, TRACE_INFO_CHANGES.name, TRACE_TAG_CHANGES.name})
 
 
 def _stamp_seq(batch: pa.RecordBatch, seq: int) -> pa.RecordBatch:

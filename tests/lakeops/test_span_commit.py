@@ -1,5 +1,5 @@
 """Spans through the write path: a large batch of many traces read back one trace at a time, queued or
-committed, and the spans table's own group-commit period (``write.spans_commit_interval_s``)."""
+committed, and the trace tables' own group-commit period (``write.traces_commit_interval_s``)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pyiceberg.expressions import EqualTo
 from pyiceberg.transforms import BucketTransform
 from pyiceberg.types import StringType
 
-from catalog.tables import METRIC_BUCKETS, SPANS, TRACE_INFO_CHANGES
+from catalog.tables import METRIC_BUCKETS, SPANS, TAG_CHANGES, TRACE_INFO_CHANGES, TRACE_TAG_CHANGES
 from lakeops.services.traces import SpanBatch, SpanRow, TraceService
 from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings
@@ -114,34 +114,38 @@ def _bucket(trace_id: str) -> int:
 
 
 @FILE_AND_S3
-def test_spans_wait_for_their_own_commit_period_and_are_read_meanwhile(
+def test_traces_wait_for_their_own_commit_period_and_are_read_meanwhile(
     lake_factory: Callable[..., LakeopsSettings], empty_lakes: object, request: pytest.FixtureRequest
 ) -> None:
-    """The committer's rounds leave spans queued for ``spans_commit_interval_s`` (each round would write a
-    file per bucket) while trace info commits every round; reads see the queued spans, an explicit commit
-    (SQL, shutdown) takes them at once, and a later round commits them on its own."""
-    settings: LakeopsSettings = lake_factory(commit_interval_s=0.05, spans_commit_interval_s=3.0)
+    """The committer's rounds leave spans, trace info and trace tags queued for ``traces_commit_interval_s``
+    while other tables commit every round; reads see the queued traces, an explicit commit (SQL, shutdown)
+    takes them at once, and a later round commits them on its own."""
+    settings: LakeopsSettings = lake_factory(commit_interval_s=0.05, traces_commit_interval_s=3.0)
     s3 = request.getfixturevalue("s3_server") if settings.storage.kind == "s3" else None
     empty_lakes.prepare(settings, s3)  # type: ignore[attr-defined]
+    trace_tables = (SPANS.name, TRACE_INFO_CHANGES.name, TRACE_TAG_CHANGES.name)
     with open_store(settings) as store:
         traces = TraceService(store, actor="ana")
-        experiment_id = TrackingService(store).create_experiment("deferred")
-        spans_before, infos_before = _snapshots(store, SPANS.name), _snapshots(store, TRACE_INFO_CHANGES.name)
+        tracking = TrackingService(store)
+        experiment_id = tracking.create_experiment("deferred")
+        before = {name: _snapshots(store, name) for name in (*trace_tables, TAG_CHANGES.name)}
         logged = time.monotonic()
         traces.log_spans(experiment_id, _batch(0, 20, 4))
-        _wait_for(lambda: _snapshots(store, TRACE_INFO_CHANGES.name) > infos_before, "the trace info's round")
-        time.sleep(0.5)  # that round over (it commits spans after trace info), and several rounds since
-        if time.monotonic() - logged < 2.5:  # well inside the spans' period (a loaded machine may be slower)
-            assert _snapshots(store, SPANS.name) == spans_before  # still queued ...
-        assert _spans_of(traces, 7) == _expected(7, 4)  # ... and read all the same
+        tracking.set_experiment_tag(experiment_id, "k", "v")  # a table every round takes
+        _wait_for(lambda: _snapshots(store, TAG_CHANGES.name) > before[TAG_CHANGES.name], "a round")
+        time.sleep(0.5)  # that round over, and several rounds since
+        if time.monotonic() - logged < 2.5:  # well inside the traces' period (a loaded machine may be slower)
+            assert [_snapshots(store, name) for name in trace_tables] == [before[n] for n in trace_tables]
+        assert _spans_of(traces, 7) == _expected(7, 4)  # queued, and read all the same
         assert len(traces.search_traces([experiment_id])[0]) == 20
         # a later round takes them on its own, once they have waited their period
-        _wait_for(lambda: _snapshots(store, SPANS.name) > spans_before, "the spans' own round")
+        _wait_for(lambda: all(_snapshots(store, n) > before[n] for n in trace_tables), "the traces' own round")
         assert time.monotonic() - logged >= 3.0
         assert _spans_of(traces, 7) == _expected(7, 4)
+        assert len(traces.search_traces([experiment_id])[0]) == 20
         # an explicit commit does not wait
         traces.log_spans(experiment_id, _batch(20, 5, 2))
-        committed = _snapshots(store, SPANS.name)
+        committed = {name: _snapshots(store, name) for name in trace_tables}
         store.commit()
-        assert _snapshots(store, SPANS.name) == committed + 1
+        assert {name: _snapshots(store, name) for name in trace_tables} == {n: c + 1 for n, c in committed.items()}
         assert _spans_of(traces, 21) == _expected(21, 2)
