@@ -204,3 +204,54 @@ def test_plain_otlp_spans_make_a_trace(client: MlflowClient, server) -> None:  #
         headers={"content-type": "application/x-protobuf"},
     )
     assert nowhere.status_code == 400 and "x-mlflow-experiment-id" in nowhere.text
+
+
+def test_a_large_otlp_request_of_many_traces_reads_back_trace_by_trace(client: MlflowClient, server) -> None:  # type: ignore[no-untyped-def]
+    """One OTLP request of 2,000 spans from 400 traces (what a batch exporter sends): every trace is recorded
+    from its root and reads back whole and alone, queued and after a commit (SQL commits first)."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    exp_id = client.create_experiment(f"otlp-bulk-{uuid.uuid4().hex[:8]}")
+    request = ExportTraceServiceRequest()
+    scope = request.resource_spans.add().scope_spans.add()
+    trace_ids = [uuid.uuid4().bytes for _ in range(400)]
+    base = 1_700_000_000_000_000_000
+    for t, trace_id in enumerate(trace_ids):
+        for s in reversed(range(5)):  # children first, as a batch exporter sends them
+            span = scope.spans.add(trace_id=trace_id, span_id=(s + 1).to_bytes(8, "big"), name=f"t{t}-s{s}")
+            if s:
+                span.parent_span_id = (1).to_bytes(8, "big")
+            span.start_time_unix_nano = base + t * 1_000_000 + s * 1000
+            span.end_time_unix_nano = span.start_time_unix_nano + 500_000
+            span.attributes.add(key="mlflow.spanType").value.string_value = '"LLM"' if s else '"CHAIN"'
+            span.attributes.add(key="t").value.int_value = t
+    answer = httpx.post(
+        f"{server.url}/v1/traces",
+        content=request.SerializeToString(),
+        headers={"content-type": "application/x-protobuf", "x-mlflow-experiment-id": exp_id},
+        timeout=120,
+    )
+    assert answer.status_code == 200, answer.text
+
+    def check(t: int) -> None:
+        trace = client.get_trace("tr-" + trace_ids[t].hex())
+        assert [s.name for s in trace.data.spans] == [f"t{t}-s{s}" for s in range(5)]
+        assert {s.attributes["t"] for s in trace.data.spans} == {t}
+        assert trace.info.experiment_id == exp_id and trace.info.execution_duration == 0
+
+    sample = [0, 1, 133, 398, 399]
+    for t in sample:  # as queued
+        check(t)
+    rows = httpx.post(
+        f"{server.url}/api/v1/sql",
+        json={
+            "sql": "SELECT count(*), count(DISTINCT trace_id) FROM spans WHERE experiment_id = ?",
+            "params": [exp_id],
+        },
+        timeout=60,
+    )
+    assert rows.status_code == 200, rows.text
+    assert rows.json()["rows"] == [[2000, 400]]  # SQL sees them: it commits what is queued first
+    for t in sample:  # committed
+        check(t)
+    assert len(client.search_traces(locations=[exp_id], max_results=500)) == 400
