@@ -17,7 +17,9 @@ from typing import Any
 
 import psutil
 import pytest
+from lakes import make_settings
 from s3server import ExternalS3, S3Target, SeaweedServer
+from serve_process import ServeProcess
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -109,3 +111,29 @@ def s3_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     _say(request.config, "\nstarting the S3 server for the s3 tests (SeaweedFS weed mini, a few seconds)")
     with SeaweedServer(tmp_path_factory.mktemp("s3server")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def plain_servers(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, ServeProcess]]:
+    """Lazily started plain ``lakeops serve`` processes (no authentication, no extra settings), one per backend
+    kind for the session, shared by every test that only needs a server: the API tests' ``server`` and the
+    client tests' ``servers``. A start costs ~4 CPU-s; each test works in experiments (and names) of its own.
+    Kept for the session: a parametrized session fixture would be torn down and started again each time a
+    worker's next test switches backend.
+    """
+    started: dict[str, ServeProcess] = {}
+
+    class Lazy(dict[str, ServeProcess]):
+        def __missing__(self, kind: str) -> ServeProcess:
+            s3 = request.getfixturevalue("s3_server") if kind != "file" else None
+            home = tmp_path_factory.mktemp(f"serve-{kind}")
+            server = ServeProcess(make_settings(kind, home, s3), home / "serve.log")
+            started[kind] = server
+            self[kind] = server
+            return server
+
+    yield Lazy()
+    for server in started.values():
+        server.stop()

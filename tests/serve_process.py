@@ -114,24 +114,26 @@ class ServeProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
+        # One client for the polls: httpx.get() builds a client, and with it a TLS context (~40 ms of CPU), per call.
+        verify = ssl.create_default_context(cafile=self.ca_file) if self.ca_file is not None else True
         try:
-            deadline = time.monotonic() + self.START_TIMEOUT_S
-            while time.monotonic() < deadline:
-                if proc.poll() is not None:
-                    tail = self._log_tail(logged)
-                    if "address already in use" in tail.lower():
-                        raise _PortTaken(tail)
-                    raise RuntimeError(f"lakeops serve exited with code {proc.returncode}: {tail}")
-                try:
-                    # The answer must come from this process, not from another test's server that got the same port.
-                    verify = ssl.create_default_context(cafile=self.ca_file) if self.ca_file is not None else True
-                    health = httpx.get(f"{self.url}/health", timeout=1, verify=verify)
-                    if health.status_code == 200 and _listens(proc, self.port):
-                        self.proc = proc
-                        return
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.1)
+            with httpx.Client(timeout=1, verify=verify) as http:
+                deadline = time.monotonic() + self.START_TIMEOUT_S
+                while time.monotonic() < deadline:
+                    if proc.poll() is not None:
+                        tail = self._log_tail(logged)
+                        if "address already in use" in tail.lower():
+                            raise _PortTaken(tail)
+                        raise RuntimeError(f"lakeops serve exited with code {proc.returncode}: {tail}")
+                    try:
+                        # The answer must come from this process, not another test's server that got the same port.
+                        health = http.get(f"{self.url}/health")
+                        if health.status_code == 200 and _listens(proc, self.port):
+                            self.proc = proc
+                            return
+                    except httpx.HTTPError:
+                        pass
+                    time.sleep(0.1)
             raise RuntimeError(
                 f"lakeops serve did not answer /health within {self.START_TIMEOUT_S:.0f} s: {self._log_tail(logged)}"
             )

@@ -18,32 +18,47 @@ Server = ServeProcess
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """``lakeops serve`` on the embedded default, and on an s3:// warehouse."""
+def server(request: pytest.FixtureRequest, plain_servers: dict[str, Server]) -> Server:
+    """``lakeops serve`` on the embedded default, and on an s3:// warehouse (the session's, see ``plain_servers``:
+    the client tests use the same ones)."""
     kind: str = request.param
-    s3: S3Target | None = request.getfixturevalue("s3_server") if kind == "s3" else None
-    home = tmp_path_factory.mktemp(f"serve-{kind}")
-    srv = Server(make_settings(kind, home, s3), home / "serve.log")
-    yield srv
-    srv.stop()
+    return plain_servers[kind]
 
 
 PG_PASSWORD = "s3cret-pg-password"
 
 
+@pytest.fixture(scope="session")
+def sql_servers(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Server]]:
+    """Lazily started ``sql_server`` processes, one per backend kind, kept for the session: a parametrized
+    session fixture is torn down and started again each time a worker's next test switches backend."""
+    started: dict[str, Server] = {}
+
+    class Lazy(dict[str, Server]):
+        def __missing__(self, kind: str) -> Server:
+            s3: S3Target | None = request.getfixturevalue("s3_server") if kind == "s3" else None
+            home = tmp_path_factory.mktemp(f"sql-serve-{kind}")
+            pg_port = free_port()
+            srv = Server(
+                make_settings(kind, home, s3),
+                home / "serve.log",
+                extra_args=("--pg-port", str(pg_port)),
+                extra_env={"LAKEOPS_SQL__PG_PASSWORD": PG_PASSWORD, "LAKEOPS_SQL__TIMEOUT_S": "5"},
+            )
+            srv.pg_port = pg_port  # type: ignore[attr-defined]
+            started[kind] = srv
+            self[kind] = srv
+            return srv
+
+    yield Lazy()
+    for srv in started.values():
+        srv.stop()
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
-def sql_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def sql_server(request: pytest.FixtureRequest, sql_servers: dict[str, Server]) -> Server:
     """``lakeops serve --pg-port N`` (user ``lakeops``, password ``PG_PASSWORD``) per backend; ``.pg_port``."""
     kind: str = request.param
-    s3: S3Target | None = request.getfixturevalue("s3_server") if kind == "s3" else None
-    home = tmp_path_factory.mktemp(f"sql-serve-{kind}")
-    pg_port = free_port()
-    srv = Server(
-        make_settings(kind, home, s3),
-        home / "serve.log",
-        extra_args=("--pg-port", str(pg_port)),
-        extra_env={"LAKEOPS_SQL__PG_PASSWORD": PG_PASSWORD, "LAKEOPS_SQL__TIMEOUT_S": "5"},
-    )
-    srv.pg_port = pg_port  # type: ignore[attr-defined]
-    yield srv
-    srv.stop()
+    return sql_servers[kind]

@@ -27,6 +27,10 @@ from serve_process import free_port
 
 pytestmark = pytest.mark.api
 
+# One client for the module: a call with a default of 5 s timed out on the shared box (load ~19, a user's first
+# request); and httpx.post() & co. build a client, with its TLS context, per call.
+_http = httpx.Client(timeout=60)
+
 BACKENDS = [pytest.param("file", id="file"), pytest.param("s3", id="s3", marks=pytest.mark.s3)]
 
 ADMIN = ("admin", "admin-secret-0123")
@@ -61,13 +65,13 @@ def _ok(response: httpx.Response) -> dict[str, Any]:
 
 def _populate(url: str, username: str) -> Owned:
     password = f"pw-{uuid.uuid4().hex}"
-    _ok(httpx.post(f"{url}/api/2.0/mlflow/users/create", auth=ADMIN, json={"username": username, "password": password}))
+    _ok(_http.post(f"{url}/api/2.0/mlflow/users/create", auth=ADMIN, json={"username": username, "password": password}))
     auth = (username, password)
     suffix = uuid.uuid4().hex[:8]
     name = f"exp-{username}-{suffix}"
     mlflow = f"{url}/api/2.0/mlflow"
-    experiment_id = _ok(httpx.post(f"{mlflow}/experiments/create", auth=auth, json={"name": name}))["experiment_id"]
-    run = _ok(httpx.post(f"{mlflow}/runs/create", auth=auth, json={"experiment_id": experiment_id, "start_time": 1}))
+    experiment_id = _ok(_http.post(f"{mlflow}/experiments/create", auth=auth, json={"name": name}))["experiment_id"]
+    run = _ok(_http.post(f"{mlflow}/runs/create", auth=auth, json={"experiment_id": experiment_id, "start_time": 1}))
     run_id = run["run"]["info"]["run_id"]
     batch = {
         "run_id": run_id,
@@ -75,16 +79,16 @@ def _populate(url: str, username: str) -> Owned:
         "metrics": [{"key": f"loss-{username}", "value": 0.5, "timestamp": 1000, "step": 0}],
         "tags": [{"key": f"team-{username}", "value": "x"}],
     }
-    _ok(httpx.post(f"{mlflow}/runs/log-batch", auth=auth, json=batch))
+    _ok(_http.post(f"{mlflow}/runs/log-batch", auth=auth, json=batch))
     model_name = f"model-{username}-{suffix}"
-    _ok(httpx.post(f"{mlflow}/registered-models/create", auth=auth, json={"name": model_name}))
+    _ok(_http.post(f"{mlflow}/registered-models/create", auth=auth, json={"name": model_name}))
     version = {"name": model_name, "source": f"runs:/{run_id}/model", "run_id": run_id}
-    _ok(httpx.post(f"{mlflow}/model-versions/create", auth=auth, json=version))
-    model = _ok(httpx.get(f"{url}/api/v1/registered-models/{model_name}", auth=auth))
+    _ok(_http.post(f"{mlflow}/model-versions/create", auth=auth, json=version))
+    model = _ok(_http.get(f"{url}/api/v1/registered-models/{model_name}", auth=auth))
     model_id = model.get("registered_model_id") or model.get("id")
     assert isinstance(model_id, str), model
     comment = f"comment-{username}-{suffix}"
-    _ok(httpx.post(f"{url}/api/v1/comments", auth=auth, json={"target": f"run:{run_id}", "body": comment}))
+    _ok(_http.post(f"{url}/api/v1/comments", auth=auth, json={"target": f"run:{run_id}", "body": comment}))
     return Owned(username, password, experiment_id, name, run_id, model_name, model_id, comment)
 
 
@@ -92,7 +96,7 @@ def _hold_back(url: str, user: Owned, other: Owned) -> None:
     for kind, resource_id in (("experiment", other.experiment_id), ("registered_model", other.model_name)):
         grant = {"username": user.username, "resource_type": kind, "resource_id": resource_id}
         _ok(
-            httpx.post(
+            _http.post(
                 f"{url}/api/3.0/mlflow/users/permissions/grant",
                 auth=ADMIN,
                 json=grant | {"permission": "NO_PERMISSIONS"},
@@ -127,7 +131,7 @@ def lake(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         _hold_back(server.url, bob, alice)
         # An experiment nobody was granted anything on: the default (READ) lets both see it.
         shared = _ok(
-            httpx.post(f"{server.url}/api/v1/experiments", auth=ADMIN, json={"name": f"shared-{uuid.uuid4().hex[:6]}"})
+            _http.post(f"{server.url}/api/v1/experiments", auth=ADMIN, json={"name": f"shared-{uuid.uuid4().hex[:6]}"})
         )
         server.shared_experiment = shared["experiment_id"]  # type: ignore[attr-defined]
         yield Lake(server, pg_port, alice, bob)
@@ -136,7 +140,7 @@ def lake(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 
 
 def _sql(lake: Lake, auth: tuple[str, str], sql: str) -> httpx.Response:
-    return httpx.post(f"{lake.server.url}/api/v1/sql", auth=auth, json={"sql": sql, "max_rows": 100_000}, timeout=120)
+    return _http.post(f"{lake.server.url}/api/v1/sql", auth=auth, json={"sql": sql, "max_rows": 100_000}, timeout=120)
 
 
 def _rows(lake: Lake, auth: tuple[str, str], sql: str) -> list[list[Any]]:
@@ -216,7 +220,7 @@ def test_unfiltered_data_cannot_be_reached_another_way(lake: Lake) -> None:
         assert response.status_code == 400, (sql, response.text)
     # time travel reads through the same filter
     now = _sql(lake, alice, "SELECT count(*) FROM runs").json()["rows"]
-    at = httpx.post(
+    at = _http.post(
         f"{lake.server.url}/api/v1/sql",
         auth=alice,
         json={"sql": "SELECT count(*) FROM runs", "as_of": "2999-01-01T00:00:00Z"},
@@ -230,14 +234,14 @@ def test_unfiltered_data_cannot_be_reached_another_way(lake: Lake) -> None:
 
 def test_saved_query_runs_as_whoever_runs_it(lake: Lake) -> None:
     name = f"runs-{uuid.uuid4().hex[:6]}"
-    saved = httpx.post(
+    saved = _http.post(
         f"{lake.server.url}/api/v1/saved-queries",
         auth=lake.alice.auth,
         json={"name": name, "sql": "SELECT run_id FROM runs ORDER BY run_id"},
     )
     assert saved.status_code == 201, saved.text
     for user in (lake.alice, lake.bob):
-        ran = httpx.post(f"{lake.server.url}/api/v1/saved-queries/{name}/run", auth=user.auth, json={})
+        ran = _http.post(f"{lake.server.url}/api/v1/saved-queries/{name}/run", auth=user.auth, json={})
         assert ran.status_code == 200, ran.text
         assert ran.json()["rows"] == [[user.run_id]]
 

@@ -25,6 +25,10 @@ from s3server import S3Target
 
 pytestmark = pytest.mark.api
 
+# One client for the module: a call with a default of 5 s timed out on the shared box (load ~19, a user's first
+# request); and httpx.post() & co. build a client, with its TLS context, per call.
+_http = httpx.Client(timeout=60)
+
 ADMIN = ("admin", "admin-secret-0123")
 PASSWORD = "member-password-0123"
 HEADER = "X-MLFLOW-WORKSPACE"
@@ -68,7 +72,7 @@ def _name(prefix: str) -> str:
 
 
 def _sql(server: Server, auth: tuple[str, str], sql: str, *params: Any) -> list[list[Any]]:
-    answer = httpx.post(
+    answer = _http.post(
         f"{server.url}/api/v1/sql", auth=auth, json={"sql": sql, "params": list(params)}, timeout=120
     )  # the first query opens DuckDB over the lake: seconds on a loaded machine
     assert answer.status_code == 200, answer.text
@@ -78,7 +82,7 @@ def _sql(server: Server, auth: tuple[str, str], sql: str, *params: Any) -> list[
 
 def _user(server: Server) -> tuple[str, str]:
     name = _name("user")
-    created = httpx.post(
+    created = _http.post(
         f"{server.url}/api/2.0/mlflow/users/create", auth=ADMIN, json={"username": name, "password": PASSWORD}
     )
     assert created.status_code == 200, created.text
@@ -86,7 +90,7 @@ def _user(server: Server) -> tuple[str, str]:
 
 
 def test_server_info_reports_workspaces_enabled(server: Server) -> None:
-    info = httpx.get(f"{server.url}/api/3.0/mlflow/server-info", auth=ADMIN).json()
+    info = _http.get(f"{server.url}/api/3.0/mlflow/server-info", auth=ADMIN).json()
     assert info["workspaces_enabled"] is True
 
 
@@ -151,19 +155,19 @@ def test_bad_input_is_a_clean_4xx(server: Server, as_user: Any) -> None:
     ]
     for method, url, body, status, code in cases:
         content = None if body is None else json.dumps(body)  # ASCII escapes: a lone surrogate goes as \ud800
-        answer = httpx.request(
+        answer = _http.request(
             method, url, content=content, headers={"content-type": "application/json"}, auth=ADMIN, timeout=30
         )
         assert (answer.status_code, answer.json().get("error_code")) == (status, code), (method, url, body, answer.text)
     # A workspace the header names must exist.
-    unknown = httpx.post(
+    unknown = _http.post(
         f"{server.url}/api/2.0/mlflow/experiments/search",
         json={"max_results": 5},
         headers={HEADER: _name("nowhere")},
         auth=ADMIN,
     )
     assert unknown.status_code == 404 and unknown.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
-    malformed = httpx.post(
+    malformed = _http.post(
         f"{server.url}/api/2.0/mlflow/experiments/create",
         json={"name": _name("e")},
         headers={HEADER: "NO!"},
@@ -179,7 +183,7 @@ def test_bad_input_is_a_clean_4xx(server: Server, as_user: Any) -> None:
         ("PATCH", f"{base}/{name}", {"description": "x"}),
         ("DELETE", f"{base}/{name}", None),
     ):
-        refused = httpx.request(method, url, json=body, auth=member, timeout=30)
+        refused = _http.request(method, url, json=body, auth=member, timeout=30)
         assert refused.status_code == 403, (method, refused.text)
     assert mlflow.get_workspace(name).description is None
 
@@ -272,7 +276,7 @@ def test_membership_levels_and_deleting_a_workspace_that_holds_things(server: Se
     mlflow.create_workspace(team)
     grant = f"{server.url}/api/3.0/mlflow/users/permissions/grant"
     assert (
-        httpx.post(
+        _http.post(
             grant,
             auth=ADMIN,
             json={"username": reader[0], "resource_type": "workspace", "resource_id": team, "permission": "READ"},
@@ -280,20 +284,20 @@ def test_membership_levels_and_deleting_a_workspace_that_holds_things(server: Se
         == 200
     )
     assert (
-        httpx.post(
+        _http.post(
             grant,
             auth=ADMIN,
             json={"username": writer[0], "resource_type": "workspace", "resource_id": team, "permission": "EDIT"},
         ).status_code
         == 200
     )
-    bad = httpx.post(
+    bad = _http.post(
         grant,
         auth=ADMIN,
         json={"username": reader[0], "resource_type": "workspace", "resource_id": team, "permission": "OWNER"},
     )
     assert bad.status_code == 400
-    unknown = httpx.post(
+    unknown = _http.post(
         grant,
         auth=ADMIN,
         json={
@@ -304,7 +308,7 @@ def test_membership_levels_and_deleting_a_workspace_that_holds_things(server: Se
         },
     )
     assert unknown.status_code == 404
-    members = httpx.get(f"{server.url}/api/v1/workspaces/{team}/members", auth=reader).json()["members"]
+    members = _http.get(f"{server.url}/api/v1/workspaces/{team}/members", auth=reader).json()["members"]
     assert sorted((m["username"], m["permission"]) for m in members) == sorted(
         [(reader[0], "READ"), (writer[0], "EDIT")]
     )
@@ -321,7 +325,7 @@ def test_membership_levels_and_deleting_a_workspace_that_holds_things(server: Se
         MlflowClient().create_run(experiment_id)
     # RESTRICT (the default) refuses while it holds an experiment; SET_DEFAULT moves it to default.
     base = f"{server.url}/api/3.0/mlflow/workspaces/{team}"
-    held = httpx.delete(base, auth=ADMIN)
+    held = _http.delete(base, auth=ADMIN)
     assert held.status_code == 409 and "still holds" in held.json()["message"]
     as_user(*ADMIN)
     with pytest.raises(MlflowException, match="still holds"):

@@ -27,27 +27,10 @@ MODES = [
 
 
 @pytest.fixture(scope="session")
-def servers(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, ServeProcess]]:
-    """Lazily started ``lakeops serve`` processes, one per backend kind, shared by the client tests.
-
-    One per session, not per module: a start costs seconds, and every test works in its own experiment.
-    """
-    started: dict[str, ServeProcess] = {}
-
-    class Lazy(dict[str, ServeProcess]):
-        def __missing__(self, kind: str) -> ServeProcess:
-            s3 = request.getfixturevalue("s3_server") if kind != "file" else None
-            home = tmp_path_factory.mktemp(f"client-serve-{kind}")
-            server = ServeProcess(make_settings(kind, home, s3), home / "serve.log")
-            started[kind] = server
-            self[kind] = server
-            return server
-
-    yield Lazy()
-    for server in started.values():
-        server.stop()
+def servers(plain_servers: dict[str, ServeProcess]) -> dict[str, ServeProcess]:
+    """Lazily started ``lakeops serve`` processes, one per backend kind, shared by the client tests (and the API
+    tests: ``plain_servers`` in tests/conftest.py). Every test works in its own experiment."""
+    return plain_servers
 
 
 @pytest.fixture(params=MODES)
