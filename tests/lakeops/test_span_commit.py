@@ -4,13 +4,19 @@ committed, and the trace tables' own group-commit period (``write.traces_commit_
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from lakes import settings_json
 from pyiceberg.expressions import EqualTo
 from pyiceberg.transforms import BucketTransform
 from pyiceberg.types import StringType
@@ -22,6 +28,7 @@ from lakeops.settings import LakeopsSettings
 from lakeops.stores import IcebergStore, open_store
 
 BASE_NS = 1_700_000_000_000_000_000
+SPAN_WRITER = Path(__file__).parent / "procs" / "span_writer.py"
 # file and s3 (the REST catalog commits the same way through pyiceberg)
 FILE_AND_S3 = pytest.mark.parametrize("backend", ["file", pytest.param("s3", marks=pytest.mark.s3)], indirect=True)
 
@@ -149,3 +156,39 @@ def test_traces_wait_for_their_own_commit_period_and_are_read_meanwhile(
         store.commit()
         assert {name: _snapshots(store, name) for name in trace_tables} == {n: c + 1 for n, c in committed.items()}
         assert _spans_of(traces, 21) == _expected(21, 2)
+
+
+@pytest.mark.slow
+@FILE_AND_S3
+def test_kill_9_loses_no_acknowledged_span(lake_factory: Callable[..., LakeopsSettings]) -> None:
+    """Spans wait seconds for their commit (``traces_commit_interval_s``), in the write-ahead log: a process
+    killed meanwhile loses none it acknowledged; the next one replays and commits them once."""
+    settings = lake_factory(commit_interval_s=0.05, traces_commit_interval_s=3600.0)  # nothing of them commits
+    with open_store(settings) as store:
+        experiment_id = TrackingService(store).create_experiment("crash")
+    child = subprocess.Popen(
+        [sys.executable, str(SPAN_WRITER), settings_json(settings), experiment_id, "100000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "READY", child.stderr.read() if child.stderr else ""
+    acked = {int(child.stdout.readline().split()[1]) for _ in range(60)}
+    child.send_signal(signal.SIGKILL)
+    rest, _err = child.communicate(timeout=30)
+    acked.update(int(line.split()[1]) for line in rest.splitlines() if line.startswith("ACK"))
+    with open_store(settings) as store:
+        store.commit()
+        traces = TraceService(store, actor="ana")
+        for b in acked:
+            for t in (b * 10, b * 10 + 9):
+                assert [s["name"] for s in traces.get_spans(f"tr-{t:032x}")] == ["s0", "s1", "s2"]
+        table = store.catalog.load_table((store.settings.namespace, SPANS.name))
+        rows = table.scan().to_arrow()
+        keys = list(zip(rows["trace_id"].to_pylist(), rows["span_id"].to_pylist(), strict=True))
+        assert len(keys) == len(set(keys)), "a span was stored twice"
+        assert len(keys) >= 30 * len(acked)
+        found, _token = traces.search_traces([experiment_id], max_results=50_000)
+        assert {i.trace_id for i in found} >= {f"tr-{t:032x}" for b in acked for t in range(b * 10, b * 10 + 10)}
