@@ -444,16 +444,17 @@ class SqlEngine:
     ) -> duckdb.DuckDBPyConnection:
         """A fresh in-memory DuckDB with the lake's views (or those ``only`` names), locked down;
         ``filtered``: its lake views filter rows by the querying cursor's ``Readable``."""
+        s3 = self._s3_access()
         try:
             con = views.connect(
                 extension_directory=self._extension_dir,
                 temp_directory=self._temp_dir,
                 memory_limit=self.settings.sql.memory_limit,
+                remote=s3 is not None or any(views.local_path(t.location) == t.location for t in tables),
             )
         except Exception as exc:
             raise BackendUnavailableError(f"cannot start DuckDB with the iceberg extension: {exc}") from exc
         try:
-            s3 = self._s3_access()
             if s3 is not None:
                 con.execute(s3.secret_sql())
             views.register_lake(con, [t for t in tables if only is None or t.name in only], filtered=filtered)
