@@ -276,9 +276,12 @@ class IcebergStore:
         self._constrained_queue: list[_ConstrainedWrite] = []
         self._checkpoints: VersionStore | None = None
         if settings.write.run_checkpoints:
-            self._checkpoints = open_version_store(
-                settings.warehouse(), settings.storage.to_properties(), directory=run_checkpoint.DIRECTORY
-            )
+            try:
+                self._checkpoints = open_version_store(
+                    settings.warehouse(), settings.storage.to_properties(), directory=run_checkpoint.DIRECTORY
+                )
+            except ValueError as exc:  # a warehouse that is neither file:// nor s3://: start-up folds every row
+                log.info("no run checkpoints: %s", exc)
         self._checkpoint_thread: threading.Thread | None = None
         self._checkpoint_failed_at = -math.inf  # when writing one last came to nothing (time.monotonic())
         self.started_from_checkpoint: int | None = None  # the run checkpoint start-up read, if any
