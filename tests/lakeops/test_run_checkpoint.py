@@ -117,6 +117,17 @@ def _open(settings: LakeopsSettings) -> IcebergStore:
     return open_store(settings, start_committer=False)
 
 
+def _from_checkpoint_and_folded(settings: LakeopsSettings, number: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The lake's state opened from checkpoint ``number``, and opened with checkpoints off."""
+    with _open(settings) as store:
+        assert store.started_from_checkpoint == number
+        from_checkpoint = _state(store)
+    without = settings.model_copy(update={"write": settings.write.model_copy(update={"run_checkpoints": False})})
+    with _open(without) as store:
+        assert store.started_from_checkpoint is None
+        return from_checkpoint, _state(store)
+
+
 def test_start_up_from_a_checkpoint_gives_the_state_of_a_full_fold(
     lake_factory: Callable[..., LakeopsSettings],
 ) -> None:
@@ -135,14 +146,7 @@ def test_start_up_from_a_checkpoint_gives_the_state_of_a_full_fold(
         store.commit()
         store.maintain(expire=False)  # a compaction between the checkpoint and now: its rows are not read twice
         _write_more(t, experiment_id, ids, "2")
-    with _open(settings) as store:
-        assert store.started_from_checkpoint == first.number
-        from_checkpoint = _state(store)
-    with _open(
-        settings.model_copy(update={"write": settings.write.model_copy(update={"run_checkpoints": False})})
-    ) as store:
-        assert store.started_from_checkpoint is None
-        folded = _state(store)
+    from_checkpoint, folded = _from_checkpoint_and_folded(settings, first.number)
     for a, b in zip(from_checkpoint["runs"], folded["runs"], strict=True):
         assert a == b
     assert from_checkpoint == folded
@@ -195,10 +199,5 @@ def test_maintenance_keeps_a_checkpoint_usable_across_snapshot_expiry(
         store.maintain()  # expires them: writes a new checkpoint
     renewed = run_checkpoint.latest(_checkpoints(settings))
     assert renewed is not None and renewed.number > first.number
-    with _open(settings) as store:
-        assert store.started_from_checkpoint == renewed.number
-        from_checkpoint = _state(store)
-    with _open(
-        settings.model_copy(update={"write": settings.write.model_copy(update={"run_checkpoints": False})})
-    ) as store:
-        assert _state(store) == from_checkpoint
+    from_checkpoint, folded = _from_checkpoint_and_folded(settings, renewed.number)
+    assert from_checkpoint == folded
