@@ -22,14 +22,18 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
-import polars as pl
 
 from lakeops.errors import InvalidArgumentError
 from lakeops.stores.run_index import LIFECYCLE_CODES, NumericColumn, RunIndex, StringColumn
 from lakeops.stores.state import ExperimentState
+
+if TYPE_CHECKING:
+    # Only the trace search uses polars: imported by the functions that do (~0.6 CPU-s a server start
+    # would otherwise pay, whether or not it is ever asked for a trace).
+    import polars as pl
 
 # -- tokens ----------------------------------------------------------------------------------
 
@@ -971,6 +975,8 @@ def search_trace_frame(
     Raises:
         InvalidArgumentError: an order-by key traces do not have.
     """
+    import polars as pl  # deferred: see the imports at the top
+
     sort_keys = _trace_sort_keys(order_by)
     frame = frame.with_columns((pl.col("request_time") + pl.col("execution_duration")).alias("end_time"))
     for condition in conditions:
@@ -1008,6 +1014,8 @@ def _trace_sort_keys(order_by: Sequence[str] | None) -> list[tuple[str, str, boo
 
 def _trace_mask(frame: pl.DataFrame, c: TraceCondition, values: TraceValues) -> pl.Series:
     """Where condition ``c`` holds on ``frame``'s rows; a trace without the value never matches but for IS NULL."""
+    import polars as pl  # deferred: see the imports at the top
+
     ids = frame.get_column("trace_id")
     if c.source == "run":  # recorded in one of the runs, or linked to one since
         runs = list(c.value)
@@ -1041,6 +1049,8 @@ def _trace_mask(frame: pl.DataFrame, c: TraceCondition, values: TraceValues) -> 
 def _string_mask(column: pl.Series, c: TraceCondition) -> pl.Series:
     """Where a string test holds on ``column`` (false where it is null): comparisons vectorised, patterns
     run once per distinct value."""
+    import polars as pl  # deferred: see the imports at the top
+
     assert c.check is not None
     if c.op == "=":
         mask: pl.Series = column == c.value

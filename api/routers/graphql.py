@@ -14,11 +14,9 @@ import math
 import re
 from functools import cache
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from fastapi import APIRouter, Request
-from graphql import GraphQLSchema, build_schema, graphql_sync
-from graphql.type import GraphQLResolveInfo
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -32,6 +30,12 @@ from lakeops.services.artifacts import ArtifactService, validate_artifact_path
 from lakeops.services.datasets import DatasetService
 from lakeops.services.registry import RegistryService
 from lakeops.services.tracking import TrackingService
+
+if TYPE_CHECKING:
+    # graphql-core is imported when the first GraphQL request is served (``_execute``), not with the app:
+    # only MLflow's web UI asks, and its import costs ~0.3 CPU-s of every server's start-up.
+    from graphql import ExecutionResult, GraphQLSchema
+    from graphql.type import GraphQLResolveInfo
 
 router = APIRouter()
 
@@ -51,6 +55,8 @@ class GraphQLRequest(BaseModel):
 @cache
 def schema() -> GraphQLSchema:
     """The schema, built once from its SDL file."""
+    from graphql import build_schema  # deferred: see the imports at the top
+
     built = build_schema(SCHEMA_FILE.read_text())
     long_string = built.type_map["LongString"]
     long_string.serialize = lambda value: str(value)  # type: ignore[attr-defined]
@@ -247,24 +253,26 @@ def search_dataset_summaries(tracking: TrackingService, experiment_ids: list[str
     return [{"experiment_id": e, "name": n, "digest": d, **({"context": c} if c else {})} for e, n, d, c in seen]
 
 
+def _execute(
+    request: Request, query: str, variables: dict[str, Any] | None, operation_name: str | None
+) -> ExecutionResult:
+    """Run one operation (in the thread pool: the first also imports graphql-core and builds the schema)."""
+    from graphql import graphql_sync  # deferred: see the imports at the top
+
+    return graphql_sync(
+        schema(), query, root_value=Root(request), variable_values=variables, operation_name=operation_name
+    )
+
+
 @router.post("/graphql")
 async def graphql_post(body: GraphQLRequest, request: Request) -> JSONBody:
     """Run one GraphQL operation (MLflow's UI sends one per request)."""
-    result = await run_in_threadpool(
-        graphql_sync,
-        schema(),
-        body.query,
-        root_value=Root(request),
-        variable_values=body.variables,
-        operation_name=body.operation_name,
-    )
+    result = await run_in_threadpool(_execute, request, body.query, body.variables, body.operation_name)
     return JSONBody(result.formatted)
 
 
 @router.get("/graphql")
 async def graphql_get(request: Request, query: str, operationName: str | None = None) -> JSONBody:
     """The same, with the query in the URL (no variables)."""
-    result = await run_in_threadpool(
-        graphql_sync, schema(), query, root_value=Root(request), operation_name=operationName
-    )
+    result = await run_in_threadpool(_execute, request, query, None, operationName)
     return JSONBody(result.formatted)

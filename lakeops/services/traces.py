@@ -27,10 +27,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.expressions import AlwaysTrue, BooleanExpression, EqualTo, In
@@ -41,6 +40,11 @@ from lakeops.search import compile_trace_filter, decode_token, encode_token, sea
 from lakeops.stores.epochs import epoch_ints
 from lakeops.stores.iceberg import IcebergStore, Rows
 from lakeops.stores.state import TrackingState
+
+if TYPE_CHECKING:
+    # polars is imported where traces are searched, not with the module: a server that is never asked
+    # for a trace does not pay its import (~0.6 CPU-s) at start-up.
+    import polars as pl
 
 SPANS_LOCATION_TAG = "mlflow.trace.spansLocation"
 TRACKING_STORE = "TRACKING_STORE"
@@ -516,6 +520,8 @@ class TraceService:
         a trace is linked to in ``linked_run_ids``) and ``_row``, its row in the Arrow table read; the
         long text columns (previews, metadata) are taken from that table only for the rows asked for.
         """
+        import polars as pl  # deferred: see the imports at the top
+
         rows = self._read(TRACE_INFO_CHANGES, column, pa.array([str(v) for v in wanted], pa.string()))
         keys = rows.select(
             [
@@ -592,6 +598,8 @@ class TraceService:
 
     def _tag_values(self, experiment_ids: Sequence[str], key: str) -> pl.DataFrame:
         """``trace_id`` and ``value`` of the current tag ``key`` of the traces of some experiments."""
+        import polars as pl  # deferred: see the imports at the top
+
         rows = self._read(TRACE_TAG_CHANGES, "experiment_id", pa.array([str(e) for e in experiment_ids], pa.string()))
         rows = rows.filter(pc.equal(rows["key"], key))
         frame = pl.from_arrow(rows.select(["trace_id", "value", "is_deleted", "changed_at", "writer_id", "wal_seq"]))
@@ -749,6 +757,8 @@ class _CurrentTraces:
 
 def _metadata_value(rows: pa.Table, at: pl.Series, key: str) -> pl.Series:
     """The metadata entry ``key`` of ``rows`` at positions ``at`` (null where absent)."""
+    import polars as pl  # deferred: see the imports at the top
+
     texts = pl.Series(rows.column("metadata_json").take(at.to_arrow()), dtype=pl.String)
     if "'" in key or "\\" in key:  # beyond what a JSONPath literal here spells: decode each
         return pl.Series([json.loads(t).get(key) for t in texts], dtype=pl.String)
@@ -774,6 +784,8 @@ class _TraceLookup:
         return self._tags[key]
 
     def metadata(self, key: str) -> pl.DataFrame:
+        import polars as pl  # deferred: see the imports at the top
+
         frame = self._current.frame
         values = _metadata_value(self._current.rows, frame.get_column("_row"), key)
         return pl.DataFrame({"trace_id": frame.get_column("trace_id"), "value": values}).filter(

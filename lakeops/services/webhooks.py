@@ -28,10 +28,9 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.expressions import AlwaysTrue
@@ -41,6 +40,11 @@ from lakeops.errors import InvalidArgumentError, NotFoundError
 from lakeops.search import decode_token, encode_token
 from lakeops.stores.epochs import epoch_ints
 from lakeops.stores.iceberg import IcebergStore
+
+if TYPE_CHECKING:
+    # httpx is imported by what sends a delivery: with its command-line extras (rich, click, pygments)
+    # it costs ~0.3 CPU-s, which a server with no webhook to call need not pay at start-up.
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -261,6 +265,8 @@ class WebhookService:
             NotFoundError: no such webhook.
             InvalidArgumentError: an event the webhook does not take.
         """
+        import httpx  # deferred: see the imports at the top
+
         hook = self.get(webhook_id)
         entity, action = _events([event])[0] if event else hook.events[0]
         body = _envelope(entity, action, _EXAMPLES.get(entity, {"name": "example"}))
@@ -311,6 +317,8 @@ class WebhookService:
                 log.exception("webhook delivery %s failed unexpectedly", delivery.delivery_id)
 
     def _attempt(self, delivery: _Delivery) -> None:
+        import httpx  # deferred: see the imports at the top
+
         attempt = delivery.attempt + 1
         done = replace(delivery, attempt=attempt)
         hook = self._webhooks().get(delivery.webhook_id)
@@ -335,6 +343,8 @@ class WebhookService:
             self._schedule(done, time.monotonic() + self.first_backoff_s * 2 ** (attempt - 1))
 
     def _post(self, hook: Webhook, delivery_id: str, body: str) -> httpx.Response:
+        import httpx  # deferred: see the imports at the top
+
         timestamp = str(int(time.time()))
         headers = {"Content-Type": "application/json", DELIVERY_ID_HEADER: delivery_id, TIMESTAMP_HEADER: timestamp}
         if hook.secret:
