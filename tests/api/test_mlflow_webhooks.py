@@ -5,6 +5,7 @@ webhook's secret, retried until a failing receiver recovers, logged, and resumed
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -23,6 +24,11 @@ from mlflow import MlflowClient
 from mlflow.entities.webhook import WebhookEvent, WebhookStatus
 from mlflow.exceptions import MlflowException
 from serve_process import ServeProcess
+
+# httpx's default 5 s timeout is too short for a server on a loaded 2-core box (a first password hash,
+# a first SQL query): calls here wait up to 60 s.
+_get = functools.partial(httpx.get, timeout=60)
+_post = functools.partial(httpx.post, timeout=60)
 
 pytestmark = pytest.mark.api
 
@@ -107,7 +113,7 @@ def test_webhook_api(client: MlflowClient, hooked: ServeProcess) -> None:
     assert result.success and result.response_status == 200
     (sent,) = receiver.delivered()
     assert (sent["entity"], sent["action"]) == ("model_version_alias", "created") and sent["data"]["alias"]
-    refused = httpx.post(
+    refused = _post(
         f"{hooked.url}/api/2.0/mlflow/webhooks",
         json={"name": "bad", "url": receiver.url, "events": [{"entity": "RUN", "action": "CREATED"}]},
     )
@@ -149,7 +155,7 @@ def test_registry_events_are_delivered_once_after_failures(
     assert len(receiver.delivered()) == 3  # each event delivered once
 
     # The delivery log, in SQL.
-    rows = httpx.post(
+    rows = _post(
         f"{hooked.url}/api/v1/sql",
         json={
             "sql": "SELECT status, count(*) FROM webhook_deliveries WHERE webhook_id = ? GROUP BY status ORDER BY 1",

@@ -8,6 +8,7 @@ session on the server (its cookie no longer works anywhere).
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +20,11 @@ import pytest
 from lakes import make_settings
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from serve_process import ServeProcess
+
+# httpx's default 5 s timeout is too short for a server on a loaded 2-core box (a first password hash,
+# a first SQL query): calls here wait up to 60 s.
+_get = functools.partial(httpx.get, timeout=60)
+_post = functools.partial(httpx.post, timeout=60)
 
 pytestmark = [pytest.mark.api, pytest.mark.browser]
 
@@ -45,17 +51,17 @@ class Lake:
 
 def _user(url: str, prefix: str) -> User:
     name, password = f"{prefix}{uuid.uuid4().hex[:4]}", f"pw-{uuid.uuid4().hex}"
-    made = httpx.post(f"{url}/api/2.0/mlflow/users/create", auth=ADMIN, json={"username": name, "password": password})
+    made = _post(f"{url}/api/2.0/mlflow/users/create", auth=ADMIN, json={"username": name, "password": password})
     assert made.status_code == 200, made.text
     experiment = f"exp-{name}"
-    created = httpx.post(f"{url}/api/v1/experiments", auth=(name, password), json={"name": experiment})
+    created = _post(f"{url}/api/v1/experiments", auth=(name, password), json={"name": experiment})
     assert created.status_code == 201, created.text
     return User(name, password, created.json()["experiment_id"], experiment)
 
 
 def _hold_back(url: str, user: User, other: User) -> None:
     grant = {"username": user.name, "resource_type": "experiment", "resource_id": other.experiment_id}
-    granted = httpx.post(
+    granted = _post(
         f"{url}/api/3.0/mlflow/users/permissions/grant", auth=ADMIN, json={**grant, "permission": "NO_PERMISSIONS"}
     )
     assert granted.status_code == 200, granted.text
@@ -144,7 +150,7 @@ def test_cookie_requests_that_change_something_need_the_csrf_header(tab: Page, l
         assert wrong.status_code == 403
         made = http.post("/api/v1/experiments", json=body, headers={"x-csrf-token": cookies["lakeops_csrf"]})
         assert made.status_code == 201, made.text
-    names = [e["name"] for e in httpx.get(f"{url}/api/v1/experiments", auth=ADMIN).json()["experiments"]]
+    names = [e["name"] for e in _get(f"{url}/api/v1/experiments", auth=ADMIN).json()["experiments"]]
     assert names.count(body["name"]) == 1  # the refused requests stored nothing
 
 
@@ -154,7 +160,7 @@ def test_logout_ends_the_session_on_the_server(tab: Page, lake: Lake) -> None:
     tab.get_by_role("button", name="Log out").click()
     expect(tab).to_have_url(lake.server.url + "/login")
     assert "lakeops_session" not in {c["name"] for c in tab.context.cookies()}
-    replayed = httpx.get(f"{lake.server.url}/api/v1/experiments", cookies={"lakeops_session": session})
+    replayed = _get(f"{lake.server.url}/api/v1/experiments", cookies={"lakeops_session": session})
     assert replayed.status_code == 401
     tab.goto(lake.server.url + "/")
     expect(tab).to_have_url(lake.server.url + "/login")
