@@ -632,6 +632,18 @@ def test_the_security_section_runs_as_written(tmp_path: Path) -> None:
 
         # Alice's SQL, held back from "secret" (its run is left out), over HTTP and psql.
         sql = starting[0].result()
+        # The SQL server is another process on the lake: it holds alice back once it has picked up the
+        # grant from the lake (a commit, then its refresh); querying before that raced it and failed.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            seen = _get(
+                f"{sql.url}/api/2.0/mlflow/experiments/get",
+                params={"experiment_id": secret["experiment_id"]},
+                auth=("alice", "alice-password-1"),
+            )
+            if seen.status_code != 200:
+                break
+            time.sleep(0.2)
         said = shell(blocks[SECURITY_BLOCKS[5]], sql.url, sql_pg_port)
         assert risk["experiment_id"] in said  # her runs by experiment: risk's run, and no other
         assert secret["experiment_id"] not in said and "secret" not in said
