@@ -184,7 +184,6 @@ class CommitStats:
 def _open_log(settings: LakeopsSettings) -> RecordLog:
     """The write-ahead log ``write.log`` names: on the local disk (default) or in the object store."""
     if settings.write.log == "object":
-        from catalog.versions import open_version_store
         from lakeops.object_wal import WAL_DIR, ObjectWriteAheadLog, default_log_name
 
         objects = open_version_store(settings.warehouse(), settings.storage.to_properties(), directory=WAL_DIR)
