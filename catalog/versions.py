@@ -30,6 +30,7 @@ Nothing here imports pyiceberg: the short read-only commands read pointers witho
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import threading
@@ -182,9 +183,20 @@ class S3VersionStore:
             response.release_conn()
 
     def create(self, key: str, data: bytes) -> bool:
-        """``PUT`` with ``If-None-Match: *``: 412 (or 409, a concurrent conditional write) means it exists."""
+        """``PUT`` with ``If-None-Match: *``; True only if the object now holds ``data``.
+
+        A 412 (or 409, a concurrent conditional write) means the key exists, but it may be *ours*:
+        minio's HTTP pool retries a ``PUT`` whose answer was lost (a read timeout, a 5xx after the
+        write), and the retry meets the object its first attempt created. So on a refusal, and
+        after a success, the object's ETag (the MD5 of a single ``PUT``'s bytes) is compared with
+        ours: a refusal of our own write counts as created (a commit or a log segment that landed is
+        never reported lost, and then written twice), and a success whose object holds other bytes
+        (a store whose conditional write was overtaken) counts as refused, so the caller retries on
+        top of what is stored instead of acknowledging a write that is not there.
+        """
         from minio.error import S3Error
 
+        digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
         try:
             # minio's public put_object turns unknown headers into x-amz-meta-*; _put_object is the
             # plain PutObject call (as objects.py uses minio's multipart internals).
@@ -196,9 +208,21 @@ class S3VersionStore:
             )
         except S3Error as exc:
             if exc.code in ("PreconditionFailed", "ConditionalRequestConflict") or exc.response.status in (409, 412):
-                return False
+                return self._holds(key, digest)
             raise VersionStoreError(f"cannot write {self.root}/{key}: {exc.code}") from exc
-        return True
+        return self._holds(key, digest)
+
+    def _holds(self, key: str, digest: str) -> bool:
+        """The object at ``key`` has the MD5 ``digest``."""
+        from minio.error import S3Error
+
+        try:
+            stat = self._client.stat_object(self._bucket, self._key(key))
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject"):
+                return False
+            raise VersionStoreError(f"cannot read {self.root}/{key}: {exc.code}") from exc
+        return str(stat.etag or "").strip('"') == digest
 
     def delete(self, keys: Iterable[str]) -> None:
         """Remove objects in one batch request."""
@@ -361,16 +385,19 @@ class Versions:
         """Create the version after ``current``; None if somebody else created it first."""
         number = (current.number if current else 0) + 1
         key = version_key(prefix, number)
-        data = json.dumps(dict(body), separators=(",", ":")).encode()
+        # The writer's nonce: two writers of equal bodies (the same namespace created twice) never
+        # write equal bytes, so the store can tell whose create landed (``S3VersionStore.create``).
+        body = {**body, "writer": uuid.uuid4().hex}
+        data = json.dumps(body, separators=(",", ":")).encode()
         if not self.store.create(key, data):
             return None
         with self._lock:
-            self._cache[key] = dict(body)
+            self._cache[key] = body
         if current is not None and number % PRUNE_EVERY == 0:
             stale = [k for k in current.older if (_version_of(k) or 0) <= number - KEEP]
             with contextlib.suppress(VersionStoreError):  # pruning is housekeeping; the next one retries
                 self.store.delete(stale)
-        return Version(number, key, dict(body))
+        return Version(number, key, body)
 
 
 def read_table_pointers(versions: Versions, namespace: tuple[str, ...]) -> dict[str, str]:

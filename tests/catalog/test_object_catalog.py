@@ -124,6 +124,28 @@ def test_a_stale_committer_is_refused_not_lost(properties: dict[str, str]) -> No
     assert latest is not None and latest.number == 2 and latest.body["metadata-location"] == "c"
 
 
+def test_equal_bodies_from_two_writers_still_make_one_winner(properties: dict[str, str]) -> None:
+    """Two creators of the same namespace with the same properties: exactly one creates version 1."""
+    versions = Versions(open_version_store(properties["warehouse"], properties))
+    body = {"namespace": ["lake"], "properties": {"exists": "true"}}
+    results = [versions.put_next("namespaces/lake/", None, body) for _ in range(2)]
+    assert [r is not None for r in results] == [True, False]
+
+
+@pytest.mark.s3
+def test_a_repeated_create_of_our_own_bytes_counts_as_created(s3_server: S3Target, tmp_path: Path) -> None:
+    """What minio's retry of a create whose answer was lost meets on S3: the object it wrote itself.
+
+    (S3 only: a local create is one link(2), with no request to retry.)
+    """
+    properties = _properties("s3", tmp_path, s3_server)
+    store = open_version_store(properties["warehouse"], properties)
+    assert store.create("wal/w1/0001.log", b"segment one")
+    assert store.create("wal/w1/0001.log", b"segment one")  # the retry: ours, not another writer's
+    assert not store.create("wal/w1/0001.log", b"segment from another writer")
+    assert store.get("wal/w1/0001.log") == b"segment one"
+
+
 def test_a_commit_on_a_stale_table_fails_and_succeeds_after_reload(catalog: Catalog) -> None:
     catalog.create_namespace("lake")
     catalog.create_table(("lake", "t"), schema=SCHEMA, properties={"commit.retry.num-retries": "0"})
