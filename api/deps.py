@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from lakeops.health import HealthMonitor
 from lakeops.quality.gate import QualityGate
 from lakeops.quality.suites import QualityService
+from lakeops.registry import RegistryService
 from lakeops.services.artifacts import ArtifactService
 from lakeops.services.auth import AuthService
 from lakeops.services.checkpoints import CheckpointService
@@ -20,7 +21,6 @@ from lakeops.services.iceberg_rest import IcebergCatalogService
 from lakeops.services.lineage import LineageService
 from lakeops.services.openlineage import OpenLineageService
 from lakeops.services.queries import SavedQueryService
-from lakeops.services.registry import RegistryService
 from lakeops.services.traces import TraceService
 from lakeops.services.tracking import TrackingService
 from lakeops.services.webhooks import WebhookService

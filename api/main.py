@@ -54,8 +54,8 @@ from api.routers import (
 from lakeops.errors import InvalidArgumentError
 from lakeops.health import HealthMonitor
 from lakeops.lake import Lake
+from lakeops.registry import AliasGate
 from lakeops.services.auth import AuthService, User
-from lakeops.services.registry import AliasGate
 from lakeops.settings import LakeopsSettings, LimitsConfig
 from lakeops.sql import Readable
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from catalog.objects import ObjectStore
     from lakeops.quality.gate import QualityGate
     from lakeops.quality.suites import QualityService
+    from lakeops.registry import AliasGate, RegistryService
     from lakeops.services.artifacts import ArtifactService
     from lakeops.services.auth import AuthService
     from lakeops.services.checkpoints import CheckpointService
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     from lakeops.services.lineage import LineageService
     from lakeops.services.openlineage import OpenLineageService
     from lakeops.services.queries import SavedQueryService
-    from lakeops.services.registry import AliasGate, RegistryService
     from lakeops.services.traces import TraceService
     from lakeops.services.tracking import TrackingService
     from lakeops.services.webhooks import WebhookService
@@ -172,7 +172,7 @@ class Lake:
     @cached_property
     def registry(self) -> RegistryService:
         """The registry; protected aliases are guarded by the training data's validations unless a gate is given."""
-        from lakeops.services.registry import RegistryService
+        from lakeops.registry import RegistryService
 
         return RegistryService(
             self.store,

@@ -20,12 +20,8 @@ from api.permissions import require_level
 from api.routers.mlflow_tracking import KeyValue, _paged, _Req, _tags
 from api.routers.workspaces import RequestWorkspace, require_create_in, scoped
 from lakeops.errors import InvalidArgumentError
-from lakeops.services.registry import (
-    DEFAULT_SEARCH_MODELS,
-    DEFAULT_SEARCH_VERSIONS,
-    ModelVersion,
-    RegisteredModel,
-)
+from lakeops.registry.entities import ModelVersion, RegisteredModel
+from lakeops.registry.validation import DEFAULT_SEARCH_MODELS, DEFAULT_SEARCH_VERSIONS
 from lakeops.services.webhooks import emit_registry_event
 
 router = APIRouter(default_response_class=JSONBody, route_class=RawJSONRoute)

@@ -15,7 +15,7 @@ from api.deps import AuthDep, RegistryDep
 from api.encoding import JSONBody, RawJSONRoute
 from api.permissions import readable_only, require_level
 from lakeops.entities import to_dict
-from lakeops.services.registry import DEFAULT_SEARCH_MODELS, DEFAULT_SEARCH_VERSIONS
+from lakeops.registry.validation import DEFAULT_SEARCH_MODELS, DEFAULT_SEARCH_VERSIONS
 
 router = APIRouter(default_response_class=JSONBody, route_class=RawJSONRoute)
 

@@ -55,10 +55,10 @@ if TYPE_CHECKING:
 
     from lakeops.quality.gate import QualityGate
     from lakeops.quality.suites import QualityService
+    from lakeops.registry import RegistryService
     from lakeops.services.checkpoints import CheckpointService
     from lakeops.services.datasets import DatasetService
     from lakeops.services.lineage import LineageService
-    from lakeops.services.registry import RegistryService
     from lakeops.settings import LakeopsSettings
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"

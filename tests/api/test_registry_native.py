@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from lakes import make_settings
 
 from api.main import create_app
-from lakeops.services.registry import AliasGate
+from lakeops.registry import AliasGate
 
 pytestmark = pytest.mark.api
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from lakeops.errors import InvalidArgumentError, NotFoundError
+from lakeops.registry import RegistryService
 from lakeops.services.comments import CommentService, mentions_in
-from lakeops.services.registry import RegistryService
 from lakeops.services.tracking import TrackingService
 from lakeops.sql import SqlEngine
 from lakeops.stores import IcebergStore, open_store

@@ -8,7 +8,7 @@ import pytest
 from lakes import reopen
 
 from lakeops.errors import AlreadyExistsError, DataQualityError, InvalidArgumentError, NotFoundError
-from lakeops.services.registry import AliasGate, RegistryService
+from lakeops.registry import AliasGate, RegistryService
 from lakeops.services.tracking import TrackingService
 from lakeops.stores import IcebergStore, open_store
 

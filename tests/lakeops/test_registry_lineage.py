@@ -8,10 +8,10 @@ import pytest
 from lakeops.errors import DataQualityError
 from lakeops.quality.gate import QualityGate
 from lakeops.quality.suites import QualityService
+from lakeops.registry import RegistryService
 from lakeops.services.artifacts import ArtifactService
 from lakeops.services.datasets import DatasetService
 from lakeops.services.lineage import LineageService
-from lakeops.services.registry import RegistryService
 from lakeops.services.tracking import TrackingService
 from lakeops.stores import IcebergStore
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from lakeops.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
-from lakeops.services.registry import RegistryService
+from lakeops.registry import RegistryService
 from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings
 from lakeops.stores import IcebergStore, open_store

@@ -19,10 +19,10 @@ import pytest
 from openlineage_events import PRODUCER, ol_event
 
 from lakeops.quality.suites import QualityService
+from lakeops.registry import RegistryService
 from lakeops.services.artifacts import ArtifactService
 from lakeops.services.datasets import DatasetService
 from lakeops.services.openlineage import OpenLineageService
-from lakeops.services.registry import RegistryService
 from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings
 from lakeops.sql import SqlEngine
