@@ -7,7 +7,9 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from lakeops.datasets import DatasetService
 from lakeops.health import HealthMonitor
+from lakeops.lineage import LineageService
 from lakeops.quality.gate import QualityGate
 from lakeops.quality.suites import QualityService
 from lakeops.registry import RegistryService
@@ -15,10 +17,8 @@ from lakeops.services.artifacts import ArtifactService
 from lakeops.services.auth import AuthService
 from lakeops.services.checkpoints import CheckpointService
 from lakeops.services.comments import CommentService
-from lakeops.services.datasets import DatasetService
 from lakeops.services.evaluation_datasets import EvaluationDatasetService
 from lakeops.services.iceberg_rest import IcebergCatalogService
-from lakeops.services.lineage import LineageService
 from lakeops.services.openlineage import OpenLineageService
 from lakeops.services.queries import SavedQueryService
 from lakeops.services.traces import TraceService

@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 
 from catalog.tables import LINEAGE_EDGES
-from lakeops.services.lineage import LineageEdge, LineageService, lineage_edge_rows
+from lakeops.lineage import LineageService
+from lakeops.lineage.edges import LineageEdge, lineage_edge_rows
 from lakeops.settings import LakeopsSettings, LocalStorageConfig, SqlCatalogConfig, WriteConfig
 from lakeops.stores import open_store
 

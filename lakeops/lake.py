@@ -23,6 +23,8 @@ from lakeops.stores import IcebergStore, open_store
 
 if TYPE_CHECKING:
     from catalog.objects import ObjectStore
+    from lakeops.datasets import DatasetService
+    from lakeops.lineage import LineageService
     from lakeops.quality.gate import QualityGate
     from lakeops.quality.suites import QualityService
     from lakeops.registry import AliasGate, RegistryService
@@ -30,10 +32,8 @@ if TYPE_CHECKING:
     from lakeops.services.auth import AuthService
     from lakeops.services.checkpoints import CheckpointService
     from lakeops.services.comments import CommentService
-    from lakeops.services.datasets import DatasetService
     from lakeops.services.evaluation_datasets import EvaluationDatasetService
     from lakeops.services.iceberg_rest import IcebergCatalogService
-    from lakeops.services.lineage import LineageService
     from lakeops.services.openlineage import OpenLineageService
     from lakeops.services.queries import SavedQueryService
     from lakeops.services.traces import TraceService
@@ -141,13 +141,13 @@ class Lake:
 
     @cached_property
     def datasets(self) -> DatasetService:
-        from lakeops.services.datasets import DatasetService
+        from lakeops.datasets import DatasetService
 
         return DatasetService(self.store, self.artifacts, actor=self.actor)
 
     @cached_property
     def lineage(self) -> LineageService:
-        from lakeops.services.lineage import LineageService
+        from lakeops.lineage import LineageService
 
         return LineageService(self.store)
 

@@ -264,14 +264,15 @@ def _value_test(getter: Callable[[Any], Any], check: Callable[[Any], Any]) -> Ca
     return test
 
 
-def _like(pattern: str, *, case_insensitive: bool) -> re.Pattern[str]:
+def like_pattern(pattern: str, *, case_insensitive: bool) -> re.Pattern[str]:
+    """A SQL ``LIKE``/``ILIKE`` pattern (``%`` any text, ``_`` one character) as a regex to ``fullmatch``."""
     regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
     return re.compile(regex, re.DOTALL | (re.IGNORECASE if case_insensitive else 0))
 
 
 def _string_test(op: str, value: Any) -> Callable[[str], bool]:
     if op in ("LIKE", "ILIKE"):
-        rx = _like(value, case_insensitive=op == "ILIKE")
+        rx = like_pattern(value, case_insensitive=op == "ILIKE")
         return lambda v: rx.fullmatch(v) is not None
     if op in ("IN", "NOT IN"):
         members = {str(v) for v in value}

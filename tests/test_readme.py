@@ -129,7 +129,7 @@ PYTHON_FIXTURES: dict[str, str] = {
     # the datasets fragment: a DatasetService on the lake of $LAKEOPS_HOME (opened in-process beside the server,
     # as the embedded TrackingService example does), a folder raw/iris in its artifact store, two frames; `run_id`
     # is the analysis block's, the Iceberg table sales.orders the fixture's (`_orders_table`)
-    "from lakeops.services.datasets import DatasetService": textwrap.dedent(
+    "from lakeops.datasets import DatasetService": textwrap.dedent(
         """
         import polars as _pl
 
@@ -148,7 +148,7 @@ PYTHON_FIXTURES: dict[str, str] = {
 # is closed (committing what it logged), and what it logged is checked.
 PYTHON_AFTER: dict[str, str] = {
     "import mlflow": "client = _lakeops_client",
-    "from lakeops.services.datasets import DatasetService": textwrap.dedent(
+    "from lakeops.datasets import DatasetService": textwrap.dedent(
         """
         _lake.close()
         assert v["row_count"] == 2 and v["source_type"] == "dataframe", v
@@ -161,7 +161,7 @@ PYTHON_AFTER: dict[str, str] = {
 # sales.orders it made for `123456789`, and for "1 March" a time the lake has, after the alias was set.
 BLOCK_PLACEHOLDERS: dict[str, dict[str, str]] = {
     "from pyiceberg.catalog import load_catalog": {"/path/.lakeops": "{home}"},
-    "from lakeops.services.datasets import DatasetService": {"123456789": "{orders_snapshot}"},
+    "from lakeops.datasets import DatasetService": {"123456789": "{orders_snapshot}"},
     "# a DataFrame as an Arrow IPC stream": {"123456789": "{orders_snapshot}"},
     '# which version held "production" on 1 March?': {"2026-03-01T00:00:00Z": "{now}"},
 }

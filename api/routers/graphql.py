@@ -25,10 +25,10 @@ from api.errors import ERROR_TABLE
 from api.permissions import require_level
 from api.routers.mlflow_registry import mlflow_model_version
 from api.routers.mlflow_tracking import get_metric_history_bulk_interval, view_type
+from lakeops.datasets import DatasetService
 from lakeops.errors import InvalidArgumentError, LakeopsError
 from lakeops.registry import RegistryService
 from lakeops.services.artifacts import ArtifactService, validate_artifact_path
-from lakeops.services.datasets import DatasetService
 from lakeops.services.tracking import TrackingService
 
 if TYPE_CHECKING:

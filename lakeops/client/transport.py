@@ -53,12 +53,12 @@ if TYPE_CHECKING:
     import pyarrow as pa
     import urllib3
 
+    from lakeops.datasets import DatasetService
+    from lakeops.lineage import LineageService
     from lakeops.quality.gate import QualityGate
     from lakeops.quality.suites import QualityService
     from lakeops.registry import RegistryService
     from lakeops.services.checkpoints import CheckpointService
-    from lakeops.services.datasets import DatasetService
-    from lakeops.services.lineage import LineageService
     from lakeops.settings import LakeopsSettings
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"

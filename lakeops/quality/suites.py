@@ -23,9 +23,11 @@ import pyarrow as pa
 
 from catalog.tables import EXPECTATION_SUITE_CHANGES, VALIDATION_RESULTS
 from lakeops.actor import ActorField
+from lakeops.datasets import DatasetService
+from lakeops.datasets.profiling import table_from_frame
+from lakeops.datasets.versions import validate_dataset_name
 from lakeops.errors import DataQualityError, InvalidArgumentError, NotFoundError
-from lakeops.services.datasets import DatasetService, table_from_frame, validate_dataset_name
-from lakeops.services.lineage import now_us
+from lakeops.lineage.edges import now_us
 from lakeops.stores.iceberg import IcebergStore, Rows
 from lakeops.stores.lineage_state import SuiteState, ValidationState
 from lakeops.stores.state import TrackingState

@@ -10,10 +10,10 @@ from datetime import datetime
 
 from catalog.tables import DEPLOYMENT_EVENTS, LINEAGE_EDGES
 from lakeops.errors import NotFoundError
+from lakeops.lineage.edges import LineageEdge, NodeKind, Relation, lineage_edge_rows, model_version_node
 from lakeops.registry.core import RegistryCore, record_batch
 from lakeops.registry.entities import ApplicationUse, Deployment
 from lakeops.registry.validation import as_of_ms, parse_version, required_text
-from lakeops.services.lineage import LineageEdge, NodeKind, Relation, lineage_edge_rows, model_version_node
 from lakeops.stores.iceberg import Rows
 from lakeops.stores.registry_state import DeploymentRecord, latest
 from lakeops.stores.state import TrackingState

@@ -10,6 +10,7 @@ from datetime import datetime
 
 from catalog.tables import LINEAGE_EDGES, MODEL_ALIAS_CHANGES, MODEL_VERSION_CHANGES, REGISTRY_TAG_CHANGES
 from lakeops.errors import InvalidArgumentError, NotFoundError
+from lakeops.lineage.edges import LineageEdge, NodeKind, Relation, lineage_edge_rows, model_version_node
 from lakeops.registry.core import RegistryCore, with_changes
 from lakeops.registry.entities import ModelVersion
 from lakeops.registry.validation import (
@@ -22,7 +23,6 @@ from lakeops.registry.validation import (
     validate_model_name,
     validate_tags,
 )
-from lakeops.services.lineage import LineageEdge, NodeKind, Relation, lineage_edge_rows, model_version_node
 from lakeops.services.tracking import validate_key
 from lakeops.stores.iceberg import Rows
 from lakeops.stores.registry_state import ModelRecord, RegistryState, VersionRecord

@@ -25,7 +25,7 @@ from pyiceberg.expressions import AlwaysTrue
 
 from catalog.tables import EVALUATION_DATASET_CHANGES, EVALUATION_RECORD_CHANGES
 from lakeops.errors import InvalidArgumentError, NotFoundError
-from lakeops.search import _like, decode_token, encode_token, parse_filter
+from lakeops.search import decode_token, encode_token, like_pattern, parse_filter
 from lakeops.stores.epochs import epoch_ints
 from lakeops.stores.iceberg import IcebergStore
 from lakeops.stores.state import TrackingState
@@ -494,7 +494,7 @@ def _matches(dataset: EvaluationDataset, entity: str, key: str, op: str, value: 
     if op == "!=":
         return bool(text != value)
     if op in ("LIKE", "ILIKE"):
-        return bool(_like(str(value), case_insensitive=op == "ILIKE").fullmatch(text))
+        return bool(like_pattern(str(value), case_insensitive=op == "ILIKE").fullmatch(text))
     if op == "IS NOT NULL":
         return True
     raise InvalidArgumentError(f"Invalid comparator {op!r} in a dataset filter")

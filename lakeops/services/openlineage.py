@@ -31,7 +31,7 @@ import pyarrow as pa
 from catalog.tables import DATASET_VERSIONS, LINEAGE_EDGES, OPENLINEAGE_EVENTS
 from lakeops.actor import ActorField
 from lakeops.errors import InvalidArgumentError, NotFoundError
-from lakeops.services.lineage import (
+from lakeops.lineage.edges import (
     LineageEdge,
     NodeKind,
     Relation,

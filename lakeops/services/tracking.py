@@ -37,6 +37,7 @@ from catalog.tables import (
     TableDef,
 )
 from lakeops.actor import ActorField
+from lakeops.datasets.run_io import mlflow_io_rows
 from lakeops.entities import (
     Experiment,
     ExperimentPage,
@@ -71,7 +72,6 @@ from lakeops.search import (
     sort_experiments,
     validate_run_filter,
 )
-from lakeops.services.datasets import mlflow_io_rows
 from lakeops.services.runs_as_of import PastRuns, RunsAsOf, as_of_ms
 from lakeops.stores.epochs import epoch_ints
 from lakeops.stores.iceberg import IcebergStore, Rows
@@ -662,7 +662,7 @@ class TrackingService:
         at_us = self._now_ms() * 1000
 
         def lineage_rows(state: TrackingState) -> Rows:
-            # The same inputs land in the dataset tables and the lineage graph (lakeops/services/datasets.py).
+            # The same inputs land in the dataset tables and the lineage graph (lakeops/datasets/run_io.py).
             return mlflow_io_rows(
                 state, run_id, datasets=datasets, model_inputs=model_ids, actor=self.actor, at_us=at_us
             )

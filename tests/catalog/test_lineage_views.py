@@ -10,9 +10,10 @@ from lakes import make_settings
 
 from catalog import views
 from catalog.tables import DATASET_VERSIONS, LINEAGE_EDGES, VALIDATION_RESULTS
+from lakeops.datasets import DatasetService
+from lakeops.lineage import LineageService
+from lakeops.lineage.edges import LineageEdge
 from lakeops.services.artifacts import ArtifactService
-from lakeops.services.datasets import DatasetService
-from lakeops.services.lineage import LineageEdge, LineageService
 from lakeops.services.tracking import TrackingService
 from lakeops.stores import open_store
 

@@ -14,10 +14,11 @@ from lakes import reopen
 from openlineage_events import ol_event
 
 from catalog.tables import LINEAGE_EDGES, OPENLINEAGE_EVENTS
+from lakeops.datasets import DatasetService
 from lakeops.errors import InvalidArgumentError, NotFoundError
+from lakeops.lineage import LineageService
+from lakeops.lineage.edges import LineageEdge, NodeKind, Relation, lineage_edge_rows
 from lakeops.services.artifacts import ArtifactService
-from lakeops.services.datasets import DatasetService
-from lakeops.services.lineage import LineageEdge, LineageService, NodeKind, Relation, lineage_edge_rows
 from lakeops.services.openlineage import OpenLineageService, validate_run_event
 from lakeops.services.tracking import TrackingService
 from lakeops.stores import IcebergStore

@@ -6,11 +6,11 @@ import polars as pl
 import pytest
 from lakes import reopen
 
+from lakeops.datasets import DatasetService
 from lakeops.errors import DataQualityError, InvalidArgumentError, NotFoundError
 from lakeops.quality.gate import QualityGate
 from lakeops.quality.suites import QualityService
 from lakeops.services.artifacts import ArtifactService
-from lakeops.services.datasets import DatasetService
 from lakeops.services.tracking import TrackingService
 from lakeops.stores import IcebergStore
 

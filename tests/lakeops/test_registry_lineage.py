@@ -5,13 +5,13 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
+from lakeops.datasets import DatasetService
 from lakeops.errors import DataQualityError
+from lakeops.lineage import LineageService
 from lakeops.quality.gate import QualityGate
 from lakeops.quality.suites import QualityService
 from lakeops.registry import RegistryService
 from lakeops.services.artifacts import ArtifactService
-from lakeops.services.datasets import DatasetService
-from lakeops.services.lineage import LineageService
 from lakeops.services.tracking import TrackingService
 from lakeops.stores import IcebergStore
 

@@ -18,10 +18,10 @@ import polars as pl
 import pytest
 from openlineage_events import PRODUCER, ol_event
 
+from lakeops.datasets import DatasetService
 from lakeops.quality.suites import QualityService
 from lakeops.registry import RegistryService
 from lakeops.services.artifacts import ArtifactService
-from lakeops.services.datasets import DatasetService
 from lakeops.services.openlineage import OpenLineageService
 from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings
