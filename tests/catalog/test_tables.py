@@ -51,3 +51,13 @@ def test_tables_hidden_from_user_sql_are_named_alike_in_both_places() -> None:
 
     assert views.HIDDEN_TABLES == tables.SQL_HIDDEN_TABLES
     assert {t.name for t in tables.TABLES} >= tables.SQL_HIDDEN_TABLES
+
+
+def test_every_table_definition_is_in_tables_with_its_own_name_and_code() -> None:
+    # A TableDef left out of TABLES is never created, loaded or committed; a reused code would mix two
+    # tables' records in the write-ahead log.
+    defined = {name: value for name, value in vars(tables).items() if isinstance(value, tables.TableDef)}
+    listed = {t.name for t in tables.TABLES}
+    assert not sorted(name for name, d in defined.items() if d.name not in listed), "add it to catalog.tables.TABLES"
+    assert len(listed) == len(tables.TABLES)
+    assert len({t.code for t in tables.TABLES}) == len(tables.TABLES)
