@@ -29,7 +29,7 @@ import struct
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -284,6 +284,7 @@ class IcebergStore:
         self._checkpoint_thread: threading.Thread | None = None
         self._checkpoint_failed_at = -math.inf  # when writing one last came to nothing (time.monotonic())
         self.started_from_checkpoint: int | None = None  # the run checkpoint start-up read, if any
+        self.renewed_from: int | None = None  # the checkpoint the last one written was built from, if any
         self._load()
         hand_back_memory()
         self._committer: threading.Thread | None = None
@@ -356,18 +357,20 @@ class IcebergStore:
 
     # -- run checkpoints (lakeops/stores/run_checkpoint.py) -------------------------------------
 
-    def _checkpoint_plan(self) -> _CheckpointPlan | None:
-        """The newest run checkpoint and, for each table it covers, the data files appended after it;
-        None when there is none or it cannot be used (a covered snapshot left the history: expired,
-        or the table was made again), and start-up folds the tables in full."""
+    def _checkpoint_plan(self, tables: Mapping[str, Table] | None = None) -> _CheckpointPlan | None:
+        """The newest run checkpoint and, for each table it covers, the data files appended after it
+        up to ``tables``' current snapshots (start-up's tables by default); None when there is none or
+        it cannot be used (a covered snapshot left the history: expired, or the table was made again),
+        and the tables are folded in full."""
         if self._checkpoints is None:
             return None
+        tables = self._tables if tables is None else tables
         checkpoint = run_checkpoint.latest(self._checkpoints)
         if checkpoint is None:
             return None
         delta: dict[str, list[DataFile] | None] = {}
         for name in COVERED:
-            table = self._tables[name]
+            table = tables[name]
             since = checkpoint.snapshots[name]
             if since is None:
                 delta[name] = None  # empty when checkpointed: every row is newer
@@ -417,28 +420,44 @@ class IcebergStore:
         self._checkpoint_thread.start()
 
     def write_run_checkpoint(self) -> int | None:
-        """Fold the runs' tables at their current snapshots into a scratch state and write its columns
-        as a checkpoint (what ``maintain`` does when the newest is old). Returns its number, or None
-        (checkpoints off, too few runs, or rows waiting for their run)."""
+        """Write a checkpoint of the runs' tables at their current snapshots (what ``maintain`` does
+        when the newest is old). Returns its number, or None (checkpoints off, too few runs, or rows
+        waiting for their run).
+
+        Built as start-up builds its state, in a scratch state: from the newest checkpoint and the
+        rows appended after it when it is usable (its columns with the runs changed since merged in,
+        ``TrackingState.run_columns``: O(runs) in Arrow and numpy), else by folding every row.
+        ``renewed_from`` tells which checkpoint it started from (None: the full fold)."""
         if self._checkpoints is None:
             return None
         names = (EXPERIMENT_CHANGES.name, RUN_CHANGES.name, LOGGED_MODEL_CHANGES.name, *COVERED[1:])
         tables = {name: self._reload(name) for name in reversed(names)}  # children first, as in _load
         snapshots = {n: (s.snapshot_id if (s := t.metadata.current_snapshot()) else None) for n, t in tables.items()}
+        plan = self._checkpoint_plan(tables)
         scratch = TrackingState()
         other_tags = TAG_CHANGES.arrow_schema.empty_table()
         with scratch.starting():
             for name in names:
-                if snapshots[name] is None:
+                if plan is not None and name in plan.delta:
+                    if name == RUN_CHANGES.name:
+                        scratch.restore_base(plan.tables)
+                    rows = plan.rows(name, tables[name])
+                    if name == TAG_CHANGES.name:
+                        rows = pa.concat_tables([plan.tables["other_tags"].cast(rows.schema), rows])
+                    rows = _fold(scratch, name, rows) if rows.num_rows else rows
+                elif snapshots[name] is not None:
+                    rows = _fold(scratch, name, tables[name].scan(snapshot_id=snapshots[name]).to_arrow())
+                else:
                     continue
-                rows = _fold(scratch, name, tables[name].scan(snapshot_id=snapshots[name]).to_arrow())
                 if name == TAG_CHANGES.name:
                     other_tags = rows.filter(pc.not_equal(rows.column("entity_type"), "run"))
-        base = scratch.base_alone(COVERED)
-        if base is None or base.size < self.settings.write.run_checkpoint_min_runs:
+        scratch.retry_orphans()
+        columns = scratch.run_columns(COVERED)
+        if columns is None or columns["runs"].num_rows < self.settings.write.run_checkpoint_min_runs:
             return None
+        self.renewed_from = plan.checkpoint.number if plan is not None else None
         return run_checkpoint.write(
-            self._checkpoints, {**base.to_tables(), "other_tags": other_tags}, {n: snapshots[n] for n in COVERED}
+            self._checkpoints, {**columns, "other_tags": other_tags}, {n: snapshots[n] for n in COVERED}
         )
 
     def _backfill_summaries(self) -> None:

@@ -260,6 +260,98 @@ class RunBase:
         base.params, base.tags, base.metrics = entries["params"], entries["tags"], entries["metrics"]
         return base
 
+    def to_tables_with(self, changed: list[RunState]) -> dict[str, pa.Table]:
+        """``to_tables`` with the ``changed`` runs' objects in place of their rows, and the runs the
+        base does not hold after its rows (in the order given): the columns of the state the base and
+        the objects make together, which is what a fold of all the rows gives. Renewing a checkpoint
+        this way copies the base's columns once, spliced with the changed runs' values (made in
+        Python: O(changed runs)), instead of folding every change row again
+        (lakeops/stores/iceberg.py ``write_run_checkpoint``)."""
+        from lakeops.stores.state import RunsUnder  # the state module imports this one
+
+        tables = self.to_tables()
+        if not changed:
+            return tables
+        found = self.find_many([run.run_id for run in changed])
+        in_place = np.flatnonzero(found >= 0)
+        in_place = in_place[np.argsort(found[in_place], kind="stable")]  # by their row
+        replaced = found[in_place]
+        added = np.flatnonzero(found < 0)
+
+        def splice(bounds: np.ndarray, extra_bounds: np.ndarray) -> list[tuple[bool, int, int]]:
+            """(from the changed runs' values?, start, stop) pieces of the result, in order: the base's
+            rows between replaced ones, each replaced run's own, then the added runs'."""
+            pieces, at = [], 0
+            for row, j in zip(replaced.tolist(), in_place.tolist(), strict=True):
+                pieces += [(False, at, int(bounds[row])), (True, int(extra_bounds[j]), int(extra_bounds[j + 1]))]
+                at = int(bounds[row + 1])
+            pieces.append((False, at, int(bounds[-1])))
+            pieces += [(True, int(extra_bounds[j]), int(extra_bounds[j + 1])) for j in added.tolist()]
+            return [piece for piece in pieces if piece[2] > piece[1]]
+
+        def numbers(base: np.ndarray, extra: np.ndarray, pieces: list[tuple[bool, int, int]]) -> np.ndarray:
+            return np.concatenate([base[:0], *[(extra if own else base)[a:b] for own, a, b in pieces]])
+
+        def arrow(base: pa.Array, extra: pa.Array, pieces: list[tuple[bool, int, int]]) -> pa.Array:
+            return pa.concat_arrays(
+                [base.slice(0, 0), *[(extra if own else base).slice(a, b - a) for own, a, b in pieces]]
+            )
+
+        out: dict[str, pa.Table] = {}
+        extra_counts: dict[str, list[int]] = {}
+        for kind in ("params", "tags", "metrics"):
+            entries: Entries = getattr(self, kind)
+            items = [item for run in changed for item in getattr(run, kind).items()]
+            extra_counts[kind] = [len(getattr(run, kind)) for run in changed]
+            pieces = splice(entries.offsets, _offsets_of(np.asarray(extra_counts[kind], dtype=np.int64)))
+            keys = list(entries.keys)
+            code_of = {key: code for code, key in enumerate(keys)}
+            extra_codes = np.array([code_of.setdefault(key, len(code_of)) for key, _value in items], dtype=np.int32)
+            keys.extend(list(code_of)[len(keys) :])
+            codes = numbers(entries.codes, extra_codes, pieces)
+            key = pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), pa.array(keys, pa.string()))
+            if isinstance(entries.values, bytes):
+                points = numbers(
+                    np.frombuffer(entries.values, dtype=LATEST_DTYPE),
+                    np.frombuffer(b"".join(value for _key, value in items), dtype=LATEST_DTYPE),
+                    pieces,
+                )
+                out[kind] = pa.table({"key": key, **{f: pa.array(points[f]) for f in ("timestamp", "value", "step")}})
+            else:
+                values = combined(tables[kind].column("value"))
+                extra_values = pa.array([value for _key, value in items], values.type)
+                out[kind] = pa.table({"key": key, "value": arrow(values, extra_values, pieces)})
+        usual = [type(run.artifact_root) is RunsUnder for run in changed]
+        extra_runs: dict[str, Any] = {
+            "run_id": [run.run_id for run in changed],
+            "run_name": [run.run_name for run in changed],
+            "parent_run_id": [run.parent_run_id for run in changed],
+            "artifact_uri": [None if u else run.artifact_root for run, u in zip(changed, usual, strict=True)],
+            "usual": usual,
+            "start_time": [run.start_time or 0 for run in changed],
+            "start_present": [run.start_time is not None for run in changed],
+            "end_time": [run.end_time or 0 for run in changed],
+            "end_present": [run.end_time is not None for run in changed],
+            "sorted_order": [0] * len(changed),  # made again below, for every row
+            "experiment_id": [run.experiment_id for run in changed],
+            "user_id": [run.user_id for run in changed],
+            "status": [run.status for run in changed],
+            "lifecycle_stage": [run.lifecycle_stage for run in changed],
+            **{f"{kind}_count": counts for kind, counts in extra_counts.items()},
+        }
+        runs = tables["runs"]
+        extra_table = pa.table({name: extra_runs[name] for name in runs.column_names}, schema=runs.schema)
+        # The runs' rows: one take (18 columns spliced piece by piece would cost more).
+        source = np.arange(self.size + len(added), dtype=np.int64)
+        source[replaced] = self.size + in_place
+        source[self.size :] = self.size + added
+        both = pa.concat_tables([runs, extra_table]).unify_dictionaries().combine_chunks().take(pa.array(source))
+        columns = dict(zip(both.column_names, [combined(c) for c in both.columns], strict=True))
+        order = np.argsort(_fixed_width(columns["run_id"]), kind="stable")
+        columns["sorted_order"] = pa.array(order, pa.int64())
+        out["runs"] = pa.table(columns, schema=runs.schema)
+        return out
+
     # -- finding and making runs --------------------------------------------------------------
 
     def run_ids(self) -> np.ndarray:

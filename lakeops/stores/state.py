@@ -235,6 +235,17 @@ class TrackingState:
             return None
         return self.runs.base
 
+    def run_columns(self, tables: Iterable[str]) -> dict[str, pa.Table] | None:
+        """The run columns of the base with the runs made into objects since merged in
+        (``RunBase.to_tables_with``): what a checkpoint of this state holds. None without a base, or
+        while a row of ``tables`` waits for its run (the state is not the whole truth of the rows)."""
+        names = set(tables)
+        if self.runs.base is None or any(t in names for t, _rows in self._orphans):
+            return None
+        base = self.runs.base
+        changed = sorted(self.runs.objects.values(), key=lambda run: run.row)
+        return base.to_tables_with(changed)
+
     def _into_base(self, rows: pa.Table | pa.RecordBatch, kind: str) -> bool:
         return self.takes_into_base(kind) and self._bulk(rows)
 

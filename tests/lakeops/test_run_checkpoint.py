@@ -154,6 +154,37 @@ def test_start_up_from_a_checkpoint_gives_the_state_of_a_full_fold(
     assert ("note", "again-2") in folded["runs"][1][11] and folded["deleted"]  # what was changed is there
 
 
+def test_a_checkpoint_renewed_from_the_last_one_gives_the_state_of_a_full_fold(
+    lake_factory: Callable[..., LakeopsSettings],
+) -> None:
+    """Renewal merges the rows after the newest checkpoint into its columns instead of folding every
+    row again; what it writes must be what a full fold gives, changed runs, new runs and all."""
+    settings = lake_factory(run_checkpoint_min_runs=0)
+    with _open(settings) as store:
+        experiment_id, ids = _write_base(TrackingService(store), 24)
+    with _open(settings):
+        pass
+    first = run_checkpoint.latest(_checkpoints(settings))
+    assert first is not None
+    with _open(settings) as store:
+        t = TrackingService(store)
+        _write_more(t, experiment_id, ids, "1")
+        store.commit()
+        store.maintain(expire=False)  # a compaction between the checkpoint and the renewal
+        _write_more(t, experiment_id, ids, "2")
+        store.commit()
+        renewed = store.write_run_checkpoint()
+        assert renewed is not None and renewed > first.number
+        assert store.renewed_from == first.number  # from the checkpoint, not a full fold
+    with _open(settings) as store:
+        _write_more(TrackingService(store), experiment_id, ids, "3")  # and rows after the renewed one
+    from_checkpoint, folded = _from_checkpoint_and_folded(settings, renewed)
+    for a, b in zip(from_checkpoint["runs"], folded["runs"], strict=True):
+        assert a == b
+    assert from_checkpoint == folded
+    assert len(folded["runs"]) == 27
+
+
 def test_an_unusable_checkpoint_falls_back_to_the_full_fold(lake_factory: Callable[..., LakeopsSettings]) -> None:
     settings = lake_factory(run_checkpoint_min_runs=0)
     with _open(settings) as store:
