@@ -113,6 +113,17 @@ def _write_more(t: TrackingService, experiment_id: str, ids: list[str], tag: str
     )
 
 
+def _checkpointed(settings: LakeopsSettings, runs: int) -> tuple[str, list[str], run_checkpoint.Checkpoint]:
+    """A lake of ``runs`` runs, opened once so that its full fold wrote the first checkpoint."""
+    with _open(settings) as store:
+        experiment_id, ids = _write_base(TrackingService(store), runs)
+    with _open(settings):
+        pass
+    first = run_checkpoint.latest(_checkpoints(settings))
+    assert first is not None
+    return experiment_id, ids, first
+
+
 def _open(settings: LakeopsSettings) -> IcebergStore:
     return open_store(settings, start_committer=False)
 
@@ -160,12 +171,7 @@ def test_a_checkpoint_renewed_from_the_last_one_gives_the_state_of_a_full_fold(
     """Renewal merges the rows after the newest checkpoint into its columns instead of folding every
     row again; what it writes must be what a full fold gives, changed runs, new runs and all."""
     settings = lake_factory(run_checkpoint_min_runs=0)
-    with _open(settings) as store:
-        experiment_id, ids = _write_base(TrackingService(store), 24)
-    with _open(settings):
-        pass
-    first = run_checkpoint.latest(_checkpoints(settings))
-    assert first is not None
+    experiment_id, ids, first = _checkpointed(settings, 24)
     with _open(settings) as store:
         t = TrackingService(store)
         _write_more(t, experiment_id, ids, "1")
@@ -211,12 +217,7 @@ def test_maintenance_keeps_a_checkpoint_usable_across_snapshot_expiry(
     """Expiry keeps the snapshots a checkpoint needs while they are few; beyond that, maintenance
     writes a new checkpoint first. Either way the next start-up reads a checkpoint, not every row."""
     settings = lake_factory(run_checkpoint_min_runs=0, snapshot_retention_s=0, max_snapshots=1)
-    with _open(settings) as store:
-        experiment_id, ids = _write_base(TrackingService(store), 12)
-    with _open(settings):
-        pass
-    first = run_checkpoint.latest(_checkpoints(settings))
-    assert first is not None
+    experiment_id, ids, first = _checkpointed(settings, 12)
     with _open(settings) as store:
         t = TrackingService(store)
         _write_more(t, experiment_id, ids, "1")
