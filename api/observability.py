@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Iterable
 
+import pyarrow as pa
 from fastapi import APIRouter, Request, Response
 from fastapi.routing import iter_route_contexts
 from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, generate_latest
@@ -74,6 +75,12 @@ class _StoreCollector(Collector):
         yield GaugeMetricFamily("lakeops_queued_rows", "Acknowledged rows not yet committed.", value=status.queued_rows)
         yield GaugeMetricFamily("lakeops_wal_bytes", "Bytes of the write-ahead log on disk.", value=status.wal_bytes)
         yield CounterMetricFamily("lakeops_commits", "Commit rounds that landed rows.", value=c.commits_total)
+        pool = pa.default_memory_pool()
+        arrow = GaugeMetricFamily(
+            "lakeops_arrow_allocated_bytes", "Bytes Arrow's memory pool holds for live buffers.", labels=["pool"]
+        )
+        arrow.add_metric([pool.backend_name], pool.bytes_allocated())
+        yield arrow
         yield CounterMetricFamily(
             "lakeops_commit_failures",
             "Commit rounds that failed (their rows are retried).",

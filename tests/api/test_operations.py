@@ -152,8 +152,11 @@ def test_metrics_expose_store_figures_and_latency_by_route_template(scraped: tup
         "lakeops_commits_total",
         "lakeops_commit_failures_total",
         "process_cpu_seconds_total",
+        "lakeops_arrow_allocated_bytes",
     ):
         assert _value(families, name) >= 0
+    # `lakeops serve` allocates Arrow buffers from jemalloc (lakeops/cli.py), not pyarrow's default
+    assert [labels["pool"] for _n, labels, _v in families["lakeops_arrow_allocated_bytes"]] == ["jemalloc"]
     latency = families["lakeops_http_request_duration_seconds"]
     routes = {(labels["method"], labels["route"], labels["status"]) for _n, labels, _v in latency if "route" in labels}
     assert ("POST", "/api/2.0/mlflow/runs/log-metric", "200") in routes
