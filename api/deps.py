@@ -22,11 +22,11 @@ from lakeops.services.iceberg_rest import IcebergCatalogService
 from lakeops.services.openlineage import OpenLineageService
 from lakeops.services.queries import SavedQueryService
 from lakeops.services.traces import TraceService
-from lakeops.services.tracking import TrackingService
 from lakeops.services.webhooks import WebhookService
 from lakeops.services.workspaces import WorkspaceService
 from lakeops.settings import LakeopsSettings
 from lakeops.sql import SqlEngine
+from lakeops.tracking import TrackingService
 
 
 def _from_state(name: str) -> Callable[[Request], Any]:

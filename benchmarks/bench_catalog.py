@@ -158,7 +158,6 @@ def ack_latency(log: str, storage: str, acks: int, work: Path, server: SeaweedSe
     """p50/p99 of one acknowledged ``log_batch`` with the ``log`` write-ahead log on ``storage``."""
     from pydantic import SecretStr
 
-    from lakeops.services.tracking import TrackingService
     from lakeops.settings import (
         LakeopsSettings,
         LocalStorageConfig,
@@ -167,6 +166,7 @@ def ack_latency(log: str, storage: str, acks: int, work: Path, server: SeaweedSe
         WriteConfig,
     )
     from lakeops.stores import open_store
+    from lakeops.tracking import TrackingService
 
     home = work / f"ack-{uuid.uuid4().hex[:8]}"
     write = WriteConfig(log=log, log_name="bench", commit_interval_s=0.5, maintain_every_commits=0)  # type: ignore[arg-type]

@@ -27,9 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings, LocalStorageConfig, S3StorageConfig, SqlCatalogConfig, WriteConfig
 from lakeops.stores import open_store
+from lakeops.tracking import TrackingService
 
 TESTS_DIR = Path(__file__).resolve().parent.parent / "tests"
 QUERY = "SELECT run_name, status FROM runs ORDER BY run_name LIMIT 3"

@@ -52,9 +52,9 @@ from bench_scale import MLFLOW, backend, build_lake, lakeops_server, wait_idle  
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
 from lakeops.lake import Lake  # noqa: E402
-from lakeops.services.tracking import TrackingService  # noqa: E402
 from lakeops.settings import LakeopsSettings, LocalStorageConfig, SqlCatalogConfig  # noqa: E402
 from lakeops.stores import open_store  # noqa: E402
+from lakeops.tracking import TrackingService  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -76,9 +76,9 @@ from pydantic import SecretStr
 
 from catalog.tables import PARAMS, RUN_CHANGES, TAG_CHANGES, TableDef
 from lakeops.entities import LifecycleStage, RunStatus
-from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings, LocalStorageConfig, S3StorageConfig, SqlCatalogConfig
 from lakeops.stores import open_store
+from lakeops.tracking import TrackingService
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))

@@ -34,10 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_scale import METRIC_KEYS, SEARCH_FILTER, SEARCH_ORDER, _run_rows
 
 from catalog.tables import METRIC_LATEST, PARAMS, RUN_CHANGES, TAG_CHANGES
-from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings, LocalStorageConfig, SqlCatalogConfig
 from lakeops.stores import open_store
 from lakeops.stores.iceberg import hand_back_memory
+from lakeops.tracking import TrackingService
 
 CHUNK = 10_000
 

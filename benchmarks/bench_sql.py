@@ -39,10 +39,10 @@ import pyarrow.parquet as pq
 
 from catalog.connection import open_catalog
 from catalog.tables import METRICS, PARAMS, RUN_CHANGES
-from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings, LocalStorageConfig, SqlCatalogConfig, SqlConfig, WriteConfig
 from lakeops.sql import SqlEngine
 from lakeops.stores import open_store
+from lakeops.tracking import TrackingService
 
 KEYS = ("m0", "m1", "m2", "m3", "m4")
 STEPS = 200

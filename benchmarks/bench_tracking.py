@@ -42,9 +42,9 @@ import pyarrow.compute as pc
 from pydantic import SecretStr
 from pyiceberg.expressions import And, EqualTo
 
-from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings, LocalStorageConfig, S3StorageConfig, SqlCatalogConfig, WriteConfig
 from lakeops.stores import IcebergStore, open_store
+from lakeops.tracking import TrackingService
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS_DIR = ROOT / "tests"

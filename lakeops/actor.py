@@ -8,12 +8,21 @@ of the request (a ``ContextVar``, so each request and each of its worker threads
 
 from __future__ import annotations
 
+import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
 _current: ContextVar[str | None] = ContextVar("lakeops_actor", default=None)
+
+
+def default_actor() -> str:
+    """Who changes are recorded as when nobody is named: the OS user, as MLflow's ``user_id``."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 def current_user() -> str | None:

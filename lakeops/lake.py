@@ -13,11 +13,11 @@ fails for a property missing from that list.
 
 from __future__ import annotations
 
-import getpass
 from functools import cached_property
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from lakeops.actor import default_actor
 from lakeops.settings import LakeopsSettings
 from lakeops.stores import IcebergStore, open_store
 
@@ -37,18 +37,10 @@ if TYPE_CHECKING:
     from lakeops.services.openlineage import OpenLineageService
     from lakeops.services.queries import SavedQueryService
     from lakeops.services.traces import TraceService
-    from lakeops.services.tracking import TrackingService
     from lakeops.services.webhooks import WebhookService
     from lakeops.services.workspaces import WorkspaceService
     from lakeops.sql import SqlEngine
-
-
-def default_actor() -> str:
-    """Who changes are recorded as when nobody is named: the OS user, as MLflow's ``user_id``."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
+    from lakeops.tracking import TrackingService
 
 
 class Lake:
@@ -111,7 +103,7 @@ class Lake:
 
     @cached_property
     def tracking(self) -> TrackingService:
-        from lakeops.services.tracking import TrackingService
+        from lakeops.tracking import TrackingService
 
         return TrackingService(self.store, actor=self.actor, sql=lambda: self.sql)
 

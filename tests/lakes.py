@@ -16,7 +16,6 @@ from pyiceberg.io import load_file_io
 from s3server import S3Target
 
 from catalog.tables import TABLES
-from lakeops.services.tracking import TrackingService
 from lakeops.settings import (
     LakeopsSettings,
     LocalStorageConfig,
@@ -27,6 +26,7 @@ from lakeops.settings import (
     WriteConfig,
 )
 from lakeops.stores import IcebergStore, open_store
+from lakeops.tracking import TrackingService
 
 
 def make_settings(kind: str, home: Path, s3: S3Target | None, **write: Any) -> LakeopsSettings:

@@ -29,7 +29,7 @@ from lakeops.datasets import DatasetService
 from lakeops.errors import InvalidArgumentError, LakeopsError
 from lakeops.registry import RegistryService
 from lakeops.services.artifacts import ArtifactService, validate_artifact_path
-from lakeops.services.tracking import TrackingService
+from lakeops.tracking import TrackingService
 
 if TYPE_CHECKING:
     # graphql-core is imported when the first GraphQL request is served (``_execute``), not with the app:

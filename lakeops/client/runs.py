@@ -24,7 +24,7 @@ from lakeops.errors import InvalidArgumentError, LakeopsError
 if TYPE_CHECKING:
     from lakeops.client.client import Client
 
-# The same rules as lakeops.services.tracking.validate_key, checked here so that a bad key fails
+# The same rules as lakeops.tracking.validation.validate_key, checked here so that a bad key fails
 # in the training loop at once instead of refusing a whole batch later (that module imports
 # pyiceberg, which the HTTP client must not).
 MAX_KEY_LENGTH = 250

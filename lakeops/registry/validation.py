@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from lakeops.errors import InvalidArgumentError
-from lakeops.services.tracking import MAX_TAG_VALUE_LENGTH, validate_key
+from lakeops.tracking.validation import MAX_TAG_VALUE_LENGTH, validate_key
 
 MAX_MODEL_NAME_LENGTH = 256
 MAX_ALIAS_LENGTH = 255

@@ -23,10 +23,10 @@ from lakeops.registry.validation import (
     validate_model_name,
     validate_tags,
 )
-from lakeops.services.tracking import validate_key
 from lakeops.stores.iceberg import Rows
 from lakeops.stores.registry_state import ModelRecord, RegistryState, VersionRecord
 from lakeops.stores.state import TrackingState
+from lakeops.tracking.validation import validate_key
 
 
 class VersionsMixin(RegistryCore):

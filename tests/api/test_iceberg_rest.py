@@ -22,9 +22,9 @@ from s3server import S3Target
 from serve_process import ServeProcess
 
 from catalog.tables import SQL_HIDDEN_TABLES, TABLES
-from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings, LocalStorageConfig, S3StorageConfig, SqlCatalogConfig
 from lakeops.stores import open_store
+from lakeops.tracking import TrackingService
 
 pytestmark = pytest.mark.api
 

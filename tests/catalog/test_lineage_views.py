@@ -14,8 +14,8 @@ from lakeops.datasets import DatasetService
 from lakeops.lineage import LineageService
 from lakeops.lineage.edges import LineageEdge
 from lakeops.services.artifacts import ArtifactService
-from lakeops.services.tracking import TrackingService
 from lakeops.stores import open_store
+from lakeops.tracking import TrackingService
 
 VIEWS = Path(__file__).parents[2] / "catalog" / "views"
 

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from lakes import EmptyLakes, make_settings
 
-from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings
 from lakeops.stores import IcebergStore, open_store
+from lakeops.tracking import TrackingService
 
 # Marked in the params, so `-m "not s3"` deselects them at collection (a marker applied inside
 # the fixture comes too late for -m).

@@ -7,9 +7,9 @@ import pytest
 from lakeops.errors import InvalidArgumentError, NotFoundError
 from lakeops.registry import RegistryService
 from lakeops.services.comments import CommentService, mentions_in
-from lakeops.services.tracking import TrackingService
 from lakeops.sql import SqlEngine
 from lakeops.stores import IcebergStore, open_store
+from lakeops.tracking import TrackingService
 
 
 def test_mentions_are_found_once_and_emails_are_not_mentions() -> None:

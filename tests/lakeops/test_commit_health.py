@@ -6,9 +6,9 @@ import sqlite3
 
 import pytest
 
-from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings
 from lakeops.stores import open_store
+from lakeops.tracking import TrackingService
 
 
 @pytest.mark.parametrize("backend", ["file"], indirect=True)

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from lakes import settings_json
 
-from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings
 from lakeops.stores import open_store
+from lakeops.tracking import TrackingService
 
 WRITER = Path(__file__).parent / "procs" / "writer.py"
 BATCH = 10

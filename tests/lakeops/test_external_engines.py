@@ -9,10 +9,10 @@ from urllib.parse import urlparse
 import duckdb
 from pyiceberg.catalog import load_catalog
 
-from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings
 from lakeops.sql import SqlEngine
 from lakeops.stores import IcebergStore
+from lakeops.tracking import TrackingService
 
 
 def plain_duckdb(extension_dir: Path) -> duckdb.DuckDBPyConnection:

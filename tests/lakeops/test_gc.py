@@ -24,9 +24,9 @@ from lakeops.errors import NotFoundError
 from lakeops.services.artifacts import ArtifactService
 from lakeops.services.checkpoints import CheckpointService
 from lakeops.services.gc import GarbageCollector
-from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings
 from lakeops.stores import IcebergStore, open_store
+from lakeops.tracking import TrackingService
 
 KINDS = [pytest.param("file", id="file"), pytest.param("s3", id="s3", marks=pytest.mark.s3)]
 

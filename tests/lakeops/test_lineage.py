@@ -20,8 +20,8 @@ from lakeops.lineage import LineageService
 from lakeops.lineage.edges import LineageEdge, NodeKind, Relation, lineage_edge_rows
 from lakeops.services.artifacts import ArtifactService
 from lakeops.services.openlineage import OpenLineageService, validate_run_event
-from lakeops.services.tracking import TrackingService
 from lakeops.stores import IcebergStore
+from lakeops.tracking import TrackingService
 
 
 class Clock:

@@ -9,8 +9,8 @@ import sys
 import pytest
 from lakes import reopen, settings_json
 
-from lakeops.services.tracking import TrackingService
 from lakeops.stores import IcebergStore
+from lakeops.tracking import TrackingService
 
 
 def _data_files(store: IcebergStore, name: str) -> int:

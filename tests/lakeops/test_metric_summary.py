@@ -12,10 +12,10 @@ import math
 import pytest
 
 from catalog.tables import METRIC_LATEST, METRICS
-from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings
 from lakeops.sql import SqlEngine
 from lakeops.stores import IcebergStore, open_store
+from lakeops.tracking import TrackingService
 
 pytestmark = pytest.mark.parametrize("backend", ["file", "s3"], indirect=True)
 

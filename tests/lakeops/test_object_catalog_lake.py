@@ -18,10 +18,10 @@ from pydantic import SecretStr
 
 from lakeops import cli
 from lakeops.errors import BackendUnavailableError
-from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings, LocalStorageConfig, ObjectCatalogConfig, S3StorageConfig
 from lakeops.sql import SqlEngine
 from lakeops.stores import open_store
+from lakeops.tracking import TrackingService
 
 OBJECT_KINDS = [pytest.param("file-object", id="file"), pytest.param("s3-object", id="s3", marks=pytest.mark.s3)]
 

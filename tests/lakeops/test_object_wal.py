@@ -27,9 +27,9 @@ from serve_process import ServeProcess
 
 from catalog.versions import Versions, VersionStore, open_version_store
 from lakeops.object_wal import LEASE_DIR, WAL_DIR, LogFencedError, ObjectWriteAheadLog
-from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings, LocalStorageConfig
 from lakeops.stores import open_store
+from lakeops.tracking import TrackingService
 
 WRITER = Path(__file__).parent / "procs" / "writer.py"
 BATCH = 10

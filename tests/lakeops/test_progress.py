@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from catalog.tables import TABLES
-from lakeops.services.tracking import TrackingService
 from lakeops.stores import IcebergStore
+from lakeops.tracking import TrackingService
 
 
 def _maintain(store: IcebergStore, *flags: str) -> subprocess.CompletedProcess[str]:

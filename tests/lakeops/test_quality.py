@@ -11,8 +11,8 @@ from lakeops.errors import DataQualityError, InvalidArgumentError, NotFoundError
 from lakeops.quality.gate import QualityGate
 from lakeops.quality.suites import QualityService
 from lakeops.services.artifacts import ArtifactService
-from lakeops.services.tracking import TrackingService
 from lakeops.stores import IcebergStore
+from lakeops.tracking import TrackingService
 
 SUITE = [
     {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "age"}},

@@ -9,8 +9,8 @@ from lakes import reopen
 
 from lakeops.errors import AlreadyExistsError, DataQualityError, InvalidArgumentError, NotFoundError
 from lakeops.registry import AliasGate, RegistryService
-from lakeops.services.tracking import TrackingService
 from lakeops.stores import IcebergStore, open_store
+from lakeops.tracking import TrackingService
 
 
 class Clock:

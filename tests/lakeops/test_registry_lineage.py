@@ -12,8 +12,8 @@ from lakeops.quality.gate import QualityGate
 from lakeops.quality.suites import QualityService
 from lakeops.registry import RegistryService
 from lakeops.services.artifacts import ArtifactService
-from lakeops.services.tracking import TrackingService
 from lakeops.stores import IcebergStore
+from lakeops.tracking import TrackingService
 
 SUITE = [{"type": "expect_column_values_to_be_between", "kwargs": {"column": "age", "min_value": 0, "max_value": 120}}]
 

@@ -16,9 +16,9 @@ import pytest
 
 from lakeops.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
 from lakeops.registry import RegistryService
-from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings
 from lakeops.stores import IcebergStore, open_store
+from lakeops.tracking import TrackingService
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from catalog.versions import open_version_store
-from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings
 from lakeops.stores import IcebergStore, open_store, run_checkpoint
+from lakeops.tracking import TrackingService
 
 pytestmark = pytest.mark.slow
 

@@ -7,10 +7,10 @@ from lakes import reopen
 
 from lakeops.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
 from lakeops.services.queries import SavedQueryService
-from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings
 from lakeops.sql import SqlEngine
 from lakeops.stores import IcebergStore
+from lakeops.tracking import TrackingService
 
 
 def test_saved_queries_persist_run_and_keep_their_history(

@@ -14,8 +14,8 @@ from lakes import reopen
 
 from lakeops.entities import Run, RunStatus, ViewType
 from lakeops.errors import InvalidArgumentError
-from lakeops.services.tracking import TrackingService
 from lakeops.stores import IcebergStore
+from lakeops.tracking import TrackingService
 
 N_RUNS = 240
 

@@ -23,9 +23,9 @@ from pyiceberg.types import StringType
 
 from catalog.tables import METRIC_BUCKETS, SPANS, TAG_CHANGES, TRACE_INFO_CHANGES, TRACE_TAG_CHANGES
 from lakeops.services.traces import SpanBatch, SpanRow, TraceService
-from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings
 from lakeops.stores import IcebergStore, open_store
+from lakeops.tracking import TrackingService
 
 BASE_NS = 1_700_000_000_000_000_000
 SPAN_WRITER = Path(__file__).parent / "procs" / "span_writer.py"

@@ -16,10 +16,10 @@ import pytest
 
 from lakeops.entities import ViewType
 from lakeops.errors import InvalidArgumentError
-from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings, SqlConfig
 from lakeops.sql import SqlEngine, check_statement, is_truncated
 from lakeops.stores import IcebergStore, open_store
+from lakeops.tracking import TrackingService
 
 
 def _sweep(tracking: TrackingService, seed: int = 7) -> dict[str, list[str]]:

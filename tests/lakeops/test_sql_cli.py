@@ -14,9 +14,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings
 from lakeops.stores import open_store
+from lakeops.tracking import TrackingService
 
 
 def _env(settings: LakeopsSettings) -> dict[str, str]:

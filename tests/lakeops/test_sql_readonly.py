@@ -13,10 +13,10 @@ from catalog import views
 from catalog.connection import open_catalog
 from catalog.tables import SAVED_QUERY_CHANGES, TABLES
 from lakeops.errors import BackendUnavailableError, InvalidArgumentError
-from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings
 from lakeops.sql import SqlEngine
 from lakeops.stores import open_store
+from lakeops.tracking import TrackingService
 
 
 def _metadata_locations(settings: LakeopsSettings) -> dict[str, str]:

@@ -23,10 +23,10 @@ from lakeops.quality.suites import QualityService
 from lakeops.registry import RegistryService
 from lakeops.services.artifacts import ArtifactService
 from lakeops.services.openlineage import OpenLineageService
-from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings
 from lakeops.sql import SqlEngine
 from lakeops.stores import IcebergStore
+from lakeops.tracking import TrackingService
 
 
 class Clock:

@@ -9,8 +9,8 @@ import pytest
 
 from lakeops.errors import InvalidArgumentError
 from lakeops.services.traces import TraceInfo, TraceService
-from lakeops.services.tracking import TrackingService
 from lakeops.stores import IcebergStore
+from lakeops.tracking import TrackingService
 
 BASE_MS = 1_700_000_000_000
 NAMES = ["alpha", "Beta", "beta", "gamma"]

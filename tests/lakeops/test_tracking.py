@@ -9,8 +9,8 @@ from lakes import reopen
 
 from lakeops.entities import LifecycleStage, RunStatus, ViewType
 from lakeops.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
-from lakeops.services.tracking import TrackingService
 from lakeops.stores import IcebergStore
+from lakeops.tracking import TrackingService
 
 
 def test_experiments_lifecycle(store: IcebergStore, tracking: TrackingService) -> None:

@@ -11,10 +11,10 @@ from serve_process import settings_env
 from lakeops.cli import main
 from lakeops.errors import AlreadyExistsError, ConflictError, InvalidArgumentError, NotFoundError
 from lakeops.services.auth import AuthService
-from lakeops.services.tracking import TrackingService
 from lakeops.services.workspaces import WorkspaceService
 from lakeops.settings import AuthConfig, LakeopsSettings
 from lakeops.stores import open_store
+from lakeops.tracking import TrackingService
 
 CONFIG = AuthConfig(enabled=True, default_permission="READ")
 

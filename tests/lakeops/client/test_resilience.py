@@ -16,9 +16,9 @@ from serve_process import ServeProcess, child_env
 
 import lakeops
 from lakeops.errors import BackendUnavailableError
-from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings
 from lakeops.stores import open_store
+from lakeops.tracking import TrackingService
 
 pytestmark = pytest.mark.api
 

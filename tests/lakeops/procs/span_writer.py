@@ -14,9 +14,9 @@ import sys
 import time
 
 from lakeops.services.traces import SpanBatch, SpanRow, TraceService
-from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings
 from lakeops.stores import open_store
+from lakeops.tracking import TrackingService
 
 TRACES, SPANS = 10, 3
 

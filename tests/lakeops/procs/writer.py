@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import sys
 
-from lakeops.services.tracking import TrackingService
 from lakeops.settings import LakeopsSettings
 from lakeops.stores import open_store
+from lakeops.tracking import TrackingService
 
 
 def main() -> None:
