@@ -71,8 +71,12 @@ class VersionStore(Protocol):
         """The object's bytes; None if there is none."""
         ...
 
-    def create(self, key: str, data: bytes) -> bool:
-        """Create the object unless it exists: True if created, False if it was already there."""
+    def create(self, key: str, data: bytes, *, contended: bool = True) -> bool:
+        """Create the object unless it exists: True if created, False if it was already there.
+
+        ``contended``: other writers may create the same key (a catalog pointer's next version); False
+        for keys only their owner writes (a log segment of the lease holder), which spares S3 a check.
+        """
         ...
 
     def delete(self, keys: Iterable[str]) -> None:
@@ -109,8 +113,9 @@ class LocalVersionStore:
         except FileNotFoundError:
             return None
 
-    def create(self, key: str, data: bytes) -> bool:
-        """Write ``data`` to a temporary file, fsync it, and link it to ``key`` unless that exists."""
+    def create(self, key: str, data: bytes, *, contended: bool = True) -> bool:  # noqa: ARG002 (the protocol's)
+        """Write ``data`` to a temporary file, fsync it, and link it to ``key`` unless that exists
+        (``link`` decides alone, contended or not)."""
         path = self._root / key
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
@@ -182,7 +187,7 @@ class S3VersionStore:
             response.close()
             response.release_conn()
 
-    def create(self, key: str, data: bytes) -> bool:
+    def create(self, key: str, data: bytes, *, contended: bool = True) -> bool:
         """``PUT`` with ``If-None-Match: *``; True only if the object now holds ``data``.
 
         A 412 (or 409, a concurrent conditional write) means the key exists, but it may be *ours*:
@@ -192,11 +197,11 @@ class S3VersionStore:
         ours: a refusal of our own write counts as created (a commit or a log segment that landed is
         never reported lost, and then written twice), and a success whose object holds other bytes
         (a store whose conditional write was overtaken) counts as refused, so the caller retries on
-        top of what is stored instead of acknowledging a write that is not there.
+        top of what is stored instead of acknowledging a write that is not there. That check after a
+        success costs a request, and is made only for ``contended`` keys.
         """
         from minio.error import S3Error
 
-        digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
         try:
             # minio's public put_object turns unknown headers into x-amz-meta-*; _put_object is the
             # plain PutObject call (as objects.py uses minio's multipart internals).
@@ -208,12 +213,12 @@ class S3VersionStore:
             )
         except S3Error as exc:
             if exc.code in ("PreconditionFailed", "ConditionalRequestConflict") or exc.response.status in (409, 412):
-                return self._holds(key, digest)
+                return self._holds(key, data)
             raise VersionStoreError(f"cannot write {self.root}/{key}: {exc.code}") from exc
-        return self._holds(key, digest)
+        return self._holds(key, data) if contended else True
 
-    def _holds(self, key: str, digest: str) -> bool:
-        """The object at ``key`` has the MD5 ``digest``."""
+    def _holds(self, key: str, data: bytes) -> bool:
+        """The object at ``key`` holds ``data`` (its ETag is their MD5)."""
         from minio.error import S3Error
 
         try:
@@ -222,7 +227,7 @@ class S3VersionStore:
             if exc.code in ("NoSuchKey", "NoSuchObject"):
                 return False
             raise VersionStoreError(f"cannot read {self.root}/{key}: {exc.code}") from exc
-        return str(stat.etag or "").strip('"') == digest
+        return str(stat.etag or "").strip('"') == hashlib.md5(data, usedforsecurity=False).hexdigest()
 
     def delete(self, keys: Iterable[str]) -> None:
         """Remove objects in one batch request."""

@@ -297,7 +297,7 @@ class ObjectWriteAheadLog:
             body = b"".join(records)
             try:
                 self.check_writable()
-                created = self.store.create(key, body)
+                created = self.store.create(key, body, contended=False)  # only the lease holder writes here
             except LogFencedError:
                 self._put_back(records, first)
                 raise

@@ -147,7 +147,7 @@ def write(
         sink = io.BytesIO()
         with pa.ipc.new_file(sink, table.schema, options=pa.ipc.IpcWriteOptions(compression=compression)) as writer:
             writer.write_table(table)
-        if not store.create(f"{prefix}/{parts}/{part}.arrow", sink.getvalue()):
+        if not store.create(f"{prefix}/{parts}/{part}.arrow", sink.getvalue(), contended=False):  # our folder
             return None
     manifest = {
         "format": FORMAT,

@@ -144,6 +144,10 @@ def test_a_repeated_create_of_our_own_bytes_counts_as_created(s3_server: S3Targe
     assert store.create("wal/w1/0001.log", b"segment one")  # the retry: ours, not another writer's
     assert not store.create("wal/w1/0001.log", b"segment from another writer")
     assert store.get("wal/w1/0001.log") == b"segment one"
+    # an uncontended key (a log segment only its writer writes) skips the check after a success, not the one after a refusal
+    assert store.create("wal/w1/0002.log", b"segment two", contended=False)
+    assert store.create("wal/w1/0002.log", b"segment two", contended=False)
+    assert not store.create("wal/w1/0002.log", b"segment from another writer", contended=False)
 
 
 def test_a_commit_on_a_stale_table_fails_and_succeeds_after_reload(catalog: Catalog) -> None:
